@@ -1,1 +1,25 @@
-//! placeholder
+//! Sans-io core of Liên Thông: what an entry is, how it is signed and
+//! verified, and what a valid alert looks like.
+//!
+//! This crate never touches a socket, a disk or the clock: time is always a
+//! parameter. Everything here is a plain function over data, so it is
+//! tested exhaustively (table-driven and property tests).
+//!
+//! - [`entry`]: envelope format, signing under the domain tag, entry ids
+//!   (RFC 6962 leaf hashes) and [`entry::VerifiedEntry`], the type that proves
+//!   a signature was checked.
+//! - [`alert`]: validation and normalisation of submitted alerts, with errors
+//!   that name the field and the fix.
+//! - [`terms`]: the search terms an entry is indexed under.
+//! - [`text`]: Vietnamese folding so "hang gia" finds "Hàng giả".
+//! - [`keys`]: member signing keys as PKCS#8 PEM.
+//! - [`provinces`]: the 34 province codes.
+
+pub mod alert;
+pub mod entry;
+pub mod keys;
+pub mod provinces;
+pub mod terms;
+pub mod text;
+
+pub use lienthong_proto::v1 as proto;
