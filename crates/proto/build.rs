@@ -1,6 +1,6 @@
 //! Compiles proto/ with protox (a pure-Rust protobuf compiler), so building
-//! needs no system `protoc`, and writes the descriptor set used by gRPC
-//! server reflection.
+//! needs no system `protoc`; writes the descriptor set used by gRPC server
+//! reflection and the proto3 JSON (serde) implementations.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("lienthong_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    let descriptor = prost::Message::encode_to_vec(&fds);
+    std::fs::write(out.join("lienthong_descriptor.bin"), &descriptor)?;
+    // Proto3 JSON mapping (camelCase names, enum names as strings), so
+    // people can write alerts as JSON files for the CLI.
+    pbjson_build::Builder::new().register_descriptors(&descriptor)?.build(&[".lienthong.v1"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -10,6 +10,7 @@
 /// Messages and services of `lienthong.v1`.
 pub mod v1 {
     tonic::include_proto!("lienthong.v1");
+    include!(concat!(env!("OUT_DIR"), "/lienthong.v1.serde.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of every file in `proto/`, for gRPC server

@@ -1,1 +1,57 @@
-//! placeholder
+//! Durable storage of one Liên Thông node, on sled.
+//!
+//! The store holds this member's own feed (entries, Merkle hashes, signed
+//! checkpoints), the search indexes, and the node-local order in which
+//! entries were stored (the *cursor*). It never decides what is valid: it
+//! accepts only [`lienthong_core::entry::VerifiedEntry`] values it signed
+//! itself, and it never serves anything that is not yet durable.
+//!
+//! # Write path (the [`writer::Writer`] thread, the only writer)
+//!
+//! 1. Wait for submissions; take every one queued (up to `max_batch`): this
+//!    is the group.
+//! 2. For each, look up its reference: a known reference is answered with
+//!    the first entry (`duplicate = true`) and takes no index.
+//! 3. Assign feed indexes and cursors in order; set `created_unix_ms` from
+//!    the clock, never below the previous entry's.
+//! 4. Sign every body (in parallel for large groups). Signing holds no lock
+//!    that readers need.
+//! 5. Compute the RFC 6962 stored hashes of the new leaves; if a checkpoint
+//!    is due, compute the new root and sign the checkpoint.
+//! 6. Write entries, ids, feed positions, hashes, references, index terms,
+//!    counters and the checkpoint in **one** atomic sled batch.
+//! 7. `Db::flush()`, then `fsync` the data file (sled's flush uses
+//!    `sync_file_range`, which does not survive power loss).
+//! 8. Only now publish the new durable sizes (readers filter on them) and
+//!    the checkpoint, and answer every submission of the group.
+//!
+//! If step 6 or 7 fails the store is marked failed: everything after is
+//! refused until the node restarts, because sled's memory may then hold
+//! writes the disk does not.
+//!
+//! # Key layout (one sled tree, so a batch is atomic)
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `M` | name | meta value |
+//! | `E` | cursor u64 BE | record: version, verification, stored time, envelope |
+//! | `I` | entry id (32) | cursor |
+//! | `F` | own feed index u64 BE | cursor |
+//! | `H` | stored-hash index u64 BE | hash (32) |
+//! | `R` | reference | cursor |
+//! | `T` | term length u16 BE, term, cursor | empty |
+//! | `C` | tree size u64 BE | signed checkpoint note |
+
+mod error;
+mod keys;
+mod read;
+mod store;
+pub mod writer;
+
+pub use error::StoreError;
+pub use read::{Page, Query, StoredEntry, Verification};
+pub use store::{CheckpointRecord, Durable, OpenOptions, Store};
+pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
+
+/// Version of the on-disk layout written by this code.
+pub const STORE_FORMAT: u32 = 1;

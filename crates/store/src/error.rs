@@ -1,0 +1,54 @@
+use std::path::PathBuf;
+
+/// What can go wrong in the store. Messages say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store does not belong to the configured member, or was written
+    /// by an incompatible version.
+    #[error("the store in {dir} {problem}")]
+    Mismatch {
+        /// Store directory.
+        dir: PathBuf,
+        /// What does not match and what to do.
+        problem: String,
+    },
+    /// The feed on disk does not match what this node already signed.
+    #[error("store integrity check failed: {0}")]
+    Integrity(String),
+    /// A record could not be decoded.
+    #[error("corrupt record {key}: {detail}; run `lienthong store verify` and restore from a backup or from peers")]
+    Corrupt {
+        /// Which key.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An earlier write failed; the store refuses further writes.
+    #[error("the store stopped accepting writes after an earlier failure ({0}); restart the node after fixing the cause (disk full? permissions?)")]
+    Failed(String),
+    /// The writer thread is gone (the node is shutting down).
+    #[error("the node is shutting down")]
+    Closed,
+    /// A proof or range was asked for outside what is checkpointed.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Merkle computation failed (missing hashes).
+    #[error("merkle log: {0}")]
+    Log(#[from] lienthong_log::LogError),
+    /// Signing a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] lienthong_log::CheckpointError),
+}

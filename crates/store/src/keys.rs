@@ -1,0 +1,50 @@
+//! Encoding of sled keys (see the table in the crate docs).
+
+pub const META: u8 = b'M';
+pub const ENTRY: u8 = b'E';
+pub const ID: u8 = b'I';
+pub const FEED: u8 = b'F';
+pub const HASH: u8 = b'H';
+pub const REFERENCE: u8 = b'R';
+pub const TERM: u8 = b'T';
+pub const CHECKPOINT: u8 = b'C';
+
+pub fn with_u64(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub fn with_bytes(prefix: u8, b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + b.len());
+    k.push(prefix);
+    k.extend_from_slice(b);
+    k
+}
+
+pub fn meta(name: &str) -> Vec<u8> {
+    with_bytes(META, name.as_bytes())
+}
+
+/// Prefix of every posting of one term: `T`, length, term.
+pub fn term_prefix(term: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(term.len()).unwrap_or(u16::MAX);
+    let mut k = Vec::with_capacity(3 + term.len() + 8);
+    k.push(TERM);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&term[..usize::from(len)]);
+    k
+}
+
+pub fn posting(term: &[u8], cursor: u64) -> Vec<u8> {
+    let mut k = term_prefix(term);
+    k.extend_from_slice(&cursor.to_be_bytes());
+    k
+}
+
+/// The u64 in the last 8 bytes of a key or value.
+pub fn tail_u64(b: &[u8]) -> Option<u64> {
+    let s = b.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(b[s..].try_into().ok()?))
+}

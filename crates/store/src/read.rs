@@ -1,0 +1,285 @@
+//! Reading: by id, index, reference, cursor; queries over the term index.
+//! Every read is bounded by the durable positions, so nothing that is not
+//! yet on disk is ever shown.
+
+use lienthong_core::entry::{EntryId, decode_envelope};
+use lienthong_core::proto::EntryBody;
+use lienthong_core::proto::entry_body::Payload;
+use lienthong_core::terms::Term;
+
+use crate::error::StoreError;
+use crate::keys;
+use crate::store::Store;
+
+/// How the node established an entry's authenticity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Verification {
+    /// Signed here, with this node's key.
+    AuthoredHere = 1,
+    /// Signature and inclusion checked against the author's checkpoint.
+    Verified = 2,
+}
+
+/// An entry as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    /// Node-local order.
+    pub cursor: u64,
+    /// How it was verified before it was stored.
+    pub verification: Verification,
+    /// When it was stored, ms since the epoch.
+    pub stored_unix_ms: i64,
+    /// Exact signed bytes.
+    pub envelope: Vec<u8>,
+    /// Leaf hash of the envelope.
+    pub id: EntryId,
+    /// Decoded body.
+    pub body: EntryBody,
+}
+
+const RECORD_VERSION: u8 = 1;
+const RECORD_HEADER: usize = 1 + 1 + 8;
+
+pub(crate) fn encode_record(verification: Verification, stored_unix_ms: i64, envelope: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(RECORD_HEADER + envelope.len());
+    v.push(RECORD_VERSION);
+    v.push(verification as u8);
+    v.extend_from_slice(&stored_unix_ms.to_be_bytes());
+    v.extend_from_slice(envelope);
+    v
+}
+
+pub(crate) fn record_envelope(record: &[u8]) -> Option<&[u8]> {
+    (record.len() > RECORD_HEADER && record[0] == RECORD_VERSION).then(|| &record[RECORD_HEADER..])
+}
+
+fn decode_record(cursor: u64, record: &[u8]) -> Result<StoredEntry, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt { key: format!("entry at cursor {cursor}"), detail };
+    let envelope = record_envelope(record).ok_or_else(|| corrupt("bad record header".into()))?;
+    let verification = match record[1] {
+        1 => Verification::AuthoredHere,
+        2 => Verification::Verified,
+        v => return Err(corrupt(format!("unknown verification {v}"))),
+    };
+    let stored_unix_ms = i64::from_be_bytes(record[2..10].try_into().map_err(|_| corrupt("short".into()))?);
+    let (_, body) = decode_envelope(envelope).map_err(|e| corrupt(e.to_string()))?;
+    Ok(StoredEntry { cursor, verification, stored_unix_ms, envelope: envelope.to_vec(), id: EntryId::of_envelope(envelope), body })
+}
+
+/// A query: every group must match (AND); within a group any term may
+/// match (OR). Results come newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Term groups.
+    pub groups: Vec<Vec<Term>>,
+    /// Only alerts observed at or after, ms.
+    pub observed_from: Option<i64>,
+    /// Only alerts observed before, ms.
+    pub observed_to: Option<i64>,
+    /// Only cursors below this one (paging).
+    pub before_cursor: Option<u64>,
+    /// Page size.
+    pub limit: usize,
+    /// Stop after examining this many candidates and return what was found
+    /// with a continuation, so one query cannot occupy the node.
+    pub max_scan: usize,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Matching entries, highest cursor first.
+    pub entries: Vec<StoredEntry>,
+    /// Continue with `before_cursor = next_before`; `None` at the end.
+    pub next_before: Option<u64>,
+}
+
+impl Store {
+    fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// The entry at `cursor`, if durable.
+    pub fn get_by_cursor(&self, cursor: u64) -> Result<Option<StoredEntry>, StoreError> {
+        if cursor >= self.durable().next_cursor {
+            return Ok(None);
+        }
+        match self.db().get(keys::with_u64(keys::ENTRY, cursor))? {
+            None => Ok(None),
+            Some(r) => decode_record(cursor, &r).map(Some),
+        }
+    }
+
+    fn get_via(&self, key: &[u8]) -> Result<Option<StoredEntry>, StoreError> {
+        match self.db().get(key)?.and_then(|v| keys::tail_u64(&v)) {
+            None => Ok(None),
+            Some(c) => self.get_by_cursor(c),
+        }
+    }
+
+    /// The entry with this id, if durable.
+    pub fn get_by_id(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
+        self.get_via(&keys::with_bytes(keys::ID, &id.0))
+    }
+
+    /// The own-feed entry at `index`, if durable.
+    pub fn get_by_own_index(&self, index: u64) -> Result<Option<StoredEntry>, StoreError> {
+        if index >= self.durable().feed_size {
+            return Ok(None);
+        }
+        self.get_via(&keys::with_u64(keys::FEED, index))
+    }
+
+    /// The entry created for a submitting system's reference, if durable.
+    pub fn get_by_reference(&self, reference: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.get_via(&keys::with_bytes(keys::REFERENCE, reference.as_bytes()))
+    }
+
+    /// Envelopes of the own feed in `[start, end)`, at most `max`.
+    pub fn feed_envelopes(&self, start: u64, end: u64, max: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = end.min(self.durable().feed_size);
+        let mut out = Vec::new();
+        for i in start..end {
+            if out.len() >= max {
+                break;
+            }
+            match self.get_by_own_index(i)? {
+                Some(e) => out.push(e.envelope),
+                None => return Err(StoreError::Corrupt { key: format!("feed index {i}"), detail: "missing".into() }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Durable entries with cursor ≥ `from`, in order, at most `max`.
+    pub fn entries_from(&self, from: u64, max: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let end = self.durable().next_cursor;
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        for kv in self.db().range(keys::with_u64(keys::ENTRY, from)..keys::with_u64(keys::ENTRY, end)).take(max) {
+            let (k, v) = kv?;
+            let cursor = keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt { key: "entry key".into(), detail: "short".into() })?;
+            out.push(decode_record(cursor, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs a query. See [`Query`].
+    pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let end = self.durable().next_cursor;
+        let below = q.before_cursor.map_or(end, |b| b.min(end));
+        let limit = q.limit.max(1);
+        let max_scan = q.max_scan.max(limit);
+        let mut page = Page::default();
+        if q.groups.iter().any(Vec::is_empty) {
+            return Ok(page);
+        }
+
+        // Drive by the smallest group; check the others per candidate.
+        let driver = (0..q.groups.len()).min_by_key(|&i| self.estimate(&q.groups[i], below));
+        let candidates: Box<dyn Iterator<Item = Result<u64, StoreError>>> = match driver {
+            None => Box::new(
+                self.db()
+                    .range(keys::with_u64(keys::ENTRY, 0)..keys::with_u64(keys::ENTRY, below))
+                    .rev()
+                    .map(|kv| Ok(keys::tail_u64(&kv?.0).unwrap_or(0))),
+            ),
+            Some(d) => Box::new(MergeDesc::new(self, &q.groups[d], below)),
+        };
+        let mut scanned = 0usize;
+        for c in candidates {
+            let c = c?;
+            scanned += 1;
+            if scanned > max_scan {
+                page.next_before = Some(c + 1);
+                return Ok(page);
+            }
+            let others_match = q.groups.iter().enumerate().filter(|(i, _)| Some(*i) != driver).all(|(_, g)| {
+                g.iter().any(|t| self.db().contains_key(keys::posting(&t.0, c)).unwrap_or(false))
+            });
+            if !others_match {
+                continue;
+            }
+            let Some(e) = self.get_by_cursor(c)? else { continue };
+            if q.observed_from.is_some() || q.observed_to.is_some() {
+                let observed = match &e.body.payload {
+                    Some(Payload::Alert(a)) => a.observed_unix_ms,
+                    _ => continue,
+                };
+                if q.observed_from.is_some_and(|f| observed < f) || q.observed_to.is_some_and(|t| observed >= t) {
+                    continue;
+                }
+            }
+            page.entries.push(e);
+            if page.entries.len() == limit {
+                page.next_before = (c > 0).then_some(c);
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    /// Postings of a group below `below`, counted up to a cap.
+    fn estimate(&self, group: &[Term], below: u64) -> usize {
+        const CAP: usize = 4096;
+        group
+            .iter()
+            .map(|t| {
+                let p = keys::term_prefix(&t.0);
+                let mut hi = p.clone();
+                hi.extend_from_slice(&below.to_be_bytes());
+                self.db().range(p..hi).take(CAP).count()
+            })
+            .sum()
+    }
+}
+
+/// Merges the postings of several terms, highest cursor first, without
+/// duplicates.
+struct MergeDesc {
+    iters: Vec<std::iter::Peekable<Box<dyn Iterator<Item = Result<u64, StoreError>>>>>,
+}
+
+impl MergeDesc {
+    fn new(store: &Store, group: &[Term], below: u64) -> Self {
+        let iters = group
+            .iter()
+            .map(|t| {
+                let p = keys::term_prefix(&t.0);
+                let mut hi = p.clone();
+                hi.extend_from_slice(&below.to_be_bytes());
+                let it: Box<dyn Iterator<Item = Result<u64, StoreError>>> = Box::new(store.db().range(p..hi).rev().map(|kv| {
+                    let (k, _) = kv?;
+                    keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt { key: "posting".into(), detail: "short".into() })
+                }));
+                it.peekable()
+            })
+            .collect();
+        Self { iters }
+    }
+}
+
+impl Iterator for MergeDesc {
+    type Item = Result<u64, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut best: Option<u64> = None;
+        for it in &mut self.iters {
+            match it.peek() {
+                Some(Ok(c)) => best = Some(best.map_or(*c, |b| b.max(*c))),
+                Some(Err(_)) => return it.next(),
+                None => {}
+            }
+        }
+        let best = best?;
+        for it in &mut self.iters {
+            while matches!(it.peek(), Some(Ok(c)) if *c == best) {
+                it.next();
+            }
+        }
+        Some(Ok(best))
+    }
+}

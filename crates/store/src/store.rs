@@ -1,0 +1,277 @@
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use lienthong_core::entry::EntryId;
+use lienthong_log::{Hash, HashStore, LogError};
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+use crate::keys;
+use crate::STORE_FORMAT;
+
+/// How far the store is durable. Readers never see anything at or beyond
+/// these positions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Entries in this member's own feed that are on disk.
+    pub feed_size: u64,
+    /// One past the highest cursor that is on disk.
+    pub next_cursor: u64,
+}
+
+/// A signed checkpoint of the own feed, as issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// The signed note text.
+    pub note: String,
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: [u8; 32],
+}
+
+/// What to open and what it must belong to.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Directory of the sled database.
+    pub dir: PathBuf,
+    /// Member code the store must belong to.
+    pub member: String,
+    /// Checkpoint origin (and signed-note key name) of the member's feed.
+    pub origin: String,
+    /// The member's public key, to check the last checkpoint on open.
+    pub verifying_key: VerifyingKey,
+}
+
+/// Handle to the store; cheap to clone, shared by readers and the writer.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    pub(crate) dir: PathBuf,
+    data_file: File,
+    pub(crate) durable: watch::Sender<Durable>,
+    pub(crate) checkpoint: RwLock<Option<Arc<CheckpointRecord>>>,
+    pub(crate) failed: Mutex<Option<String>>,
+    pub(crate) origin: String,
+    pub(crate) member: String,
+}
+
+/// How many of the newest entries are re-hashed on open.
+const TAIL_CHECK: u64 = 256;
+
+impl Store {
+    /// Opens (creating if needed) the store, checks that it belongs to the
+    /// configured member, and verifies the feed against the last checkpoint
+    /// this node signed. On a mismatch it refuses to open and says why.
+    pub fn open(opts: &OpenOptions) -> Result<Self, StoreError> {
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { action, path, source }
+        };
+        std::fs::create_dir_all(&opts.dir).map_err(io("create directory", &opts.dir))?;
+        let db = sled::Config::new().path(&opts.dir).mode(sled::Mode::HighThroughput).open()?;
+        let data_path = opts.dir.join("db");
+        let data_file = File::open(&data_path).map_err(io("open", &data_path))?;
+        let mismatch = |problem: String| StoreError::Mismatch { dir: opts.dir.clone(), problem };
+
+        match db.get(keys::meta("format"))? {
+            None => {
+                if db.scan_prefix([keys::ENTRY]).next().is_some() {
+                    return Err(mismatch("has entries but no format marker; it was not written by lienthong".into()));
+                }
+                db.insert(keys::meta("format"), &STORE_FORMAT.to_be_bytes())?;
+                db.insert(keys::meta("member"), opts.member.as_bytes())?;
+                db.insert(keys::meta("origin"), opts.origin.as_bytes())?;
+            }
+            Some(v) => {
+                let format = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| mismatch("has an unreadable format marker".into()))?);
+                if format != STORE_FORMAT {
+                    return Err(mismatch(format!("has layout version {format}; this lienthong reads version {STORE_FORMAT}: use the matching release")));
+                }
+                let member = db.get(keys::meta("member"))?.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                if member != opts.member {
+                    return Err(mismatch(format!("belongs to member {member:?} but the config says {:?}: point store.dir at this member's own store", opts.member)));
+                }
+                let origin = db.get(keys::meta("origin"))?.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                if origin != opts.origin {
+                    return Err(mismatch(format!("holds the feed {origin:?} but the config names {:?}: the federation name must not change for an existing feed", opts.origin)));
+                }
+            }
+        }
+        let durable = Durable { feed_size: read_meta_u64(&db, "feed_size")?, next_cursor: read_meta_u64(&db, "next_cursor")? };
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                dir: opts.dir.clone(),
+                data_file,
+                durable: watch::Sender::new(durable),
+                checkpoint: RwLock::new(None),
+                failed: Mutex::new(None),
+                origin: opts.origin.clone(),
+                member: opts.member.clone(),
+            }),
+        };
+        store.sync()?;
+        let cp = store.check_integrity(&opts.verifying_key)?;
+        *store.inner.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = cp.map(Arc::new);
+        Ok(store)
+    }
+
+    fn check_integrity(&self, key: &VerifyingKey) -> Result<Option<CheckpointRecord>, StoreError> {
+        let db = &self.inner.db;
+        let size = self.durable().feed_size;
+        let recover = "the store is damaged or was restored from an older copy. Do not serve from it: \
+            move it aside, restore the newest backup, or rebuild the feed from peers \
+            (see docs on recovery); then start the node again";
+
+        // The newest entries must hash to the stored leaves.
+        for index in size.saturating_sub(TAIL_CHECK)..size {
+            let cursor = db
+                .get(keys::with_u64(keys::FEED, index))?
+                .and_then(|v| keys::tail_u64(&v))
+                .ok_or_else(|| StoreError::Integrity(format!("feed index {index} is missing but the feed has {size} entries: {recover}")))?;
+            let record = db.get(keys::with_u64(keys::ENTRY, cursor))?.ok_or_else(|| StoreError::Integrity(format!("entry at cursor {cursor} (feed index {index}) is missing: {recover}")))?;
+            let envelope = crate::read::record_envelope(&record).ok_or_else(|| StoreError::Integrity(format!("entry at cursor {cursor} is unreadable: {recover}")))?;
+            let leaf = TreeHashes(db).read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, index)])?;
+            if leaf[0].0 != EntryId::of_envelope(envelope).0 {
+                return Err(StoreError::Integrity(format!("entry at feed index {index} does not hash to its Merkle leaf: {recover}")));
+            }
+        }
+
+        let Some((_, note)) = db.scan_prefix([keys::CHECKPOINT]).next_back().transpose()? else {
+            if size > 0 {
+                tracing::warn!(size, "feed has entries but no checkpoint yet; one will be issued");
+            }
+            return Ok(None);
+        };
+        let cp = lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, key).map_err(|e| {
+            StoreError::Integrity(format!("the last checkpoint in the store does not verify with this node's key ({e}); the key file or the store belongs to another node"))
+        })?;
+        if cp.size() > size {
+            return Err(StoreError::Integrity(format!(
+                "this node already signed a checkpoint of size {} but the feed on disk has only {size} entries: {recover}",
+                cp.size()
+            )));
+        }
+        let root = lienthong_log::tree_root(cp.size(), &TreeHashes(db))?;
+        if root != cp.root() {
+            return Err(StoreError::Integrity(format!(
+                "the feed's Merkle root at size {} is {} but this node signed {}: {recover}",
+                cp.size(),
+                hex(&root.0),
+                hex(&cp.root().0)
+            )));
+        }
+        Ok(Some(CheckpointRecord { note: String::from_utf8_lossy(&note).into_owned(), size: cp.size(), root: cp.root().0 }))
+    }
+
+    /// Flushes sled and fsyncs its data file: the commit point.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        self.inner.data_file.sync_all().map_err(|source| StoreError::Io { action: "fsync", path: self.inner.dir.join("db"), source })?;
+        Ok(())
+    }
+
+    /// Current durable positions.
+    pub fn durable(&self) -> Durable {
+        *self.inner.durable.borrow()
+    }
+
+    /// Notifies every change of the durable positions.
+    pub fn subscribe(&self) -> watch::Receiver<Durable> {
+        self.inner.durable.subscribe()
+    }
+
+    /// The latest durable checkpoint, if any was issued.
+    pub fn latest_checkpoint(&self) -> Option<Arc<CheckpointRecord>> {
+        self.inner.checkpoint.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Member code the store belongs to.
+    pub fn member(&self) -> &str {
+        &self.inner.member
+    }
+
+    /// Checkpoint origin of the own feed.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// If the writer failed, why.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// Inclusion proof of feed entry `index` in the tree of `tree_size`,
+    /// which must not exceed the latest checkpoint.
+    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
+        let limit = self.latest_checkpoint().map_or(0, |c| c.size);
+        if tree_size == 0 || tree_size > limit || index >= tree_size {
+            return Err(StoreError::OutOfRange(format!(
+                "no inclusion proof for index {index} in a tree of size {tree_size}: need index < tree_size ≤ {limit} (the latest checkpoint)"
+            )));
+        }
+        let r = TreeHashes(&self.inner.db);
+        let leaf = r.read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, index)])?[0];
+        Ok((leaf, lienthong_log::inclusion_proof(index, tree_size, &r)?))
+    }
+
+    /// Consistency proof between two tree sizes, both at most the latest
+    /// checkpoint.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, StoreError> {
+        let limit = self.latest_checkpoint().map_or(0, |c| c.size);
+        if old_size == 0 || old_size > new_size || new_size > limit {
+            return Err(StoreError::OutOfRange(format!(
+                "no consistency proof from {old_size} to {new_size}: need 0 < old_size ≤ new_size ≤ {limit} (the latest checkpoint)"
+            )));
+        }
+        Ok(lienthong_log::consistency_proof(old_size, new_size, &TreeHashes(&self.inner.db))?)
+    }
+
+    /// Root hash of the own feed at `size` (≤ durable feed size).
+    pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        if size > self.durable().feed_size {
+            return Err(StoreError::OutOfRange(format!("feed has only {} durable entries", self.durable().feed_size)));
+        }
+        Ok(lienthong_log::tree_root(size, &TreeHashes(&self.inner.db))?)
+    }
+}
+
+/// Stored Merkle hashes, read from sled.
+pub(crate) struct TreeHashes<'a>(pub(crate) &'a sled::Tree);
+
+impl HashStore for TreeHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let v = self.0.get(keys::with_u64(keys::HASH, i)).map_err(|e| LogError::Storage(e.to_string()))?;
+                let v = v.ok_or(LogError::MissingHash(i))?;
+                let arr: [u8; 32] = v.as_ref().try_into().map_err(|_| LogError::Storage(format!("stored hash {i} is not 32 bytes")))?;
+                Ok(Hash(arr))
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn read_meta_u64(db: &sled::Tree, name: &str) -> Result<u64, StoreError> {
+    match db.get(keys::meta(name))? {
+        None => Ok(0),
+        Some(v) => keys::tail_u64(&v).ok_or_else(|| StoreError::Corrupt { key: format!("meta {name}"), detail: "not a u64".into() }),
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
