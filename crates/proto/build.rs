@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["lienthong/v1/entry.proto", "lienthong/v1/alerts.proto", "lienthong/v1/audit.proto"];
+    let files = [
+        "lienthong/v1/entry.proto",
+        "lienthong/v1/alerts.proto",
+        "lienthong/v1/audit.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
@@ -16,7 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("lienthong_descriptor.bin"), &descriptor)?;
     // Proto3 JSON mapping (camelCase names, enum names as strings), so
     // people can write alerts as JSON files for the CLI.
-    pbjson_build::Builder::new().register_descriptors(&descriptor)?.build(&[".lienthong.v1"])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor)?
+        .build(&[".lienthong.v1"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

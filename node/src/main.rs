@@ -1,1 +1,386 @@
-fn main() {}
+//! `lienthong`: one province's node of the Liên Thông federation.
+//!
+//! Thin glue: parse the command line, load and validate the config, and call
+//! into the library crates. See README.md for the architecture.
+
+mod api;
+mod client;
+mod config;
+mod init;
+mod pki;
+mod serve;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use lienthong_core::proto as pb;
+
+#[derive(Parser)]
+#[command(name = "lienthong", version, about = "Liên Thông: a province's node that signs, stores and shares violation alerts", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node: keys, certificates and a commented config.
+    #[command(
+        after_help = "Example:\n  lienthong init --member 01 --name \"Hà Nội\" --dir /var/lib/lienthong"
+    )]
+    Init {
+        /// Province code of this member (2025 codes), e.g. 01.
+        #[arg(long)]
+        member: String,
+        /// Province name, e.g. "Hà Nội".
+        #[arg(long)]
+        name: String,
+        /// Directory to create the node in.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Federation name: checkpoints are named "<federation>/<member>".
+        #[arg(long, default_value = "lienthong.example/bac-bo-11")]
+        federation: String,
+        /// Address of the local API.
+        #[arg(long, default_value = "127.0.0.1:7401")]
+        listen: String,
+        /// Extra DNS names or IP addresses for the API certificate (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// No TLS and no authentication on the API (development, loopback only).
+        #[arg(long)]
+        plaintext_dev: bool,
+    },
+    /// Run the node until SIGTERM or Ctrl-C.
+    #[command(
+        after_help = "Example:\n  lienthong run --config /var/lib/lienthong/lienthong.toml\n  lienthong run --config lienthong.toml --check   # validate and exit"
+    )]
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Validate config, keys and store, then exit without serving.
+        #[arg(long)]
+        check: bool,
+        /// Write the bound API address to this file once serving.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Certificates for local systems that call the API.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// This member's signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Submit, read and search alerts through the node's API.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+    /// Check the node's feed as an auditor would.
+    #[command(subcommand)]
+    Feed(FeedCommand),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The node's config file.
+    #[arg(
+        long,
+        short = 'c',
+        env = "LIENTHONG_CONFIG",
+        default_value = "lienthong.toml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Issue a client certificate (clients/NAME-cert.pem and -key.pem).
+    #[command(after_help = "Example:\n  lienthong client add hotline-1800 --config lienthong.toml")]
+    Add {
+        /// Name of the local system, e.g. hotline-1800.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the verifier key (C2SP vkey form) auditors and peers use.
+    #[command(
+        after_help = "Example:\n  lienthong key show --config lienthong.toml\n  # lienthong.example/bac-bo-11/01+1a2b3c4d+AXk…"
+    )]
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the public key as SPKI PEM instead.
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Submit alerts from a JSON file (one Alert or an array, proto3 JSON).
+    #[command(
+        after_help = "Example:\n  lienthong alert submit --config lienthong.toml --file alert.json\n\nalert.json:\n  {\"reference\": \"hotline-2026-0001\", \"category\": \"CATEGORY_COUNTERFEIT\",\n   \"severity\": \"SEVERITY_HIGH\", \"title\": \"Mỹ phẩm giả\", \"location\": {\"province\": \"20\"},\n   \"observedUnixMs\": \"1795000000000\"}"
+    )]
+    Submit {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON file, or - for standard input.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Print answers as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry.
+    #[command(
+        after_help = "Example:\n  lienthong alert get --config lienthong.toml --reference hotline-2026-0001"
+    )]
+    Get {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Entry id (64 hex characters).
+        #[arg(long, conflicts_with_all = ["index", "reference"])]
+        id: Option<String>,
+        /// Index in this member's feed.
+        #[arg(long, conflicts_with = "reference")]
+        index: Option<u64>,
+        /// The submitting system's reference.
+        #[arg(long)]
+        reference: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search stored alerts, newest first.
+    #[command(
+        after_help = "Examples:\n  lienthong alert list --config lienthong.toml --kind counterfeit --text \"hang gia\"\n  lienthong alert list --subject 29A-123.45\n  lienthong alert list --province 20 --severity critical --all"
+    )]
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Violation category (repeatable): smuggling, trade-fraud, counterfeit, intellectual-property, prohibited-goods, food-safety, poor-quality-goods, other.
+        #[arg(long = "category", visible_alias = "kind")]
+        categories: Vec<String>,
+        /// Severity (repeatable): low, medium, high, critical.
+        #[arg(long = "severity")]
+        severities: Vec<String>,
+        /// Province code the alert was observed in or concerns.
+        #[arg(long)]
+        province: Option<String>,
+        /// Subject identifier: tax code, plate, citizen id or HS code.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Words to find, with or without diacritics.
+        #[arg(long)]
+        text: Option<String>,
+        /// Author member code.
+        #[arg(long)]
+        author: Option<String>,
+        /// Entries per page.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Follow every page.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedCommand {
+    /// Verify the node's feed against its checkpoint using only the vkey.
+    #[command(
+        after_help = "Example:\n  lienthong feed verify --config lienthong.toml --vkey \"$(lienthong key show -c lienthong.toml)\" --save cp.txt\n  # later: --previous cp.txt proves the feed only grew"
+    )]
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The member's verifier key, as printed by `lienthong key show`.
+        #[arg(long)]
+        vkey: String,
+        /// A checkpoint saved earlier: prove the current one extends it.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// Save the verified checkpoint here.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIENTHONG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        config::LogFormat::Json => b.json().init(),
+        config::LogFormat::Text => b.init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            member,
+            name,
+            dir,
+            federation,
+            listen,
+            hosts,
+            plaintext_dev,
+        } => {
+            let path = init::init(&init::InitOptions {
+                member,
+                name,
+                dir,
+                federation,
+                listen,
+                hosts,
+                plaintext_dev,
+            })?;
+            println!("created {}", path.display());
+            println!("next: lienthong run --config {}", path.display());
+            Ok(())
+        }
+        Command::Run {
+            config,
+            check,
+            ready_file,
+        } => {
+            let cfg = config::load(&config.config, true)?;
+            init_logging(&cfg);
+            let prepared = serve::prepare(cfg)?;
+            if check {
+                println!("configuration, keys and store are OK");
+                return Ok(());
+            }
+            runtime()?.block_on(serve::serve(prepared, ready_file.as_deref()))
+        }
+        Command::Client(ClientCommand::Add { name, config }) => {
+            let (cert, key) = init::client_add(&config.config, &name)?;
+            println!("issued {} and {}", cert.display(), key.display());
+            println!(
+                "give both, with the CA certificate (api.client_ca), to the system {name:?}; keep the key private"
+            );
+            Ok(())
+        }
+        Command::Key(KeyCommand::Show { config, pem }) => {
+            let cfg = config::load(&config.config, false)?;
+            let text = std::fs::read_to_string(&cfg.signing_key)
+                .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
+            let key = lienthong_core::keys::signing_key_from_pem(&text)?;
+            if pem {
+                print!("{}", lienthong_core::keys::verifying_key_to_pem(&key)?);
+            } else {
+                println!(
+                    "{}",
+                    lienthong_log::vkey_string(&cfg.origin(), &key.verifying_key())
+                );
+            }
+            Ok(())
+        }
+        Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
+        Command::Feed(FeedCommand::Verify {
+            config,
+            vkey,
+            previous,
+            save,
+        }) => {
+            let cfg = config::load(&config.config, false)?;
+            runtime()?.block_on(client::verify_feed(
+                &cfg,
+                &vkey,
+                previous.as_deref(),
+                save.as_deref(),
+            ))
+        }
+    }
+}
+
+async fn alert(cmd: AlertCommand) -> Result<()> {
+    match cmd {
+        AlertCommand::Submit { config, file, json } => {
+            client::submit(&config::load(&config.config, false)?, &file, json).await
+        }
+        AlertCommand::Get {
+            config,
+            id,
+            index,
+            reference,
+            json,
+        } => {
+            use pb::get_entry_request::Key;
+            let key = match (id, index, reference) {
+                (Some(h), _, _) => Key::EntryIdHex(h),
+                (_, Some(i), _) => Key::OwnIndex(i),
+                (_, _, Some(r)) => Key::Reference(r),
+                _ => anyhow::bail!("give one of --id, --index or --reference"),
+            };
+            client::get(&config::load(&config.config, false)?, key, json).await
+        }
+        AlertCommand::List {
+            config,
+            categories,
+            severities,
+            province,
+            subject,
+            text,
+            author,
+            limit,
+            all,
+            json,
+        } => {
+            let q = pb::QueryRequest {
+                categories: categories
+                    .iter()
+                    .map(|c| client::parse_category(c))
+                    .collect::<Result<_>>()?,
+                severities: severities
+                    .iter()
+                    .map(|s| {
+                        pb::Severity::from_str_name(&format!("SEVERITY_{}", s.to_ascii_uppercase()))
+                            .map(|s| s as i32)
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "unknown severity {s:?}: use low, medium, high or critical"
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?,
+                province: province.unwrap_or_default(),
+                subject_id: subject.unwrap_or_default(),
+                text: text.unwrap_or_default(),
+                author: author.unwrap_or_default(),
+                page_size: limit,
+                ..Default::default()
+            };
+            client::list(&config::load(&config.config, false)?, q, all, json).await
+        }
+    }
+}

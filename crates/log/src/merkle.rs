@@ -1,118 +1,305 @@
-//! RFC 6962 Merkle tree over stored hashes.
+//! RFC 6962 / RFC 9162 Merkle tree math over "stored hashes".
+//!
+//! The arithmetic is `tlog_tiles::tlog` (a port of Go's `sumdb/tlog`); this
+//! module puts our storage trait and typed errors around it, and refuses the
+//! inputs on which that code would overflow or panic.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
 
 use tlog_tiles::tlog::{self, Hash};
 
-/// Failure to compute over the stored hashes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Largest tree size this crate computes over. `tlog_tiles` maps tree
+/// coordinates to stored-hash indexes in a `u64` (index ≈ 2 × leaf number),
+/// so sizes near `u64::MAX` would overflow; 2^62 leaves is far beyond any feed.
+pub const MAX_TREE_SIZE: u64 = 1 << 62;
+
+/// Longest proof a verifier looks at. An inclusion proof has at most 64
+/// hashes and a consistency proof at most 65 for any `u64` size; anything
+/// longer is garbage, refused before hashing.
+pub const MAX_PROOF_HASHES: usize = 128;
+
+/// Failure to compute over a log's stored hashes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
-    /// A stored hash that must exist is absent.
-    #[error("stored hash {0} is missing: the log store is incomplete")]
+    /// A stored hash the computation needs is absent from the store.
+    #[error(
+        "stored hash {0} is missing: the hash store does not hold the whole tree \
+         (were the hashes of every appended leaf persisted?)"
+    )]
     MissingHash(u64),
-    /// The backing store failed.
-    #[error("reading stored hashes: {0}")]
+    /// The backing store failed; the text says how.
+    #[error("reading the log's stored hashes failed: {0}")]
     Storage(String),
-    /// Arguments out of range (e.g. index ≥ size).
-    #[error("invalid log request: {0}")]
-    Invalid(String),
+    /// A leaf index outside the tree.
+    #[error("leaf index {index} is not in a tree of size {size}: indexes run from 0 to size-1")]
+    IndexOutOfRange {
+        /// The leaf index asked for.
+        index: u64,
+        /// The tree size.
+        size: u64,
+    },
+    /// Sizes between which no consistency proof exists.
+    #[error(
+        "there is no consistency proof from size {old} to size {new}: sizes must satisfy \
+         0 < old ≤ new (every tree extends the empty tree, so nothing needs proving from size 0)"
+    )]
+    NoConsistencyProof {
+        /// The older size.
+        old: u64,
+        /// The newer size.
+        new: u64,
+    },
+    /// A size beyond [`MAX_TREE_SIZE`].
+    #[error("tree size {size} is beyond the supported maximum of 2^62 leaves")]
+    TooLarge {
+        /// The size asked for.
+        size: u64,
+    },
+    /// `tlog_tiles` refused a request that our own checks let through.
+    #[error(
+        "tlog_tiles refused the request ({0}); this is a bug in lienthong-log, please report it"
+    )]
+    Unexpected(String),
 }
 
-/// A proof did not check out.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A proof that does not check out, or that cannot exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
-    /// The proof does not lead to the expected root.
-    #[error("proof does not verify: the entry or the tree differs from what was signed")]
-    Mismatch,
-    /// Sizes or indexes that no proof can relate.
-    #[error("invalid proof request: {0}")]
-    Invalid(String),
+    /// The inclusion proof does not lead from the leaf to the root.
+    #[error(
+        "the inclusion proof does not lead to the expected root: the entry, its index, \
+         the tree size or the root differs from what the log committed to"
+    )]
+    InclusionMismatch,
+    /// The consistency proof does not connect the two roots.
+    #[error(
+        "the consistency proof does not connect the two tree heads: the newer tree does not \
+         extend the older one as given (a forked or rewritten log, or a wrong root or size)"
+    )]
+    ConsistencyMismatch,
+    /// A leaf index outside the tree.
+    #[error("leaf index {index} is not in a tree of size {size}: indexes run from 0 to size-1")]
+    IndexOutOfRange {
+        /// The leaf index given.
+        index: u64,
+        /// The tree size given.
+        size: u64,
+    },
+    /// Sizes between which no consistency proof exists.
+    #[error(
+        "there is no consistency proof from size {old} to size {new}: sizes must satisfy \
+         0 < old ≤ new (every tree extends the empty tree, so nothing needs proving from size 0)"
+    )]
+    NoConsistencyProof {
+        /// The older size given.
+        old: u64,
+        /// The newer size given.
+        new: u64,
+    },
+    /// More hashes than any proof can have.
+    #[error("the proof has {len} hashes, more than any proof can have ({max}); it is not a proof")]
+    TooLong {
+        /// Hashes in the proof.
+        len: usize,
+        /// [`MAX_PROOF_HASHES`].
+        max: usize,
+    },
 }
 
-/// Where a log's stored hashes live (see `tlog_tiles::tlog::stored_hash_index`).
+/// Where a log's stored hashes live.
+///
+/// The layout is Go `sumdb/tlog`'s: every leaf hash and every hash of a
+/// complete subtree has a dense index ([`tlog_tiles::tlog::stored_hash_index`]),
+/// written once when the leaf that completes it is appended (see
+/// [`hashes_to_store`]). A key-value store keyed by that index is enough to
+/// answer roots and proofs with O(log n) reads.
 pub trait HashStore {
-    /// The hashes at these stored-hash indexes, in order.
+    /// The hashes at these stored-hash indexes, in the same order.
+    ///
+    /// An absent index is [`LogError::MissingHash`]; a failing backend is
+    /// [`LogError::Storage`].
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError>;
 }
 
-/// Adapter from our trait to the one `tlog_tiles` expects.
-struct Reader<'a, S: ?Sized>(&'a S);
-
-impl<S: HashStore + ?Sized> tlog::HashReader for Reader<'_, S> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
-        let v = self.0.read_hashes(indexes).map_err(|_| tlog::Error::IndexesNotInTree)?;
-        if v.len() != indexes.len() {
-            return Err(tlog::Error::IndexesNotInTree);
-        }
-        Ok(v)
+impl<S: HashStore + ?Sized> HashStore for &S {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        (**self).read_hashes(indexes)
     }
 }
 
-fn from_tlog(e: tlog::Error) -> LogError {
-    LogError::Invalid(e.to_string())
+/// Presents a [`HashStore`] as the `HashReader` that `tlog_tiles` expects,
+/// keeping our error: `tlog_tiles` can only carry its own error type through.
+struct Reader<'a, S: ?Sized> {
+    store: &'a S,
+    failure: RefCell<Option<LogError>>,
 }
 
-/// The leaf hash (and entry id) of an envelope: SHA-256(0x00 ‖ data).
+impl<'a, S: HashStore + ?Sized> Reader<'a, S> {
+    fn new(store: &'a S) -> Self {
+        Self {
+            store,
+            failure: RefCell::new(None),
+        }
+    }
+
+    /// Our error for a failed `tlog_tiles` call.
+    fn error(&self, e: tlog::Error) -> LogError {
+        self.failure
+            .take()
+            .unwrap_or_else(|| LogError::Unexpected(e.to_string()))
+    }
+}
+
+impl<S: HashStore + ?Sized> tlog::HashReader for Reader<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+        let result = match self.store.read_hashes(indexes) {
+            // tlog_tiles asserts on the length; a short answer must be an error, not a panic.
+            Ok(hashes) if hashes.len() == indexes.len() => return Ok(hashes),
+            Ok(hashes) => LogError::Storage(format!(
+                "the hash store returned {} hashes for {} indexes",
+                hashes.len(),
+                indexes.len()
+            )),
+            Err(e) => e,
+        };
+        *self.failure.borrow_mut() = Some(result);
+        Err(tlog::Error::IndexesNotInTree)
+    }
+}
+
+fn check_size(size: u64) -> Result<(), LogError> {
+    if size > MAX_TREE_SIZE {
+        return Err(LogError::TooLarge { size });
+    }
+    Ok(())
+}
+
+/// The leaf hash of an envelope, which is also the entry id:
+/// SHA-256(0x00 ‖ envelope) (RFC 6962 §2.1).
 pub fn leaf_hash(envelope: &[u8]) -> Hash {
     tlog::record_hash(envelope)
 }
 
-/// The stored hashes to add when appending leaf number `n` with hash
-/// `leaf`, given a store holding every hash of leaves below `n`.
-pub fn hashes_to_store(n: u64, leaf: Hash, store: &impl HashStore) -> Result<Vec<(u64, Hash)>, LogError> {
-    let hashes = tlog::stored_hashes_for_record_hash(n, leaf, &Reader(store)).map_err(|e| reader_error(store, n, e))?;
+/// The stored hashes to persist when appending leaf number `n` (0-based)
+/// whose leaf hash is `leaf`, given a store holding every stored hash of
+/// leaves `0..n`. Returns `(stored hash index, hash)` pairs in index order:
+/// the leaf hash first, then one hash per subtree this leaf completes.
+pub fn hashes_to_store(
+    n: u64,
+    leaf: Hash,
+    store: &impl HashStore,
+) -> Result<Vec<(u64, Hash)>, LogError> {
+    check_size(n.saturating_add(1))?;
+    let reader = Reader::new(store);
+    let hashes =
+        tlog::stored_hashes_for_record_hash(n, leaf, &reader).map_err(|e| reader.error(e))?;
     let first = tlog::stored_hash_index(0, n);
-    Ok(hashes.into_iter().enumerate().map(|(k, h)| (first + k as u64, h)).collect())
+    Ok((first..).zip(hashes).collect())
 }
 
-/// Distinguishes "store failed" from "bad arguments" after a tlog error.
-fn reader_error(_store: &impl HashStore, _n: u64, e: tlog::Error) -> LogError {
-    match e {
-        tlog::Error::IndexesNotInTree => LogError::Storage("a needed hash could not be read".into()),
-        other => from_tlog(other),
-    }
-}
-
-/// Root hash of the tree of the first `size` leaves.
+/// Root hash of the tree made of the first `size` leaves (RFC 9162 §2.1.1;
+/// the empty tree's root is SHA-256 of the empty string).
 pub fn tree_root(size: u64, store: &impl HashStore) -> Result<Hash, LogError> {
-    tlog::tree_hash(size, &Reader(store)).map_err(|e| reader_error(store, size, e))
+    check_size(size)?;
+    let reader = Reader::new(store);
+    tlog::tree_hash(size, &reader).map_err(|e| reader.error(e))
 }
 
-/// Inclusion proof of leaf `index` in the tree of `tree_size` (RFC 9162 §2.1.3.1).
-pub fn inclusion_proof(index: u64, tree_size: u64, store: &impl HashStore) -> Result<Vec<Hash>, LogError> {
+/// Inclusion proof (audit path, leaf to root) of leaf `index` in the tree of
+/// the first `tree_size` leaves (RFC 9162 §2.1.3.1).
+pub fn inclusion_proof(
+    index: u64,
+    tree_size: u64,
+    store: &impl HashStore,
+) -> Result<Vec<Hash>, LogError> {
+    check_size(tree_size)?;
     if index >= tree_size {
-        return Err(LogError::Invalid(format!("index {index} is not below tree size {tree_size}")));
+        return Err(LogError::IndexOutOfRange {
+            index,
+            size: tree_size,
+        });
     }
-    tlog::prove_record(tree_size, index, &Reader(store)).map_err(|e| reader_error(store, index, e))
+    let reader = Reader::new(store);
+    tlog::prove_record(tree_size, index, &reader).map_err(|e| reader.error(e))
 }
 
-/// Checks an inclusion proof (RFC 9162 §2.1.3.2).
-pub fn verify_inclusion(index: u64, tree_size: u64, leaf: Hash, proof: &[Hash], root: Hash) -> Result<(), ProofError> {
+/// Checks that `proof` shows leaf hash `leaf` at `index` in the tree of
+/// size `tree_size` whose root is `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(
+    index: u64,
+    tree_size: u64,
+    leaf: Hash,
+    proof: &[Hash],
+    root: Hash,
+) -> Result<(), ProofError> {
     if index >= tree_size {
-        return Err(ProofError::Invalid(format!("index {index} is not below tree size {tree_size}")));
+        return Err(ProofError::IndexOutOfRange {
+            index,
+            size: tree_size,
+        });
     }
-    tlog::check_record(&proof.to_vec(), tree_size, root, index, leaf).map_err(|_| ProofError::Mismatch)
+    if proof.len() > MAX_PROOF_HASHES {
+        return Err(ProofError::TooLong {
+            len: proof.len(),
+            max: MAX_PROOF_HASHES,
+        });
+    }
+    tlog::check_record(&proof.to_vec(), tree_size, root, index, leaf)
+        .map_err(|_| ProofError::InclusionMismatch)
 }
 
-/// Consistency proof from `old_size` to `new_size` (RFC 9162 §2.1.4.1).
-pub fn consistency_proof(old_size: u64, new_size: u64, store: &impl HashStore) -> Result<Vec<Hash>, LogError> {
+/// Consistency proof that the tree of size `new_size` extends the tree of
+/// size `old_size` (RFC 9162 §2.1.4.1).
+pub fn consistency_proof(
+    old_size: u64,
+    new_size: u64,
+    store: &impl HashStore,
+) -> Result<Vec<Hash>, LogError> {
+    check_size(new_size)?;
     if old_size == 0 || old_size > new_size {
-        return Err(LogError::Invalid(format!("no consistency proof from {old_size} to {new_size}: need 0 < old ≤ new")));
+        return Err(LogError::NoConsistencyProof {
+            old: old_size,
+            new: new_size,
+        });
     }
-    tlog::prove_tree(new_size, old_size, &Reader(store)).map_err(|e| reader_error(store, old_size, e))
+    let reader = Reader::new(store);
+    tlog::prove_tree(new_size, old_size, &reader).map_err(|e| reader.error(e))
 }
 
-/// Checks a consistency proof (RFC 9162 §2.1.4.2).
-pub fn verify_consistency(old_size: u64, old_root: Hash, new_size: u64, new_root: Hash, proof: &[Hash]) -> Result<(), ProofError> {
+/// Checks that `proof` shows the tree (`new_size`, `new_root`) extends the
+/// tree (`old_size`, `old_root`) (RFC 9162 §2.1.4.2). Equal sizes need an
+/// empty proof and equal roots.
+pub fn verify_consistency(
+    old_size: u64,
+    old_root: Hash,
+    new_size: u64,
+    new_root: Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
     if old_size == 0 || old_size > new_size {
-        return Err(ProofError::Invalid(format!("no consistency between sizes {old_size} and {new_size}")));
+        return Err(ProofError::NoConsistencyProof {
+            old: old_size,
+            new: new_size,
+        });
     }
-    tlog::check_tree(&proof.to_vec(), new_size, new_root, old_size, old_root).map_err(|_| ProofError::Mismatch)
+    if proof.len() > MAX_PROOF_HASHES {
+        return Err(ProofError::TooLong {
+            len: proof.len(),
+            max: MAX_PROOF_HASHES,
+        });
+    }
+    tlog::check_tree(&proof.to_vec(), new_size, new_root, old_size, old_root)
+        .map_err(|_| ProofError::ConsistencyMismatch)
 }
 
-/// A log held in memory: for verifiers, tests and tools.
+/// A whole log's stored hashes in memory: for verifiers that rebuild a tree
+/// from its entries, for tools and for tests.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHashStore {
+    /// Indexed by stored-hash index, which is dense: appending leaf `n`
+    /// writes exactly the indexes that follow the last one written.
     hashes: Vec<Hash>,
     size: u64,
 }
@@ -122,21 +309,28 @@ impl MemoryHashStore {
     pub fn new() -> Self {
         Self::default()
     }
+
     /// Appends a leaf hash; returns its index.
     pub fn append(&mut self, leaf: Hash) -> Result<u64, LogError> {
         let n = self.size;
-        for (i, h) in hashes_to_store(n, leaf, self)? {
-            debug_assert_eq!(i, self.hashes.len() as u64);
-            self.hashes.push(h);
+        for (index, hash) in hashes_to_store(n, leaf, self)? {
+            if index != self.hashes.len() as u64 {
+                return Err(LogError::Unexpected(format!(
+                    "stored hash {index} is not the next one"
+                )));
+            }
+            self.hashes.push(hash);
         }
         self.size += 1;
         Ok(n)
     }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.size
     }
-    /// Current root.
+
+    /// Root of the whole tree.
     pub fn root(&self) -> Result<Hash, LogError> {
         tree_root(self.size, self)
     }
@@ -144,12 +338,25 @@ impl MemoryHashStore {
 
 impl HashStore for MemoryHashStore {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
-        indexes.iter().map(|&i| usize::try_from(i).ok().and_then(|i| self.hashes.get(i)).copied().ok_or(LogError::MissingHash(i))).collect()
+        indexes
+            .iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| self.hashes.get(i))
+                    .copied()
+                    .ok_or(LogError::MissingHash(i))
+            })
+            .collect()
     }
 }
 
-/// Hashes not yet persisted, in front of a store: a writer appends a whole
-/// batch here, then persists [`OverlayHashStore::into_pending`] at once.
+/// Stored hashes not yet persisted, in front of a store.
+///
+/// A writer appending a batch computes each leaf's hashes against the overlay
+/// (so leaf `n+1` sees the hashes of leaf `n`), inserts them, signs a
+/// checkpoint over the overlay, then persists [`OverlayHashStore::into_pending`]
+/// together with the entries in one atomic write.
 pub struct OverlayHashStore<'a, S: HashStore> {
     base: &'a S,
     pending: HashMap<u64, Hash>,
@@ -158,24 +365,68 @@ pub struct OverlayHashStore<'a, S: HashStore> {
 impl<'a, S: HashStore> OverlayHashStore<'a, S> {
     /// An empty overlay over `base`.
     pub fn new(base: &'a S) -> Self {
-        Self { base, pending: HashMap::new() }
+        Self {
+            base,
+            pending: HashMap::new(),
+        }
     }
+
     /// Adds a hash that is not yet in the base store.
     pub fn insert(&mut self, index: u64, hash: Hash) {
         self.pending.insert(index, hash);
     }
-    /// The pending hashes, sorted by index.
-    pub fn into_pending(self) -> Vec<(u64, Hash)> {
-        let mut v: Vec<_> = self.pending.into_iter().collect();
-        v.sort_by_key(|(i, _)| *i);
+
+    /// Number of pending hashes.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Takes the pending hashes, sorted by index, leaving the overlay empty.
+    pub fn drain(&mut self) -> Vec<(u64, Hash)> {
+        let mut v: Vec<_> = self.pending.drain().collect();
+        v.sort_unstable_by_key(|(i, _)| *i);
         v
+    }
+
+    /// The pending hashes, sorted by index.
+    pub fn into_pending(mut self) -> Vec<(u64, Hash)> {
+        self.drain()
+    }
+}
+
+impl<S: HashStore> fmt::Debug for OverlayHashStore<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OverlayHashStore")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl<S: HashStore> HashStore for OverlayHashStore<'_, S> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
-        let missing: Vec<u64> = indexes.iter().copied().filter(|i| !self.pending.contains_key(i)).collect();
-        let mut from_base = if missing.is_empty() { Vec::new() } else { self.base.read_hashes(&missing)? }.into_iter();
+        let missing: Vec<u64> = indexes
+            .iter()
+            .copied()
+            .filter(|i| !self.pending.contains_key(i))
+            .collect();
+        let from_base = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.base.read_hashes(&missing)?
+        };
+        if from_base.len() != missing.len() {
+            return Err(LogError::Storage(format!(
+                "the hash store returned {} hashes for {} indexes",
+                from_base.len(),
+                missing.len()
+            )));
+        }
+        let mut from_base = from_base.into_iter();
         indexes
             .iter()
             .map(|i| match self.pending.get(i) {

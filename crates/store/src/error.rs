@@ -29,7 +29,9 @@ pub enum StoreError {
     #[error("store integrity check failed: {0}")]
     Integrity(String),
     /// A record could not be decoded.
-    #[error("corrupt record {key}: {detail}; run `lienthong store verify` and restore from a backup or from peers")]
+    #[error(
+        "corrupt record {key}: {detail}; run `lienthong store verify` and restore from a backup or from peers"
+    )]
     Corrupt {
         /// Which key.
         key: String,
@@ -37,7 +39,9 @@ pub enum StoreError {
         detail: String,
     },
     /// An earlier write failed; the store refuses further writes.
-    #[error("the store stopped accepting writes after an earlier failure ({0}); restart the node after fixing the cause (disk full? permissions?)")]
+    #[error(
+        "the store stopped accepting writes after an earlier failure ({0}); restart the node after fixing the cause (disk full? permissions?)"
+    )]
     Failed(String),
     /// The writer thread is gone (the node is shutting down).
     #[error("the node is shutting down")]

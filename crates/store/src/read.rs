@@ -41,7 +41,11 @@ pub struct StoredEntry {
 const RECORD_VERSION: u8 = 1;
 const RECORD_HEADER: usize = 1 + 1 + 8;
 
-pub(crate) fn encode_record(verification: Verification, stored_unix_ms: i64, envelope: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_record(
+    verification: Verification,
+    stored_unix_ms: i64,
+    envelope: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(RECORD_HEADER + envelope.len());
     v.push(RECORD_VERSION);
     v.push(verification as u8);
@@ -55,16 +59,30 @@ pub(crate) fn record_envelope(record: &[u8]) -> Option<&[u8]> {
 }
 
 fn decode_record(cursor: u64, record: &[u8]) -> Result<StoredEntry, StoreError> {
-    let corrupt = |detail: String| StoreError::Corrupt { key: format!("entry at cursor {cursor}"), detail };
+    let corrupt = |detail: String| StoreError::Corrupt {
+        key: format!("entry at cursor {cursor}"),
+        detail,
+    };
     let envelope = record_envelope(record).ok_or_else(|| corrupt("bad record header".into()))?;
     let verification = match record[1] {
         1 => Verification::AuthoredHere,
         2 => Verification::Verified,
         v => return Err(corrupt(format!("unknown verification {v}"))),
     };
-    let stored_unix_ms = i64::from_be_bytes(record[2..10].try_into().map_err(|_| corrupt("short".into()))?);
+    let stored_unix_ms = i64::from_be_bytes(
+        record[2..10]
+            .try_into()
+            .map_err(|_| corrupt("short".into()))?,
+    );
     let (_, body) = decode_envelope(envelope).map_err(|e| corrupt(e.to_string()))?;
-    Ok(StoredEntry { cursor, verification, stored_unix_ms, envelope: envelope.to_vec(), id: EntryId::of_envelope(envelope), body })
+    Ok(StoredEntry {
+        cursor,
+        verification,
+        stored_unix_ms,
+        envelope: envelope.to_vec(),
+        id: EntryId::of_envelope(envelope),
+        body,
+    })
 }
 
 /// A query: every group must match (AND); within a group any term may
@@ -137,7 +155,12 @@ impl Store {
     }
 
     /// Envelopes of the own feed in `[start, end)`, at most `max`.
-    pub fn feed_envelopes(&self, start: u64, end: u64, max: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn feed_envelopes(
+        &self,
+        start: u64,
+        end: u64,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let end = end.min(self.durable().feed_size);
         let mut out = Vec::new();
         for i in start..end {
@@ -146,7 +169,12 @@ impl Store {
             }
             match self.get_by_own_index(i)? {
                 Some(e) => out.push(e.envelope),
-                None => return Err(StoreError::Corrupt { key: format!("feed index {i}"), detail: "missing".into() }),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: format!("feed index {i}"),
+                        detail: "missing".into(),
+                    });
+                }
             }
         }
         Ok(out)
@@ -159,9 +187,16 @@ impl Store {
         if from >= end {
             return Ok(out);
         }
-        for kv in self.db().range(keys::with_u64(keys::ENTRY, from)..keys::with_u64(keys::ENTRY, end)).take(max) {
+        for kv in self
+            .db()
+            .range(keys::with_u64(keys::ENTRY, from)..keys::with_u64(keys::ENTRY, end))
+            .take(max)
+        {
             let (k, v) = kv?;
-            let cursor = keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt { key: "entry key".into(), detail: "short".into() })?;
+            let cursor = keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
+                key: "entry key".into(),
+                detail: "short".into(),
+            })?;
             out.push(decode_record(cursor, &v)?);
         }
         Ok(out)
@@ -197,19 +232,32 @@ impl Store {
                 page.next_before = Some(c + 1);
                 return Ok(page);
             }
-            let others_match = q.groups.iter().enumerate().filter(|(i, _)| Some(*i) != driver).all(|(_, g)| {
-                g.iter().any(|t| self.db().contains_key(keys::posting(&t.0, c)).unwrap_or(false))
-            });
+            let others_match = q
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != driver)
+                .all(|(_, g)| {
+                    g.iter().any(|t| {
+                        self.db()
+                            .contains_key(keys::posting(&t.0, c))
+                            .unwrap_or(false)
+                    })
+                });
             if !others_match {
                 continue;
             }
-            let Some(e) = self.get_by_cursor(c)? else { continue };
+            let Some(e) = self.get_by_cursor(c)? else {
+                continue;
+            };
             if q.observed_from.is_some() || q.observed_to.is_some() {
                 let observed = match &e.body.payload {
                     Some(Payload::Alert(a)) => a.observed_unix_ms,
                     _ => continue,
                 };
-                if q.observed_from.is_some_and(|f| observed < f) || q.observed_to.is_some_and(|t| observed >= t) {
+                if q.observed_from.is_some_and(|f| observed < f)
+                    || q.observed_to.is_some_and(|t| observed >= t)
+                {
                     continue;
                 }
             }
@@ -251,10 +299,14 @@ impl MergeDesc {
                 let p = keys::term_prefix(&t.0);
                 let mut hi = p.clone();
                 hi.extend_from_slice(&below.to_be_bytes());
-                let it: Box<dyn Iterator<Item = Result<u64, StoreError>>> = Box::new(store.db().range(p..hi).rev().map(|kv| {
-                    let (k, _) = kv?;
-                    keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt { key: "posting".into(), detail: "short".into() })
-                }));
+                let it: Box<dyn Iterator<Item = Result<u64, StoreError>>> =
+                    Box::new(store.db().range(p..hi).rev().map(|kv| {
+                        let (k, _) = kv?;
+                        keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
+                            key: "posting".into(),
+                            detail: "short".into(),
+                        })
+                    }));
                 it.peekable()
             })
             .collect();

@@ -7,9 +7,9 @@ use lienthong_core::entry::EntryId;
 use lienthong_log::{Hash, HashStore, LogError};
 use tokio::sync::watch;
 
+use crate::STORE_FORMAT;
 use crate::error::StoreError;
 use crate::keys;
-use crate::STORE_FORMAT;
 
 /// How far the store is durable. Readers never see anything at or beyond
 /// these positions.
@@ -72,39 +72,72 @@ impl Store {
     pub fn open(opts: &OpenOptions) -> Result<Self, StoreError> {
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |source| StoreError::Io { action, path, source }
+            move |source| StoreError::Io {
+                action,
+                path,
+                source,
+            }
         };
         std::fs::create_dir_all(&opts.dir).map_err(io("create directory", &opts.dir))?;
-        let db = sled::Config::new().path(&opts.dir).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(&opts.dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
         let data_path = opts.dir.join("db");
         let data_file = File::open(&data_path).map_err(io("open", &data_path))?;
-        let mismatch = |problem: String| StoreError::Mismatch { dir: opts.dir.clone(), problem };
+        let mismatch = |problem: String| StoreError::Mismatch {
+            dir: opts.dir.clone(),
+            problem,
+        };
 
         match db.get(keys::meta("format"))? {
             None => {
                 if db.scan_prefix([keys::ENTRY]).next().is_some() {
-                    return Err(mismatch("has entries but no format marker; it was not written by lienthong".into()));
+                    return Err(mismatch(
+                        "has entries but no format marker; it was not written by lienthong".into(),
+                    ));
                 }
                 db.insert(keys::meta("format"), &STORE_FORMAT.to_be_bytes())?;
                 db.insert(keys::meta("member"), opts.member.as_bytes())?;
                 db.insert(keys::meta("origin"), opts.origin.as_bytes())?;
             }
             Some(v) => {
-                let format = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| mismatch("has an unreadable format marker".into()))?);
+                let format = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| mismatch("has an unreadable format marker".into()))?,
+                );
                 if format != STORE_FORMAT {
-                    return Err(mismatch(format!("has layout version {format}; this lienthong reads version {STORE_FORMAT}: use the matching release")));
+                    return Err(mismatch(format!(
+                        "has layout version {format}; this lienthong reads version {STORE_FORMAT}: use the matching release"
+                    )));
                 }
-                let member = db.get(keys::meta("member"))?.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                let member = db
+                    .get(keys::meta("member"))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default();
                 if member != opts.member {
-                    return Err(mismatch(format!("belongs to member {member:?} but the config says {:?}: point store.dir at this member's own store", opts.member)));
+                    return Err(mismatch(format!(
+                        "belongs to member {member:?} but the config says {:?}: point store.dir at this member's own store",
+                        opts.member
+                    )));
                 }
-                let origin = db.get(keys::meta("origin"))?.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                let origin = db
+                    .get(keys::meta("origin"))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default();
                 if origin != opts.origin {
-                    return Err(mismatch(format!("holds the feed {origin:?} but the config names {:?}: the federation name must not change for an existing feed", opts.origin)));
+                    return Err(mismatch(format!(
+                        "holds the feed {origin:?} but the config names {:?}: the federation name must not change for an existing feed",
+                        opts.origin
+                    )));
                 }
             }
         }
-        let durable = Durable { feed_size: read_meta_u64(&db, "feed_size")?, next_cursor: read_meta_u64(&db, "next_cursor")? };
+        let durable = Durable {
+            feed_size: read_meta_u64(&db, "feed_size")?,
+            next_cursor: read_meta_u64(&db, "next_cursor")?,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -119,7 +152,11 @@ impl Store {
         };
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_key)?;
-        *store.inner.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = cp.map(Arc::new);
+        *store
+            .inner
+            .checkpoint
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = cp.map(Arc::new);
         Ok(store)
     }
 
@@ -135,18 +172,36 @@ impl Store {
             let cursor = db
                 .get(keys::with_u64(keys::FEED, index))?
                 .and_then(|v| keys::tail_u64(&v))
-                .ok_or_else(|| StoreError::Integrity(format!("feed index {index} is missing but the feed has {size} entries: {recover}")))?;
-            let record = db.get(keys::with_u64(keys::ENTRY, cursor))?.ok_or_else(|| StoreError::Integrity(format!("entry at cursor {cursor} (feed index {index}) is missing: {recover}")))?;
-            let envelope = crate::read::record_envelope(&record).ok_or_else(|| StoreError::Integrity(format!("entry at cursor {cursor} is unreadable: {recover}")))?;
-            let leaf = TreeHashes(db).read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, index)])?;
+                .ok_or_else(|| {
+                    StoreError::Integrity(format!(
+                        "feed index {index} is missing but the feed has {size} entries: {recover}"
+                    ))
+                })?;
+            let record = db
+                .get(keys::with_u64(keys::ENTRY, cursor))?
+                .ok_or_else(|| {
+                    StoreError::Integrity(format!(
+                        "entry at cursor {cursor} (feed index {index}) is missing: {recover}"
+                    ))
+                })?;
+            let envelope = crate::read::record_envelope(&record).ok_or_else(|| {
+                StoreError::Integrity(format!("entry at cursor {cursor} is unreadable: {recover}"))
+            })?;
+            let leaf =
+                TreeHashes(db).read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, index)])?;
             if leaf[0].0 != EntryId::of_envelope(envelope).0 {
-                return Err(StoreError::Integrity(format!("entry at feed index {index} does not hash to its Merkle leaf: {recover}")));
+                return Err(StoreError::Integrity(format!(
+                    "entry at feed index {index} does not hash to its Merkle leaf: {recover}"
+                )));
             }
         }
 
         let Some((_, note)) = db.scan_prefix([keys::CHECKPOINT]).next_back().transpose()? else {
             if size > 0 {
-                tracing::warn!(size, "feed has entries but no checkpoint yet; one will be issued");
+                tracing::warn!(
+                    size,
+                    "feed has entries but no checkpoint yet; one will be issued"
+                );
             }
             return Ok(None);
         };
@@ -168,13 +223,24 @@ impl Store {
                 hex(&cp.root().0)
             )));
         }
-        Ok(Some(CheckpointRecord { note: String::from_utf8_lossy(&note).into_owned(), size: cp.size(), root: cp.root().0 }))
+        Ok(Some(CheckpointRecord {
+            note: String::from_utf8_lossy(&note).into_owned(),
+            size: cp.size(),
+            root: cp.root().0,
+        }))
     }
 
     /// Flushes sled and fsyncs its data file: the commit point.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
-        self.inner.data_file.sync_all().map_err(|source| StoreError::Io { action: "fsync", path: self.inner.dir.join("db"), source })?;
+        self.inner
+            .data_file
+            .sync_all()
+            .map_err(|source| StoreError::Io {
+                action: "fsync",
+                path: self.inner.dir.join("db"),
+                source,
+            })?;
         Ok(())
     }
 
@@ -190,7 +256,11 @@ impl Store {
 
     /// The latest durable checkpoint, if any was issued.
     pub fn latest_checkpoint(&self) -> Option<Arc<CheckpointRecord>> {
-        self.inner.checkpoint.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .checkpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Member code the store belongs to.
@@ -205,7 +275,11 @@ impl Store {
 
     /// If the writer failed, why.
     pub fn failure(&self) -> Option<String> {
-        self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Bytes the database occupies on disk.
@@ -215,7 +289,11 @@ impl Store {
 
     /// Inclusion proof of feed entry `index` in the tree of `tree_size`,
     /// which must not exceed the latest checkpoint.
-    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<(Hash, Vec<Hash>), StoreError> {
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<(Hash, Vec<Hash>), StoreError> {
         let limit = self.latest_checkpoint().map_or(0, |c| c.size);
         if tree_size == 0 || tree_size > limit || index >= tree_size {
             return Err(StoreError::OutOfRange(format!(
@@ -236,13 +314,20 @@ impl Store {
                 "no consistency proof from {old_size} to {new_size}: need 0 < old_size ≤ new_size ≤ {limit} (the latest checkpoint)"
             )));
         }
-        Ok(lienthong_log::consistency_proof(old_size, new_size, &TreeHashes(&self.inner.db))?)
+        Ok(lienthong_log::consistency_proof(
+            old_size,
+            new_size,
+            &TreeHashes(&self.inner.db),
+        )?)
     }
 
     /// Root hash of the own feed at `size` (≤ durable feed size).
     pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
         if size > self.durable().feed_size {
-            return Err(StoreError::OutOfRange(format!("feed has only {} durable entries", self.durable().feed_size)));
+            return Err(StoreError::OutOfRange(format!(
+                "feed has only {} durable entries",
+                self.durable().feed_size
+            )));
         }
         Ok(lienthong_log::tree_root(size, &TreeHashes(&self.inner.db))?)
     }
@@ -256,9 +341,15 @@ impl HashStore for TreeHashes<'_> {
         indexes
             .iter()
             .map(|&i| {
-                let v = self.0.get(keys::with_u64(keys::HASH, i)).map_err(|e| LogError::Storage(e.to_string()))?;
+                let v = self
+                    .0
+                    .get(keys::with_u64(keys::HASH, i))
+                    .map_err(|e| LogError::Storage(e.to_string()))?;
                 let v = v.ok_or(LogError::MissingHash(i))?;
-                let arr: [u8; 32] = v.as_ref().try_into().map_err(|_| LogError::Storage(format!("stored hash {i} is not 32 bytes")))?;
+                let arr: [u8; 32] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| LogError::Storage(format!("stored hash {i} is not 32 bytes")))?;
                 Ok(Hash(arr))
             })
             .collect()
@@ -268,7 +359,10 @@ impl HashStore for TreeHashes<'_> {
 pub(crate) fn read_meta_u64(db: &sled::Tree, name: &str) -> Result<u64, StoreError> {
     match db.get(keys::meta(name))? {
         None => Ok(0),
-        Some(v) => keys::tail_u64(&v).ok_or_else(|| StoreError::Corrupt { key: format!("meta {name}"), detail: "not a u64".into() }),
+        Some(v) => keys::tail_u64(&v).ok_or_else(|| StoreError::Corrupt {
+            key: format!("meta {name}"),
+            detail: "not a u64".into(),
+        }),
     }
 }
 

@@ -41,7 +41,10 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { checkpoint_interval: Duration::from_millis(500), max_batch: 2048 }
+        Self {
+            checkpoint_interval: Duration::from_millis(500),
+            max_batch: 2048,
+        }
     }
 }
 
@@ -90,20 +93,35 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread for `store`.
-    pub fn start(store: Store, signer: FeedSigner, config: WriterConfig) -> Result<Self, StoreError> {
+    pub fn start(
+        store: Store,
+        signer: FeedSigner,
+        config: WriterConfig,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
         let state = State::load(store, signer, config)?;
         let thread = std::thread::Builder::new()
             .name("feed-writer".into())
             .spawn(move || state.run(rx))
-            .map_err(|source| StoreError::Io { action: "start writer thread", path: "-".into(), source })?;
-        Ok(Self { tx: Some(tx), thread: Some(thread) })
+            .map_err(|source| StoreError::Io {
+                action: "start writer thread",
+                path: "-".into(),
+                source,
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Appends an entry; resolves once it is durable.
     pub async fn append(&self, entry: NewEntry) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.as_ref().ok_or(StoreError::Closed)?.send(Job { entry, reply }).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(Job { entry, reply })
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -138,25 +156,42 @@ struct State {
 }
 
 fn now_unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl State {
     fn load(store: Store, signer: FeedSigner, config: WriterConfig) -> Result<Self, StoreError> {
         let durable = store.durable();
         let last_created = match durable.feed_size.checked_sub(1) {
-            Some(i) => store.get_by_own_index(i)?.map_or(0, |e| e.body.created_unix_ms),
+            Some(i) => store
+                .get_by_own_index(i)?
+                .map_or(0, |e| e.body.created_unix_ms),
             None => 0,
         };
         let checkpoint_size = store.latest_checkpoint().map_or(0, |c| c.size);
-        debug_assert_eq!(read_meta_u64(&store.inner.db, "feed_size")?, durable.feed_size);
-        Ok(Self { store, signer: Arc::new(signer), config, durable, last_created, checkpoint_size, last_checkpoint: Instant::now() })
+        debug_assert_eq!(
+            read_meta_u64(&store.inner.db, "feed_size")?,
+            durable.feed_size
+        );
+        Ok(Self {
+            store,
+            signer: Arc::new(signer),
+            config,
+            durable,
+            last_created,
+            checkpoint_size,
+            last_checkpoint: Instant::now(),
+        })
     }
 
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         loop {
             let wait = if self.checkpoint_size < self.durable.feed_size {
-                self.config.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed())
+                self.config
+                    .checkpoint_interval
+                    .saturating_sub(self.last_checkpoint.elapsed())
             } else {
                 Duration::from_secs(3600)
             };
@@ -192,7 +227,12 @@ impl State {
             Err((e, replies)) => {
                 let why = e.to_string();
                 tracing::error!(error = %why, "feed write failed; refusing further writes until restart");
-                *self.store.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                *self
+                    .store
+                    .inner
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
                 for r in replies {
                     let _ = r.send(Err(StoreError::Failed(why.clone())));
                 }
@@ -201,7 +241,11 @@ impl State {
     }
 
     #[allow(clippy::type_complexity)]
-    fn try_commit(&mut self, jobs: Vec<Job>, force_checkpoint: bool) -> Result<(), (StoreError, Vec<Reply>)> {
+    fn try_commit(
+        &mut self,
+        jobs: Vec<Job>,
+        force_checkpoint: bool,
+    ) -> Result<(), (StoreError, Vec<Reply>)> {
         let db = &self.store.inner.db;
         // Step 2: references already durable or repeated within the group.
         let mut fresh: Vec<(NewEntry, Reply)> = Vec::with_capacity(jobs.len());
@@ -274,25 +318,39 @@ impl State {
                 overlay.insert(i, h);
                 batch.insert(&keys::with_u64(keys::HASH, i), &h.0);
             }
-            batch.insert(&keys::with_u64(keys::ENTRY, cursor), encode_record(Verification::AuthoredHere, stored_ms, e.envelope()));
+            batch.insert(
+                &keys::with_u64(keys::ENTRY, cursor),
+                encode_record(Verification::AuthoredHere, stored_ms, e.envelope()),
+            );
             batch.insert(keys::with_bytes(keys::ID, &e.id().0), &cursor.to_be_bytes());
             batch.insert(&keys::with_u64(keys::FEED, index), &cursor.to_be_bytes());
             if let Some(r) = &fresh[k].0.reference {
-                batch.insert(keys::with_bytes(keys::REFERENCE, r.as_bytes()), &cursor.to_be_bytes());
+                batch.insert(
+                    keys::with_bytes(keys::REFERENCE, r.as_bytes()),
+                    &cursor.to_be_bytes(),
+                );
             }
             for t in entry_terms(e.body()) {
                 batch.insert(keys::posting(&t.0, cursor), &[]);
             }
         }
-        let new = Durable { feed_size: start_size + signed.len() as u64, next_cursor: self.durable.next_cursor + signed.len() as u64 };
+        let new = Durable {
+            feed_size: start_size + signed.len() as u64,
+            next_cursor: self.durable.next_cursor + signed.len() as u64,
+        };
         batch.insert(keys::meta("feed_size"), &new.feed_size.to_be_bytes());
         batch.insert(keys::meta("next_cursor"), &new.next_cursor.to_be_bytes());
 
-        let due = new.feed_size > self.checkpoint_size && (force_checkpoint || self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
+        let due = new.feed_size > self.checkpoint_size
+            && (force_checkpoint
+                || self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
         let checkpoint = if due {
             match self.sign_checkpoint(new.feed_size, &overlay) {
                 Ok(cp) => {
-                    batch.insert(&keys::with_u64(keys::CHECKPOINT, cp.size), cp.note.as_bytes());
+                    batch.insert(
+                        &keys::with_u64(keys::CHECKPOINT, cp.size),
+                        cp.note.as_bytes(),
+                    );
                     Some(cp)
                 }
                 Err(err) => return Err((err, fresh.into_iter().map(|(_, r)| r).collect())),
@@ -308,7 +366,10 @@ impl State {
         }
 
         // Steps 6–7: one atomic batch, flush, fsync.
-        let written = db.apply_batch(batch).map_err(StoreError::from).and_then(|()| self.store.sync());
+        let written = db
+            .apply_batch(batch)
+            .map_err(StoreError::from)
+            .and_then(|()| self.store.sync());
         if let Err(err) = written {
             let mut replies: Vec<Reply> = fresh.into_iter().map(|(_, r)| r).collect();
             replies.extend(repeats.into_iter().map(|(r, _)| r));
@@ -321,7 +382,12 @@ impl State {
         if let Some(cp) = checkpoint {
             self.checkpoint_size = cp.size;
             self.last_checkpoint = Instant::now();
-            *self.store.inner.checkpoint.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cp));
+            *self
+                .store
+                .inner
+                .checkpoint
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cp));
         }
         self.store.inner.durable.send_replace(new);
 
@@ -343,26 +409,58 @@ impl State {
         Ok(())
     }
 
-    fn answer_known(&self, known: Vec<(Reply, u64)>, repeats: Vec<(Reply, usize)>, answers: &[Appended]) {
+    fn answer_known(
+        &self,
+        known: Vec<(Reply, u64)>,
+        repeats: Vec<(Reply, usize)>,
+        answers: &[Appended],
+    ) {
         for (reply, cursor) in known {
             let _ = reply.send(self.appended_at(cursor));
         }
         for (reply, pos) in repeats {
-            let a = answers.get(pos).cloned().map(|a| Appended { duplicate: true, ..a });
+            let a = answers.get(pos).cloned().map(|a| Appended {
+                duplicate: true,
+                ..a
+            });
             let _ = reply.send(a.ok_or(StoreError::Closed));
         }
     }
 
     fn appended_at(&self, cursor: u64) -> Result<Appended, StoreError> {
-        let e = self.store.get_by_cursor(cursor)?.ok_or_else(|| StoreError::Corrupt { key: format!("reference target cursor {cursor}"), detail: "missing".into() })?;
-        Ok(Appended { id: e.id, index: e.body.index, cursor, created_unix_ms: e.body.created_unix_ms, duplicate: true })
+        let e = self
+            .store
+            .get_by_cursor(cursor)?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("reference target cursor {cursor}"),
+                detail: "missing".into(),
+            })?;
+        Ok(Appended {
+            id: e.id,
+            index: e.body.index,
+            cursor,
+            created_unix_ms: e.body.created_unix_ms,
+            duplicate: true,
+        })
     }
 
-    fn sign_checkpoint(&self, size: u64, hashes: &impl lienthong_log::HashStore) -> Result<CheckpointRecord, StoreError> {
+    fn sign_checkpoint(
+        &self,
+        size: u64,
+        hashes: &impl lienthong_log::HashStore,
+    ) -> Result<CheckpointRecord, StoreError> {
         let root = lienthong_log::tree_root(size, hashes)?;
-        let head = TreeHead { origin: self.store.origin().to_owned(), size, root };
+        let head = TreeHead {
+            origin: self.store.origin().to_owned(),
+            size,
+            root,
+        };
         let note = lienthong_log::sign_checkpoint(&head, &self.signer.note_signer)?;
-        Ok(CheckpointRecord { note, size, root: root.0 })
+        Ok(CheckpointRecord {
+            note,
+            size,
+            root: root.0,
+        })
     }
 }
 
@@ -376,8 +474,14 @@ fn sign_all(bodies: Vec<EntryBody>, key: &SigningKey) -> Vec<VerifiedEntry> {
     let mut bodies = bodies;
     let second = bodies.split_off(bodies.len() / 2);
     std::thread::scope(|s| {
-        let h = s.spawn(|| second.into_iter().map(|b| sign_entry(b, key)).collect::<Vec<_>>());
-        let mut first: Vec<VerifiedEntry> = bodies.into_iter().map(|b| sign_entry(b, key)).collect();
+        let h = s.spawn(|| {
+            second
+                .into_iter()
+                .map(|b| sign_entry(b, key))
+                .collect::<Vec<_>>()
+        });
+        let mut first: Vec<VerifiedEntry> =
+            bodies.into_iter().map(|b| sign_entry(b, key)).collect();
         match h.join() {
             Ok(rest) => first.extend(rest),
             Err(p) => std::panic::resume_unwind(p),

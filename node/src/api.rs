@@ -1,0 +1,411 @@
+//! gRPC services: `lienthong.v1.Alerts` for local systems and
+//! `lienthong.v1.Audit` for auditors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lienthong_core::alert::{identifier_forms, validate_alert};
+use lienthong_core::entry::EntryId;
+use lienthong_core::proto::{
+    self as pb, alerts_server::Alerts, audit_server::Audit, entry_body::Payload,
+    get_entry_request::Key,
+};
+use lienthong_core::provinces::is_province;
+use lienthong_core::terms::{Term, query_words};
+use lienthong_store::{NewEntry, Query, Store, StoredEntry, Verification, Writer};
+use tokio::sync::Semaphore;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::status::ApiError;
+
+/// Most entries a query page may hold.
+const MAX_PAGE: u32 = 1000;
+/// Candidates a query examines before returning a partial page.
+const MAX_SCAN: usize = 50_000;
+/// Most envelopes per GetEntries call.
+const MAX_ENTRIES: usize = 1000;
+
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Converts a stored entry to its wire form.
+pub fn to_proto(e: StoredEntry) -> pb::StoredEntry {
+    pb::StoredEntry {
+        envelope: e.envelope,
+        entry_id: e.id.0.to_vec(),
+        body: Some(e.body),
+        cursor: e.cursor,
+        verification: match e.verification {
+            Verification::AuthoredHere => pb::Verification::AuthoredHere,
+            Verification::Verified => pb::Verification::Verified,
+        } as i32,
+        stored_unix_ms: e.stored_unix_ms,
+    }
+}
+
+/// The Alerts service.
+pub struct AlertsService {
+    pub store: Store,
+    pub writer: Arc<Writer>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::StoredEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Alerts for AlertsService {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitAlertRequest>,
+    ) -> Result<Response<pb::SubmitAlertResponse>, Status> {
+        let alert =
+            validate_alert(req.get_ref().alert.as_ref(), now_unix_ms()).map_err(ApiError::from)?;
+        let reference = alert.get().reference.clone();
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let a = self
+            .writer
+            .append(NewEntry {
+                payload: Payload::Alert(alert.into_inner()),
+                // Without a federation agreement an entry is for its author only.
+                audience: Vec::new(),
+                manifest_version: 0,
+                agreement_hash: Vec::new(),
+                reference: Some(reference),
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubmitAlertResponse {
+            entry_id: a.id.0.to_vec(),
+            index: a.index,
+            duplicate: a.duplicate,
+            created_unix_ms: a.created_unix_ms,
+            author: self.store.member().to_owned(),
+            cursor: a.cursor,
+        }))
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::StoredEntry>, Status> {
+        let found = match &req.get_ref().key {
+            None => {
+                return Err(ApiError::field(
+                    "key",
+                    "missing: set one of entry_id, entry_id_hex, own_index, reference",
+                )
+                .into());
+            }
+            Some(Key::EntryId(b)) => {
+                let id = EntryId::from_slice(b).ok_or_else(|| {
+                    ApiError::field(
+                        "entry_id",
+                        format!("{} bytes: an entry id is 32 bytes", b.len()),
+                    )
+                })?;
+                self.store.get_by_id(&id)
+            }
+            Some(Key::EntryIdHex(h)) => {
+                let id = EntryId::from_hex(h).ok_or_else(|| {
+                    ApiError::field("entry_id_hex", "must be 64 hexadecimal characters")
+                })?;
+                self.store.get_by_id(&id)
+            }
+            Some(Key::OwnIndex(i)) => self.store.get_by_own_index(*i),
+            Some(Key::Reference(r)) => self.store.get_by_reference(r),
+        }
+        .map_err(ApiError::from)?;
+        match found {
+            Some(e) => Ok(Response::new(to_proto(e))),
+            None => Err(ApiError::NotFound("no such entry on this node".into()).into()),
+        }
+    }
+
+    async fn query(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let q = build_query(req.get_ref())?;
+        let store = self.store.clone();
+        let page = tokio::task::spawn_blocking(move || store.query(&q))
+            .await
+            .map_err(|e| Status::internal(format!("query task: {e}")))?
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::QueryResponse {
+            entries: page.entries.into_iter().map(to_proto).collect(),
+            next_page_token: page
+                .next_before
+                .map(|c| format!("c{c}"))
+                .unwrap_or_default(),
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut cursor = req.get_ref().from_cursor;
+        let store = self.store.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::StoredEntry, Status>>(256);
+        tokio::spawn(async move {
+            let mut durable = store.subscribe();
+            loop {
+                let s = store.clone();
+                let batch =
+                    match tokio::task::spawn_blocking(move || s.entries_from(cursor, 256)).await {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(ApiError::from(e).into())).await;
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                if batch.is_empty() {
+                    tokio::select! {
+                        changed = durable.changed() => if changed.is_err() { return },
+                        () = tx.closed() => return,
+                    }
+                    continue;
+                }
+                for e in batch {
+                    cursor = e.cursor + 1;
+                    if tx.send(Ok(to_proto(e))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Turns a query request into store terms; every field is checked.
+fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
+    let mut problems = Vec::new();
+    let mut groups = Vec::new();
+    let mut bad = |field: String, p: String| {
+        problems.push(lienthong_core::alert::FieldError { field, problem: p })
+    };
+
+    if !r.categories.is_empty() {
+        for (i, c) in r.categories.iter().enumerate() {
+            if !matches!(pb::Category::try_from(*c), Ok(x) if x != pb::Category::Unspecified) {
+                bad(
+                    format!("categories[{i}]"),
+                    format!("{c} is not a category: use 1–8 (see enum Category)"),
+                );
+            }
+        }
+        groups.push(r.categories.iter().map(|c| Term::category(*c)).collect());
+    }
+    if !r.severities.is_empty() {
+        for (i, s) in r.severities.iter().enumerate() {
+            if !matches!(pb::Severity::try_from(*s), Ok(x) if x != pb::Severity::Unspecified) {
+                bad(
+                    format!("severities[{i}]"),
+                    format!("{s} is not a severity: use 1–4 (see enum Severity)"),
+                );
+            }
+        }
+        groups.push(r.severities.iter().map(|s| Term::severity(*s)).collect());
+    }
+    if !r.province.is_empty() {
+        if !is_province(&r.province) {
+            bad(
+                "province".into(),
+                format!(
+                    "{:?} is not a province code, e.g. \"20\" for Lạng Sơn",
+                    r.province
+                ),
+            );
+        }
+        groups.push(vec![Term::province(&r.province)]);
+    }
+    if !r.author.is_empty() {
+        if !is_province(&r.author) {
+            bad(
+                "author".into(),
+                format!("{:?} is not a member code, e.g. \"01\"", r.author),
+            );
+        }
+        groups.push(vec![Term::author(&r.author)]);
+    }
+    if !r.subject_id.is_empty() {
+        let forms = identifier_forms(&r.subject_id);
+        if forms.is_empty() {
+            bad(
+                "subject_id".into(),
+                "not a tax code, plate, citizen id or HS code in any accepted form".into(),
+            );
+        }
+        groups.push(forms.iter().map(|f| Term::identifier(f)).collect());
+    }
+    if !r.text.trim().is_empty() {
+        let words = query_words(&r.text);
+        if words.is_empty() {
+            bad(
+                "text".into(),
+                "contains no letters or digits to search for".into(),
+            );
+        }
+        groups.extend(words.into_iter().map(|w| vec![w]));
+    }
+    if r.observed_from_unix_ms < 0 || r.observed_to_unix_ms < 0 {
+        bad(
+            "observed_from_unix_ms".into(),
+            "times are milliseconds since 1970, not negative".into(),
+        );
+    }
+    if r.page_size > MAX_PAGE {
+        bad(
+            "page_size".into(),
+            format!(
+                "{} is more than {MAX_PAGE}: ask for fewer and follow next_page_token",
+                r.page_size
+            ),
+        );
+    }
+    let before_cursor = if r.page_token.is_empty() {
+        None
+    } else {
+        match r
+            .page_token
+            .strip_prefix('c')
+            .and_then(|c| c.parse::<u64>().ok())
+        {
+            Some(c) => Some(c),
+            None => {
+                bad("page_token".into(), "not a token this node issued: pass next_page_token from the previous answer unchanged".into());
+                None
+            }
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(lienthong_core::alert::InvalidInput(
+            problems,
+        )));
+    }
+    Ok(Query {
+        groups,
+        observed_from: (r.observed_from_unix_ms > 0).then_some(r.observed_from_unix_ms),
+        observed_to: (r.observed_to_unix_ms > 0).then_some(r.observed_to_unix_ms),
+        before_cursor,
+        limit: if r.page_size == 0 {
+            50
+        } else {
+            r.page_size as usize
+        },
+        max_scan: MAX_SCAN,
+    })
+}
+
+/// The Audit service.
+pub struct AuditService {
+    pub store: Store,
+}
+
+impl AuditService {
+    fn checkpoint_size(&self) -> Result<u64, ApiError> {
+        self.store
+            .latest_checkpoint()
+            .map(|c| c.size)
+            .ok_or_else(|| ApiError::Precondition("no checkpoint yet: the feed is empty or its first checkpoint is being signed; retry in a second".into()))
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    async fn get_checkpoint(
+        &self,
+        _: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let cp = self.store.latest_checkpoint().ok_or_else(|| {
+            ApiError::NotFound("no checkpoint yet: the feed is empty or its first checkpoint is being signed; retry in a second".into())
+        })?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            signed_note: cp.note.clone(),
+            size: cp.size,
+            root_hash: cp.root.to_vec(),
+            origin: self.store.origin().to_owned(),
+        }))
+    }
+
+    async fn get_entries(
+        &self,
+        req: Request<pb::GetEntriesRequest>,
+    ) -> Result<Response<pb::GetEntriesResponse>, Status> {
+        let r = req.get_ref();
+        let size = self.checkpoint_size()?;
+        if r.start >= r.end || r.end > size {
+            return Err(ApiError::field(
+                "end",
+                format!(
+                    "need start < end ≤ {size} (the latest checkpoint size); got start {} end {}",
+                    r.start, r.end
+                ),
+            )
+            .into());
+        }
+        let envelopes = self
+            .store
+            .feed_envelopes(r.start, r.end, MAX_ENTRIES)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetEntriesResponse { envelopes }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let r = req.get_ref();
+        let tree_size = if r.tree_size == 0 {
+            self.checkpoint_size()?
+        } else {
+            r.tree_size
+        };
+        let (leaf, proof) = self
+            .store
+            .inclusion_proof(r.index, tree_size)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetInclusionProofResponse {
+            index: r.index,
+            tree_size,
+            leaf_hash: leaf.0.to_vec(),
+            hashes: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let r = req.get_ref();
+        let new_size = if r.new_size == 0 {
+            self.checkpoint_size()?
+        } else {
+            r.new_size
+        };
+        let proof = self
+            .store
+            .consistency_proof(r.old_size, new_size)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            old_size: r.old_size,
+            new_size,
+            hashes: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+}

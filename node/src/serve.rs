@@ -1,0 +1,179 @@
+//! `lienthong run`: validate everything, open the store, then serve.
+//!
+//! Order matters: configuration, keys, certificates and the store's
+//! integrity are all checked before any port is bound, so a broken node
+//! never half-starts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use lienthong_core::proto::{alerts_server::AlertsServer, audit_server::AuditServer};
+use lienthong_log::NoteSigner;
+use lienthong_store::{FeedSigner, OpenOptions, Store, Writer, WriterConfig};
+use tokio::sync::Semaphore;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::api::{AlertsService, AuditService};
+use crate::config::{ApiSecurity, Config};
+
+/// Largest request message accepted, bytes.
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Everything loaded and checked, nothing bound yet.
+pub struct Prepared {
+    config: Config,
+    store: Store,
+    writer: Writer,
+    tls: Option<ServerTlsConfig>,
+}
+
+/// Loads keys and certificates and opens the store (with its integrity
+/// check). Fails with every reason before anything listens.
+pub fn prepare(config: Config) -> Result<Prepared> {
+    let key_pem = std::fs::read_to_string(&config.signing_key)
+        .with_context(|| format!("reading {}", config.signing_key.display()))?;
+    let key = lienthong_core::keys::signing_key_from_pem(&key_pem)
+        .with_context(|| format!("keys.signing_key {}", config.signing_key.display()))?;
+    let origin = config.origin();
+    let tls = match &config.security {
+        ApiSecurity::PlaintextDev => {
+            tracing::warn!(listen = %config.listen, "local API without TLS or authentication (api.plaintext_dev): for development only");
+            None
+        }
+        ApiSecurity::Tls {
+            cert,
+            key,
+            client_ca,
+        } => {
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            Some(
+                ServerTlsConfig::new()
+                    .identity(Identity::from_pem(read(cert)?, read(key)?))
+                    .client_ca_root(Certificate::from_pem(read(client_ca)?)),
+            )
+        }
+    };
+    let store = Store::open(&OpenOptions {
+        dir: config.store_dir.clone(),
+        member: config.member.clone(),
+        origin: origin.clone(),
+        verifying_key: key.verifying_key(),
+    })
+    .with_context(|| format!("opening the store {}", config.store_dir.display()))?;
+    let note_signer = NoteSigner::new(&origin, key.clone()).context("checkpoint signer")?;
+    let writer = Writer::start(
+        store.clone(),
+        FeedSigner {
+            author: config.member.clone(),
+            key,
+            note_signer,
+        },
+        WriterConfig {
+            checkpoint_interval: config.checkpoint_interval,
+            ..WriterConfig::default()
+        },
+    )?;
+    Ok(Prepared {
+        config,
+        store,
+        writer,
+        tls,
+    })
+}
+
+/// Binds and serves until SIGINT or SIGTERM, then finishes queued writes,
+/// issues a last checkpoint and exits.
+pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
+    let Prepared {
+        config,
+        store,
+        writer,
+        tls,
+    } = p;
+    let writer = Arc::new(writer);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AlertsServer<AlertsService>>()
+        .await;
+    health_reporter
+        .set_serving::<AuditServer<AuditService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lienthong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lienthong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let alerts = AlertsServer::new(AlertsService {
+        store: store.clone(),
+        writer: writer.clone(),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+    })
+    .max_decoding_message_size(MAX_MESSAGE);
+    let audit = AuditServer::new(AuditService {
+        store: store.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding api.listen {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("api TLS configuration")?;
+    }
+    let router = builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(alerts)
+        .add_service(audit);
+
+    tracing::info!(member = %config.member, name = %config.name, origin = %config.origin(), %addr, tls = !matches!(config.security, ApiSecurity::PlaintextDev), feed_size = store.durable().feed_size, "serving");
+    if let Some(f) = ready_file {
+        let tmp = f.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string())?;
+        std::fs::rename(&tmp, f)?;
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await
+        .context("serving the API")?;
+
+    tracing::info!("stopping: finishing queued writes and a last checkpoint");
+    health_reporter
+        .set_not_serving::<AlertsServer<AlertsService>>()
+        .await;
+    if let Ok(w) = Arc::try_unwrap(writer) {
+        tokio::task::spawn_blocking(move || w.shutdown()).await?;
+    }
+    tracing::info!(
+        feed_size = store.durable().feed_size,
+        checkpoint = store.latest_checkpoint().map(|c| c.size),
+        "stopped"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
