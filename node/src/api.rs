@@ -53,6 +53,9 @@ pub struct AlertsService {
     pub store: Store,
     pub writer: Arc<Writer>,
     pub in_flight: Arc<Semaphore>,
+    /// Turns true when the node stops: open Watch streams end, so that
+    /// graceful shutdown does not wait for them forever.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::StoredEntry, Status>> + Send>>;
@@ -157,6 +160,7 @@ impl Alerts for AlertsService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut cursor = req.get_ref().from_cursor;
         let store = self.store.clone();
+        let mut stopping = self.stopping.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::StoredEntry, Status>>(256);
         tokio::spawn(async move {
             let mut durable = store.subscribe();
@@ -175,6 +179,10 @@ impl Alerts for AlertsService {
                     tokio::select! {
                         changed = durable.changed() => if changed.is_err() { return },
                         () = tx.closed() => return,
+                        _ = stopping.changed() => {
+                            let _ = tx.send(Err(Status::unavailable("the node is stopping; resume with the next cursor"))).await;
+                            return;
+                        }
                     }
                     continue;
                 }

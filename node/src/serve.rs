@@ -110,10 +110,12 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let alerts = AlertsServer::new(AlertsService {
         store: store.clone(),
         writer: writer.clone(),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        stopping,
     })
     .max_decoding_message_size(MAX_MESSAGE);
     let audit = AuditServer::new(AuditService {
@@ -144,7 +146,10 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
     }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     router
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
         .await
         .context("serving the API")?;
 

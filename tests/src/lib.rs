@@ -1,1 +1,276 @@
-//! placeholder
+//! Harness for end-to-end tests: creates nodes with the real `lienthong init`,
+//! runs them as real processes on loopback ports, and talks to them over
+//! real mTLS gRPC.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lienthong_proto::v1::{alerts_client::AlertsClient, audit_client::AuditClient};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The `lienthong` binary built with this workspace (or `$LIENTHONG_BIN`).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("LIENTHONG_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-… → target/<profile>/lienthong
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join("lienthong");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p lienthong` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `lienthong ARGS` to completion.
+pub fn lienthong(args: &[&str]) -> Result<std::process::Output> {
+    Command::new(binary())
+        .args(args)
+        .env_remove("LIENTHONG_CONFIG")
+        .output()
+        .context("running lienthong")
+}
+
+/// A free port on 127.0.0.1 (the kernel's choice; tests only use loopback).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node: its directory and, while running, its process.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub member: String,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `lienthong init` in a fresh directory, API on a free loopback port.
+    pub fn init(member: &str, name: &str) -> Result<Self> {
+        Self::init_with(member, name, &[])
+    }
+
+    /// Like [`Node::init`] with extra `init` arguments.
+    pub fn init_with(member: &str, name: &str, extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let d = dir.path().join("node");
+        let mut args = vec![
+            "init",
+            "--member",
+            member,
+            "--name",
+            name,
+            "--dir",
+            d.to_str().unwrap_or_default(),
+            "--listen",
+            &listen,
+        ];
+        args.extend_from_slice(extra);
+        let out = lienthong(&args)?;
+        if !out.status.success() {
+            bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // Checkpoint often so tests need not wait long.
+        let cfg = d.join("lienthong.toml");
+        let text = std::fs::read_to_string(&cfg)?.replace("interval_ms = 500", "interval_ms = 50");
+        std::fs::write(&cfg, text)?;
+        Ok(Self {
+            dir,
+            member: member.to_owned(),
+            port,
+            child: None,
+        })
+    }
+
+    /// The node's directory.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("node")
+    }
+
+    /// Its config file.
+    pub fn config(&self) -> PathBuf {
+        self.path().join("lienthong.toml")
+    }
+
+    /// Its config file as a string argument.
+    pub fn config_arg(&self) -> String {
+        self.config().display().to_string()
+    }
+
+    /// The API address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts `lienthong run` and waits until it serves.
+    pub fn start(&mut self) -> Result<()> {
+        let ready = self.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("node.log"))?;
+        let child = Command::new(binary())
+            .args([
+                "run",
+                "--config",
+                &self.config_arg(),
+                "--ready-file",
+                ready.to_str().unwrap_or_default(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("node exited with {status} before serving:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("node did not start within 30 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status()?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(s) = c.try_wait()? {
+                    if !s.success() {
+                        bail!("node exited with {s} on SIGTERM:\n{}", self.log());
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    bail!("node did not stop within 20 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// TLS settings of the `admin` client issued by init.
+    pub fn client_tls(&self) -> Result<ClientTlsConfig> {
+        let p = self.path();
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(
+                p.join("tls/ca-cert.pem"),
+            )?))
+            .identity(Identity::from_pem(
+                std::fs::read(p.join("clients/admin-cert.pem"))?,
+                std::fs::read(p.join("clients/admin-key.pem"))?,
+            ))
+            .domain_name("localhost"))
+    }
+
+    /// An mTLS channel as the `admin` client.
+    pub async fn channel(&self) -> Result<Channel> {
+        Ok(Endpoint::from_shared(format!("https://{}", self.addr()))?
+            .tls_config(self.client_tls()?)?
+            .connect()
+            .await?)
+    }
+
+    /// Alerts client.
+    pub async fn alerts(&self) -> Result<AlertsClient<Channel>> {
+        Ok(AlertsClient::new(self.channel().await?))
+    }
+
+    /// Audit client.
+    pub async fn audit(&self) -> Result<AuditClient<Channel>> {
+        Ok(AuditClient::new(self.channel().await?))
+    }
+
+    /// The member's vkey, from `lienthong key show`.
+    pub fn vkey(&self) -> Result<String> {
+        let out = lienthong(&["key", "show", "--config", &self.config_arg()])?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A valid alert with the given reference, observed an hour ago.
+pub fn sample_alert(reference: &str) -> lienthong_proto::v1::Alert {
+    use lienthong_proto::v1::{
+        Alert, Category, Goods, Location, Severity, Subject, Vehicle, subject,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Alert {
+        reference: reference.to_owned(),
+        category: Category::Counterfeit as i32,
+        severity: Severity::High as i32,
+        title: "Phát hiện mỹ phẩm giả nhãn hiệu Ohui".into(),
+        description: "Xe tải chở 120 thùng hàng giả, không hóa đơn.".into(),
+        location: Some(Location {
+            province: "20".into(),
+            commune: "Xã Đồng Đăng".into(),
+            address: "QL1A".into(),
+        }),
+        observed_unix_ms: now - 3_600_000,
+        subjects: vec![
+            Subject {
+                kind: Some(subject::Kind::Vehicle(Vehicle {
+                    plate: "12C-045.67".into(),
+                    country: String::new(),
+                    description: "xe tải".into(),
+                })),
+            },
+            Subject {
+                kind: Some(subject::Kind::Goods(Goods {
+                    hs_code: "3304.99.90".into(),
+                    description: "Kem dưỡng da".into(),
+                    quantity: 120.0,
+                    unit: "thùng".into(),
+                    estimated_value_vnd: 480_000_000,
+                })),
+            },
+        ],
+        attachments: vec![],
+        concerned_provinces: vec!["24".into()],
+    }
+}

@@ -106,7 +106,7 @@ pub fn vkey_string(name: &str, key: &VerifyingKey) -> String {
 }
 
 /// Parses an Ed25519 vkey into its name, key id and public key, checking
-/// that the key id is SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key)[:4].
+/// that the key id is the first 4 bytes of SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key).
 pub fn parse_vkey(vkey: &str) -> Result<(String, u32, VerifyingKey), CheckpointError> {
     let bad = |reason| CheckpointError::InvalidVkey {
         vkey: vkey.to_owned(),
@@ -172,7 +172,7 @@ impl NoteSigner {
         })
     }
 
-    /// The signed-note key id: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4].
+    /// The signed-note key id: the first 4 bytes of SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key).
     pub fn key_id(&self) -> u32 {
         self.id
     }

@@ -85,7 +85,7 @@ pub enum CosignatureError {
 }
 
 /// Key id of a witness's cosignature/v1 key:
-/// SHA-256(name ‖ 0x0A ‖ 0x04 ‖ public key)[:4] (C2SP tlog-cosignature, Format).
+/// the first 4 bytes of SHA-256(name ‖ 0x0A ‖ 0x04 ‖ public key) (C2SP tlog-cosignature, Format).
 pub fn cosignature_key_id(witness_name: &str, key: &VerifyingKey) -> u32 {
     signed_note::key_id(witness_name, &encoded_key(SIG_TYPE_COSIGNATURE_V1, key))
 }

@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts real `lienthong` processes on loopback and
+//! talks to them over real mTLS gRPC (one test binary, as in ripgrep).
+
+mod api;
+mod audit;
+mod durability;
+mod python;
+mod security;

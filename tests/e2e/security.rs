@@ -1,0 +1,197 @@
+//! The local API is authenticated by default; bad config is refused before
+//! any port is bound.
+
+use std::net::TcpStream;
+
+use lienthong_proto::v1 as pb;
+use lienthong_tests::{Node, free_port, lienthong, sample_alert};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_clients_without_a_certificate_from_its_ca() -> anyhow::Result<()> {
+    let mut node = Node::init("04", "Cao Bằng")?;
+    node.start()?;
+    let ca = Certificate::from_pem(std::fs::read(node.path().join("tls/ca-cert.pem"))?);
+    let url = format!("https://{}", node.addr());
+
+    // No client certificate.
+    let no_cert = ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .domain_name("localhost");
+    let r = async {
+        let ch = Endpoint::from_shared(url.clone())?
+            .tls_config(no_cert)?
+            .connect()
+            .await?;
+        pb::alerts_client::AlertsClient::new(ch)
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert("x")),
+            })
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(r.is_err(), "a client without certificate was served");
+
+    // A certificate from another node's CA.
+    let other = Node::init("04", "Cao Bằng")?;
+    let foreign = ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .identity(Identity::from_pem(
+            std::fs::read(other.path().join("clients/admin-cert.pem"))?,
+            std::fs::read(other.path().join("clients/admin-key.pem"))?,
+        ))
+        .domain_name("localhost");
+    let r = async {
+        let ch = Endpoint::from_shared(url.clone())?
+            .tls_config(foreign)?
+            .connect()
+            .await?;
+        pb::alerts_client::AlertsClient::new(ch)
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert("x")),
+            })
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(
+        r.is_err(),
+        "a client certificate from another CA was accepted"
+    );
+
+    // Plaintext HTTP/2 to the TLS port.
+    let r = async {
+        let ch = Endpoint::from_shared(format!("http://{}", node.addr()))?
+            .connect()
+            .await?;
+        pb::alerts_client::AlertsClient::new(ch)
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert("x")),
+            })
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(r.is_err(), "plaintext was served");
+
+    // A certificate issued by `client add` works.
+    let out = lienthong(&[
+        "client",
+        "add",
+        "hotline-1800",
+        "--config",
+        &node.config_arg(),
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(node.path().join("clients/hotline-1800-key.pem"))?.permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .identity(Identity::from_pem(
+            std::fs::read(node.path().join("clients/hotline-1800-cert.pem"))?,
+            std::fs::read(node.path().join("clients/hotline-1800-key.pem"))?,
+        ))
+        .domain_name("localhost");
+    let ch = Endpoint::from_shared(url)?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let r = pb::alerts_client::AlertsClient::new(ch)
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("cb-1")),
+        })
+        .await?;
+    assert_eq!(r.into_inner().index, 0);
+    Ok(())
+}
+
+#[test]
+fn init_writes_private_keys_with_0600() -> anyhow::Result<()> {
+    let node = Node::init("25", "Phú Thọ")?;
+    for k in [
+        "keys/signing-key.pem",
+        "tls/ca-key.pem",
+        "tls/api-key.pem",
+        "clients/admin-key.pem",
+    ] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(node.path().join(k))?.permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{k}");
+    }
+    // init never overwrites.
+    let again = lienthong(&[
+        "init",
+        "--member",
+        "25",
+        "--name",
+        "x",
+        "--dir",
+        node.path().to_str().unwrap_or_default(),
+    ])?;
+    assert!(!again.status.success());
+    Ok(())
+}
+
+/// Every problem in the config is reported at once, and nothing listens.
+#[test]
+fn bad_config_is_reported_whole_before_binding() -> anyhow::Result<()> {
+    let node = Node::init("33", "Hưng Yên")?;
+    let port = free_port();
+    let cfg = node.config();
+    let text = std::fs::read_to_string(&cfg)?
+        .replace("member = \"33\"", "member = \"3\"")
+        .replace(
+            &format!("listen = \"127.0.0.1:{}\"", node.port),
+            &format!("listen = \"0.0.0.0:{port}\"\nplaintext_dev = true"),
+        )
+        .replace("interval_ms = 50", "interval_ms = 0");
+    std::fs::write(&cfg, text)?;
+    std::fs::set_permissions(
+        node.path().join("keys/signing-key.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    let out = lienthong(&["run", "--config", &node.config_arg()])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "node.member",
+        "api.plaintext_dev",
+        "checkpoint.interval_ms",
+        "chmod 600",
+    ] {
+        assert!(err.contains(needle), "{needle} missing in:\n{err}");
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "a port was bound"
+    );
+    Ok(())
+}
+
+#[test]
+fn plaintext_dev_works_only_on_loopback() -> anyhow::Result<()> {
+    let mut node = Node::init_with("42", "Hà Tĩnh", &["--plaintext-dev"])?;
+    node.start()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let ch = Endpoint::from_shared(format!("http://{}", node.addr()))?
+            .connect()
+            .await?;
+        let r = pb::alerts_client::AlertsClient::new(ch)
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert("ht-1")),
+            })
+            .await?;
+        assert_eq!(r.into_inner().index, 0);
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
