@@ -280,17 +280,12 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
     let signing_key = resolve(&raw.keys.signing_key);
     if check_files {
         check_secret(&mut problems, "keys.signing_key", &signing_key);
-        if let ApiSecurity::Tls {
-            cert,
-            key,
-            client_ca,
-        } = &security
+        if let ApiSecurity::Tls { cert, key, client_ca } = &security
+            && !cert.as_os_str().is_empty()
         {
-            if !cert.as_os_str().is_empty() {
-                check_readable(&mut problems, "api.tls_cert", cert);
-                check_secret(&mut problems, "api.tls_key", key);
-                check_readable(&mut problems, "api.client_ca", client_ca);
-            }
+            check_readable(&mut problems, "api.tls_cert", cert);
+            check_secret(&mut problems, "api.tls_key", key);
+            check_readable(&mut problems, "api.client_ca", client_ca);
         }
     }
 

@@ -9,14 +9,17 @@ use lienthong_proto::v1::{self as pb, get_entry_request::Key};
 use lienthong_tests::{Node, sample_alert};
 
 /// Rounds of kill -9; each round runs 16 concurrent submitters.
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 10;
 const CLIENTS: usize = 16;
+
+/// reference → (entry id, feed index).
+type Acked = HashMap<String, (Vec<u8>, u64)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_alert_survives_kill_9() -> anyhow::Result<()> {
     let mut node = Node::init("31", "Hải Phòng")?;
     // reference → (entry id, feed index) for every acknowledged submission.
-    let acked: Arc<Mutex<HashMap<String, (Vec<u8>, u64)>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut total_attempts = 0usize;
 
     for round in 0..ROUNDS {

@@ -215,7 +215,7 @@ impl Store {
 
         // Drive by the smallest group; check the others per candidate.
         let driver = (0..q.groups.len()).min_by_key(|&i| self.estimate(&q.groups[i], below));
-        let candidates: Box<dyn Iterator<Item = Result<u64, StoreError>>> = match driver {
+        let candidates: CursorIter = match driver {
             None => Box::new(
                 self.db()
                     .range(keys::with_u64(keys::ENTRY, 0)..keys::with_u64(keys::ENTRY, below))
@@ -285,10 +285,13 @@ impl Store {
     }
 }
 
+/// Cursors, highest first.
+type CursorIter = Box<dyn Iterator<Item = Result<u64, StoreError>>>;
+
 /// Merges the postings of several terms, highest cursor first, without
 /// duplicates.
 struct MergeDesc {
-    iters: Vec<std::iter::Peekable<Box<dyn Iterator<Item = Result<u64, StoreError>>>>>,
+    iters: Vec<std::iter::Peekable<CursorIter>>,
 }
 
 impl MergeDesc {
@@ -299,7 +302,7 @@ impl MergeDesc {
                 let p = keys::term_prefix(&t.0);
                 let mut hi = p.clone();
                 hi.extend_from_slice(&below.to_be_bytes());
-                let it: Box<dyn Iterator<Item = Result<u64, StoreError>>> =
+                let it: CursorIter =
                     Box::new(store.db().range(p..hi).rev().map(|kv| {
                         let (k, _) = kv?;
                         keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
