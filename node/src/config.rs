@@ -280,7 +280,11 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
     let signing_key = resolve(&raw.keys.signing_key);
     if check_files {
         check_secret(&mut problems, "keys.signing_key", &signing_key);
-        if let ApiSecurity::Tls { cert, key, client_ca } = &security
+        if let ApiSecurity::Tls {
+            cert,
+            key,
+            client_ca,
+        } = &security
             && !cert.as_os_str().is_empty()
         {
             check_readable(&mut problems, "api.tls_cert", cert);

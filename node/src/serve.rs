@@ -146,11 +146,14 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
     }
     // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and
     // delayed ACKs add ~40 ms to every answer.
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
-        s.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-    });
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        },
+    );
     router
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown_signal().await;

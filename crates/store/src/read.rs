@@ -302,14 +302,13 @@ impl MergeDesc {
                 let p = keys::term_prefix(&t.0);
                 let mut hi = p.clone();
                 hi.extend_from_slice(&below.to_be_bytes());
-                let it: CursorIter =
-                    Box::new(store.db().range(p..hi).rev().map(|kv| {
-                        let (k, _) = kv?;
-                        keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
-                            key: "posting".into(),
-                            detail: "short".into(),
-                        })
-                    }));
+                let it: CursorIter = Box::new(store.db().range(p..hi).rev().map(|kv| {
+                    let (k, _) = kv?;
+                    keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
+                        key: "posting".into(),
+                        detail: "short".into(),
+                    })
+                }));
                 it.peekable()
             })
             .collect();

@@ -1,0 +1,308 @@
+//! The store on a real sled database on disk: group commit, reopening,
+//! integrity checks against the signed checkpoint, and queries checked
+//! against a naive model.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use lienthong_core::proto::{Alert, Category, Location, Severity, entry_body::Payload};
+use lienthong_core::terms::{Term, query_words};
+use lienthong_log::{Hash, MemoryHashStore, NoteSigner};
+use lienthong_store::{
+    FeedSigner, NewEntry, OpenOptions, Query, Store, StoreError, Writer, WriterConfig,
+};
+use proptest::prelude::*;
+
+const ORIGIN: &str = "lienthong.test/t/20";
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+fn open(dir: &Path) -> Result<Store, StoreError> {
+    Store::open(&OpenOptions {
+        dir: dir.to_path_buf(),
+        member: "20".into(),
+        origin: ORIGIN.into(),
+        verifying_key: key().verifying_key(),
+    })
+}
+
+fn writer(store: &Store) -> Writer {
+    let signer = FeedSigner {
+        author: "20".into(),
+        key: key(),
+        note_signer: NoteSigner::new(ORIGIN, key()).unwrap(),
+    };
+    Writer::start(
+        store.clone(),
+        signer,
+        WriterConfig {
+            checkpoint_interval: Duration::from_millis(20),
+            max_batch: 64,
+        },
+    )
+    .unwrap()
+}
+
+fn alert(reference: &str, category: Category, province: &str, title: &str) -> NewEntry {
+    NewEntry {
+        payload: Payload::Alert(Alert {
+            reference: reference.into(),
+            category: category as i32,
+            severity: Severity::Medium as i32,
+            title: title.into(),
+            location: Some(Location {
+                province: province.into(),
+                ..Default::default()
+            }),
+            observed_unix_ms: 1_795_000_000_000,
+            ..Default::default()
+        }),
+        audience: vec![],
+        manifest_version: 0,
+        agreement_hash: vec![],
+        reference: Some(reference.into()),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Concurrent submissions share group commits; indexes are dense and
+/// unique, and the final checkpoint covers exactly the leaves appended.
+#[test]
+fn concurrent_appends_get_dense_indexes_and_a_matching_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let w = std::sync::Arc::new(writer(&store));
+    let answers = rt().block_on(async {
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    w.append(alert(
+                        &format!("r{i}"),
+                        Category::Counterfeit,
+                        "20",
+                        "hàng giả",
+                    ))
+                    .await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    });
+    let indexes: BTreeSet<u64> = answers.iter().map(|a| a.index).collect();
+    assert_eq!(indexes, (0..300).collect());
+    std::sync::Arc::try_unwrap(w).ok().unwrap().shutdown();
+
+    let cp = store
+        .latest_checkpoint()
+        .expect("checkpoint after shutdown");
+    assert_eq!(cp.size, 300);
+    let verified = lienthong_log::verify_checkpoint_with_key(
+        cp.note.as_bytes(),
+        ORIGIN,
+        &key().verifying_key(),
+    )
+    .unwrap();
+    let mut model = MemoryHashStore::new();
+    for i in 0..300 {
+        let e = store.get_by_own_index(i).unwrap().unwrap();
+        model.append(Hash(e.id.0)).unwrap();
+    }
+    assert_eq!(model.root().unwrap(), verified.root());
+}
+
+#[test]
+fn reopening_keeps_entries_references_and_the_feed_position() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path()).unwrap();
+        let w = writer(&store);
+        rt().block_on(async {
+            for i in 0..10 {
+                w.append(alert(
+                    &format!("r{i}"),
+                    Category::Smuggling,
+                    "15",
+                    "thuốc lá",
+                ))
+                .await
+                .unwrap();
+            }
+        });
+        w.shutdown();
+    }
+    let store = open(dir.path()).unwrap();
+    assert_eq!(store.durable().feed_size, 10);
+    assert_eq!(store.get_by_reference("r3").unwrap().unwrap().body.index, 3);
+    let w = writer(&store);
+    let (again, next) = rt().block_on(async {
+        (
+            w.append(alert("r3", Category::Smuggling, "15", "x"))
+                .await
+                .unwrap(),
+            w.append(alert("r10", Category::Smuggling, "15", "x"))
+                .await
+                .unwrap(),
+        )
+    });
+    assert!(again.duplicate);
+    assert_eq!(again.index, 3);
+    assert_eq!((next.index, next.duplicate), (10, false));
+}
+
+/// Writes a few entries with a final checkpoint, then lets `tamper` edit
+/// the raw sled database, and returns what opening the store says.
+fn open_after(tamper: impl FnOnce(&sled::Db)) -> Result<Store, StoreError> {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path()).unwrap();
+        let w = writer(&store);
+        rt().block_on(async {
+            for i in 0..8 {
+                w.append(alert(
+                    &format!("r{i}"),
+                    Category::Counterfeit,
+                    "24",
+                    "mỹ phẩm giả",
+                ))
+                .await
+                .unwrap();
+            }
+        });
+        w.shutdown();
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        tamper(&db);
+        db.flush().unwrap();
+    }
+    let r = open(dir.path());
+    drop(dir);
+    r
+}
+
+fn hash_key(level: u8, n: u64) -> Vec<u8> {
+    let mut k = vec![b'H'];
+    k.extend_from_slice(&tlog_tiles::tlog::stored_hash_index(level, n).to_be_bytes());
+    k
+}
+
+fn flip(db: &sled::Db, key: &[u8]) {
+    let mut v = db.get(key).unwrap().expect("key exists").to_vec();
+    v[0] ^= 1;
+    db.insert(key, v).unwrap();
+}
+
+#[test]
+fn an_untouched_store_opens() {
+    assert!(open_after(|_| {}).is_ok());
+}
+
+#[test]
+fn a_changed_leaf_hash_is_detected_on_open() {
+    let e = open_after(|db| flip(db, &hash_key(0, 7)))
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string().contains("does not hash to its Merkle leaf"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_changed_interior_hash_is_detected_on_open() {
+    let e = open_after(|db| flip(db, &hash_key(3, 0)))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("Merkle root at size 8"), "{e}");
+}
+
+#[test]
+fn a_feed_shorter_than_its_checkpoint_is_refused() {
+    let e = open_after(|db| {
+        let mut k = b"Mfeed_size".to_vec();
+        k.truncate(10);
+        db.insert(k, &5u64.to_be_bytes()).unwrap();
+    })
+    .err()
+    .expect("refused");
+    assert!(
+        e.to_string()
+            .contains("already signed a checkpoint of size 8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_store_of_another_member_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()).unwrap());
+    let e = Store::open(&OpenOptions {
+        dir: dir.path().to_path_buf(),
+        member: "01".into(),
+        origin: ORIGIN.into(),
+        verifying_key: key().verifying_key(),
+    })
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("belongs to member \"20\""), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Model test: any AND of category / province / word filters returns
+    /// exactly what a naive scan over the appended alerts returns, newest
+    /// first, across pages.
+    #[test]
+    fn queries_match_a_naive_model(
+        alerts in prop::collection::vec((0usize..3, 0usize..3, 0usize..4), 1..40),
+        qcat in prop::option::of(0usize..3),
+        qprov in prop::option::of(0usize..3),
+        qword in prop::option::of(0usize..4),
+        page in 1usize..7,
+    ) {
+        const CATS: [Category; 3] = [Category::Smuggling, Category::Counterfeit, Category::FoodSafety];
+        const PROVS: [&str; 3] = ["01", "20", "24"];
+        const TITLES: [&str; 4] = ["Hàng giả", "hang gia va thuoc la", "Thuốc lá lậu", "Gà đông lạnh"];
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).unwrap();
+        let w = writer(&store);
+        rt().block_on(async {
+            for (i, (c, p, t)) in alerts.iter().enumerate() {
+                w.append(alert(&format!("r{i}"), CATS[*c], PROVS[*p], TITLES[*t])).await.unwrap();
+            }
+        });
+        let mut groups = Vec::new();
+        if let Some(c) = qcat { groups.push(vec![Term::category(CATS[c] as i32)]); }
+        if let Some(p) = qprov { groups.push(vec![Term::province(PROVS[p])]); }
+        if let Some(t) = qword { groups.extend(query_words("gia").into_iter().take(usize::from(t > 1)).map(|w| vec![w])); }
+        let expected: Vec<u64> = alerts.iter().enumerate().rev().filter(|(_, (c, p, t))| {
+            qcat.is_none_or(|q| q == *c) && qprov.is_none_or(|q| q == *p)
+                && (qword.is_none_or(|q| q <= 1) || lienthong_core::text::words(TITLES[*t]).contains(&"gia".to_owned()))
+        }).map(|(i, _)| i as u64).collect();
+        let mut got = Vec::new();
+        let mut before = None;
+        loop {
+            let r = store.query(&Query { groups: groups.clone(), before_cursor: before, limit: page, max_scan: 1000, ..Query::default() }).unwrap();
+            got.extend(r.entries.iter().map(|e| e.cursor));
+            match r.next_before { Some(b) => before = Some(b), None => break }
+        }
+        prop_assert_eq!(got, expected);
+    }
+}
