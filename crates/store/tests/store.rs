@@ -2,6 +2,8 @@
 //! integrity checks against the signed checkpoint, and queries checked
 //! against a naive model.
 
+#![allow(clippy::unwrap_in_result)] // test helpers may panic
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
