@@ -3,7 +3,7 @@
 //! real mTLS gRPC.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,15 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/e2e-… → target/<profile>/lienthong
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = profile_dir.join("lienthong");
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p lienthong` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
+    // Tests run from target/<profile>/deps/, tools from target/<profile>/.
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [
+        Some(dir.join("lienthong")),
+        dir.parent().map(|p| p.join("lienthong")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("lienthong not found next to {}: build it with `cargo build -p lienthong` (cargo test --workspace does)", exe.display())
+    })
 }
 
 /// Runs `lienthong ARGS` to completion.
