@@ -22,23 +22,20 @@ const LEAF_DAYS: i64 = 2 * 365;
 
 /// Writes a file readable by its owner only; refuses to overwrite.
 pub fn write_private(path: &Path, contents: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    write_new(path, contents, 0o600)
 }
 
 /// Writes a public file (certificate); refuses to overwrite.
 pub fn write_public(path: &Path, contents: &str) -> Result<()> {
+    write_new(path, contents, 0o644)
+}
+
+/// Creates `path` with `mode` (never widening an existing file) and syncs it.
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
     f.write_all(contents.as_bytes())?;

@@ -300,6 +300,34 @@ async fn health_and_reflection_answer_stock_clients() -> anyhow::Result<()> {
         r.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+
+    // Server reflection lists our services, so grpcurl needs no .proto files.
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut r = ServerReflectionClient::new(node.channel().await?);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = r
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await?.and_then(|a| a.message_response)
+    else {
+        anyhow::bail!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for s in [
+        "lienthong.v1.Alerts",
+        "lienthong.v1.Audit",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(&s.to_owned()), "{s} not in {names:?}");
+    }
     Ok(())
 }
 

@@ -144,21 +144,7 @@ async fn checkpoints_entries_and_proofs_verify_with_the_vkey_alone() -> anyhow::
     // The CLI verifier agrees, and proves consistency with a saved checkpoint.
     let saved = node.path().join("cp1.txt");
     std::fs::write(&saved, &first.signed_note)?;
-    let out = lienthong_tests::lienthong(&[
-        "feed",
-        "verify",
-        "--config",
-        &node.config_arg(),
-        "--vkey",
-        &vkey,
-        "--previous",
-        saved.to_str().unwrap_or_default(),
-    ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("VERIFIED"));
+    let report = node.feed_verify(Some(&saved))?;
+    assert!(report.contains("VERIFIED"), "{report}");
     Ok(())
 }

@@ -128,21 +128,8 @@ async fn every_acknowledged_alert_survives_kill_9() -> anyhow::Result<()> {
     );
 
     // And the whole feed still verifies against a fresh checkpoint.
-    let vkey = node.vkey()?;
     std::thread::sleep(Duration::from_millis(200));
-    let out = lienthong_tests::lienthong(&[
-        "feed",
-        "verify",
-        "--config",
-        &node.config_arg(),
-        "--vkey",
-        &vkey,
-    ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    node.feed_verify(None)?;
     Ok(())
 }
 

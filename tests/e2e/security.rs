@@ -7,6 +7,40 @@ use lienthong_proto::v1 as pb;
 use lienthong_tests::{Node, free_port, lienthong, sample_alert};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+/// Connects (TLS if given) and submits one alert; returns its feed index.
+async fn submit_via(
+    url: String,
+    tls: Option<ClientTlsConfig>,
+    reference: &str,
+) -> anyhow::Result<u64> {
+    let mut endpoint = Endpoint::from_shared(url)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let r = pb::alerts_client::AlertsClient::new(endpoint.connect().await?)
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert(reference)),
+        })
+        .await?;
+    Ok(r.into_inner().index)
+}
+
+/// TLS as the client `name` of the node in `dir`, trusting `ca`.
+fn as_client(
+    ca: &Certificate,
+    dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<ClientTlsConfig> {
+    let identity = Identity::from_pem(
+        std::fs::read(dir.join(format!("clients/{name}-cert.pem")))?,
+        std::fs::read(dir.join(format!("clients/{name}-key.pem")))?,
+    );
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .identity(identity)
+        .domain_name("localhost"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_clients_without_a_certificate_from_its_ca() -> anyhow::Result<()> {
     let mut node = Node::init("04", "Cao Bằng")?;
@@ -14,68 +48,29 @@ async fn the_api_refuses_clients_without_a_certificate_from_its_ca() -> anyhow::
     let ca = Certificate::from_pem(std::fs::read(node.path().join("tls/ca-cert.pem"))?);
     let url = format!("https://{}", node.addr());
 
-    // No client certificate.
     let no_cert = ClientTlsConfig::new()
         .ca_certificate(ca.clone())
         .domain_name("localhost");
-    let r = async {
-        let ch = Endpoint::from_shared(url.clone())?
-            .tls_config(no_cert)?
-            .connect()
-            .await?;
-        pb::alerts_client::AlertsClient::new(ch)
-            .submit(pb::SubmitAlertRequest {
-                alert: Some(sample_alert("x")),
-            })
-            .await?;
-        anyhow::Ok(())
-    }
-    .await;
-    assert!(r.is_err(), "a client without certificate was served");
-
-    // A certificate from another node's CA.
-    let other = Node::init("04", "Cao Bằng")?;
-    let foreign = ClientTlsConfig::new()
-        .ca_certificate(ca.clone())
-        .identity(Identity::from_pem(
-            std::fs::read(other.path().join("clients/admin-cert.pem"))?,
-            std::fs::read(other.path().join("clients/admin-key.pem"))?,
-        ))
-        .domain_name("localhost");
-    let r = async {
-        let ch = Endpoint::from_shared(url.clone())?
-            .tls_config(foreign)?
-            .connect()
-            .await?;
-        pb::alerts_client::AlertsClient::new(ch)
-            .submit(pb::SubmitAlertRequest {
-                alert: Some(sample_alert("x")),
-            })
-            .await?;
-        anyhow::Ok(())
-    }
-    .await;
     assert!(
-        r.is_err(),
+        submit_via(url.clone(), Some(no_cert), "x").await.is_err(),
+        "a client without certificate was served"
+    );
+
+    let other = Node::init("04", "Cao Bằng")?;
+    let foreign = as_client(&ca, &other.path(), "admin")?;
+    assert!(
+        submit_via(url.clone(), Some(foreign), "x").await.is_err(),
         "a client certificate from another CA was accepted"
     );
 
-    // Plaintext HTTP/2 to the TLS port.
-    let r = async {
-        let ch = Endpoint::from_shared(format!("http://{}", node.addr()))?
-            .connect()
-            .await?;
-        pb::alerts_client::AlertsClient::new(ch)
-            .submit(pb::SubmitAlertRequest {
-                alert: Some(sample_alert("x")),
-            })
-            .await?;
-        anyhow::Ok(())
-    }
-    .await;
-    assert!(r.is_err(), "plaintext was served");
+    assert!(
+        submit_via(format!("http://{}", node.addr()), None, "x")
+            .await
+            .is_err(),
+        "plaintext was served"
+    );
 
-    // A certificate issued by `client add` works.
+    // A certificate issued by `client add` works, and its key is private.
     let out = lienthong(&[
         "client",
         "add",
@@ -92,23 +87,15 @@ async fn the_api_refuses_clients_without_a_certificate_from_its_ca() -> anyhow::
         &std::fs::metadata(node.path().join("clients/hotline-1800-key.pem"))?.permissions(),
     );
     assert_eq!(key_mode & 0o777, 0o600);
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(ca)
-        .identity(Identity::from_pem(
-            std::fs::read(node.path().join("clients/hotline-1800-cert.pem"))?,
-            std::fs::read(node.path().join("clients/hotline-1800-key.pem"))?,
-        ))
-        .domain_name("localhost");
-    let ch = Endpoint::from_shared(url)?
-        .tls_config(tls)?
-        .connect()
-        .await?;
-    let r = pb::alerts_client::AlertsClient::new(ch)
-        .submit(pb::SubmitAlertRequest {
-            alert: Some(sample_alert("cb-1")),
-        })
-        .await?;
-    assert_eq!(r.into_inner().index, 0);
+    assert_eq!(
+        submit_via(
+            url,
+            Some(as_client(&ca, &node.path(), "hotline-1800")?),
+            "cb-1"
+        )
+        .await?,
+        0
+    );
     Ok(())
 }
 
@@ -181,17 +168,9 @@ fn plaintext_dev_works_only_on_loopback() -> anyhow::Result<()> {
     let mut node = Node::init_with("42", "Hà Tĩnh", &["--plaintext-dev"])?;
     node.start()?;
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let ch = Endpoint::from_shared(format!("http://{}", node.addr()))?
-            .connect()
-            .await?;
-        let r = pb::alerts_client::AlertsClient::new(ch)
-            .submit(pb::SubmitAlertRequest {
-                alert: Some(sample_alert("ht-1")),
-            })
-            .await?;
-        assert_eq!(r.into_inner().index, 0);
-        anyhow::Ok(())
-    })?;
+    assert_eq!(
+        rt.block_on(submit_via(format!("http://{}", node.addr()), None, "ht-1"))?,
+        0
+    );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! real mTLS gRPC.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -216,6 +216,26 @@ impl Node {
     /// Audit client.
     pub async fn audit(&self) -> Result<AuditClient<Channel>> {
         Ok(AuditClient::new(self.channel().await?))
+    }
+
+    /// Runs `lienthong feed verify` with the member's vkey (and a saved
+    /// checkpoint to prove consistency with); fails unless it verifies.
+    pub fn feed_verify(&self, previous: Option<&Path>) -> Result<String> {
+        let vkey = self.vkey()?;
+        let config = self.config_arg();
+        let mut args = vec!["feed", "verify", "--config", &config, "--vkey", &vkey];
+        let prev = previous.map(|p| p.display().to_string());
+        if let Some(p) = &prev {
+            args.extend(["--previous", p]);
+        }
+        let out = lienthong(&args)?;
+        if !out.status.success() {
+            bail!(
+                "feed verify failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
     }
 
     /// The member's vkey, from `lienthong key show`.

@@ -30,7 +30,7 @@ pub enum StoreError {
     Integrity(String),
     /// A record could not be decoded.
     #[error(
-        "corrupt record {key}: {detail}; run `lienthong store verify` and restore from a backup or from peers"
+        "corrupt record {key}: {detail}; restore the store from a backup, then check it with `lienthong feed verify`"
     )]
     Corrupt {
         /// Which key.

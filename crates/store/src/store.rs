@@ -164,8 +164,8 @@ impl Store {
         let db = &self.inner.db;
         let size = self.durable().feed_size;
         let recover = "the store is damaged or was restored from an older copy. Do not serve from it: \
-            move it aside, restore the newest backup, or rebuild the feed from peers \
-            (see docs on recovery); then start the node again";
+            move it aside, restore the newest backup, start the node again and check the \
+            feed with `lienthong feed verify`";
 
         // The newest entries must hash to the stored leaves.
         for index in size.saturating_sub(TAIL_CHECK)..size {
