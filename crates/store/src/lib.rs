@@ -39,7 +39,7 @@
 //! | `F` | own feed index u64 BE | cursor |
 //! | `H` | stored-hash index u64 BE | hash (32) |
 //! | `R` | reference | cursor |
-//! | `T` | term length u16 BE, term, cursor | empty |
+//! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending (one block per term per group commit) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
 
 mod error;

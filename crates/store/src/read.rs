@@ -237,13 +237,7 @@ impl Store {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != driver)
-                .all(|(_, g)| {
-                    g.iter().any(|t| {
-                        self.db()
-                            .contains_key(keys::posting(&t.0, c))
-                            .unwrap_or(false)
-                    })
-                });
+                .all(|(_, g)| g.iter().any(|t| self.term_has(&t.0, c).unwrap_or(false)));
             if !others_match {
                 continue;
             }
@@ -270,19 +264,42 @@ impl Store {
         Ok(page)
     }
 
-    /// Postings of a group below `below`, counted up to a cap.
+    /// Whether `cursor` is in the postings of `term`: the block that can
+    /// hold it is the last one starting at or before it.
+    fn term_has(&self, term: &[u8], cursor: u64) -> Result<bool, StoreError> {
+        let lo = keys::term_prefix(term);
+        let hi = keys::posting(term, cursor);
+        match self.db().range(lo..=hi).next_back() {
+            None => Ok(false),
+            Some(kv) => Ok(block_cursors(&kv?.1).any(|c| c == cursor)),
+        }
+    }
+
+    /// Postings of a group below `below`, counted up to a cap (a cost
+    /// estimate for choosing which group drives a query).
     fn estimate(&self, group: &[Term], below: u64) -> usize {
-        const CAP: usize = 4096;
+        const CAP_BLOCKS: usize = 512;
         group
             .iter()
             .map(|t| {
                 let p = keys::term_prefix(&t.0);
                 let mut hi = p.clone();
                 hi.extend_from_slice(&below.to_be_bytes());
-                self.db().range(p..hi).take(CAP).count()
+                self.db()
+                    .range(p..hi)
+                    .rev()
+                    .take(CAP_BLOCKS)
+                    .map(|kv| kv.map_or(0, |(_, v)| v.len() / 8))
+                    .sum::<usize>()
             })
             .sum()
     }
+}
+
+/// The cursors of one posting block (ascending u64 BE values).
+fn block_cursors(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    v.chunks_exact(8)
+        .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
 }
 
 /// Cursors, highest first.
@@ -302,12 +319,19 @@ impl MergeDesc {
                 let p = keys::term_prefix(&t.0);
                 let mut hi = p.clone();
                 hi.extend_from_slice(&below.to_be_bytes());
-                let it: CursorIter = Box::new(store.db().range(p..hi).rev().map(|kv| {
-                    let (k, _) = kv?;
-                    keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
-                        key: "posting".into(),
-                        detail: "short".into(),
-                    })
+                // Blocks starting below `below`, newest first; within a
+                // block, cursors newest first and below `below`.
+                let it: CursorIter = Box::new(store.db().range(p..hi).rev().flat_map(move |kv| {
+                    let cursors: Vec<Result<u64, StoreError>> = match kv {
+                        Err(e) => vec![Err(e.into())],
+                        Ok((_, v)) => {
+                            let mut c: Vec<u64> =
+                                block_cursors(&v).filter(|c| *c < below).collect();
+                            c.reverse();
+                            c.into_iter().map(Ok).collect()
+                        }
+                    };
+                    cursors
                 }));
                 it.peekable()
             })

@@ -305,6 +305,8 @@ impl State {
         let mut overlay = OverlayHashStore::new(&base);
         let start_size = self.durable.feed_size;
         let mut batch = sled::Batch::default();
+        let mut postings: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            std::collections::BTreeMap::new();
         let stored_ms = now_unix_ms();
         for (k, e) in signed.iter().enumerate() {
             let index = start_size + k as u64;
@@ -331,8 +333,18 @@ impl State {
                 );
             }
             for t in entry_terms(e.body()) {
-                batch.insert(keys::posting(&t.0, cursor), &[]);
+                postings
+                    .entry(t.0)
+                    .or_default()
+                    .extend_from_slice(&cursor.to_be_bytes());
             }
+        }
+        // One posting block per term per group, keyed by its first cursor:
+        // far fewer keys than one per (term, entry), which was most of the
+        // writer's time.
+        for (term, cursors) in postings {
+            let first = u64::from_be_bytes(cursors[..8].try_into().unwrap_or_default());
+            batch.insert(keys::posting(&term, first), cursors);
         }
         let new = Durable {
             feed_size: start_size + signed.len() as u64,

@@ -266,7 +266,7 @@ fn a_store_of_another_member_is_refused() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// Model test: any AND of category / province / word filters returns
     /// exactly what a naive scan over the appended alerts returns, newest
@@ -278,26 +278,37 @@ proptest! {
         qprov in prop::option::of(0usize..3),
         qword in prop::option::of(0usize..4),
         page in 1usize..7,
+        chunk in 1usize..16,
     ) {
         const CATS: [Category; 3] = [Category::Smuggling, Category::Counterfeit, Category::FoodSafety];
         const PROVS: [&str; 3] = ["01", "20", "24"];
         const TITLES: [&str; 4] = ["Hàng giả", "hang gia va thuoc la", "Thuốc lá lậu", "Gà đông lạnh"];
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).unwrap();
-        let w = writer(&store);
-        rt().block_on(async {
-            for (i, (c, p, t)) in alerts.iter().enumerate() {
-                w.append(alert(&format!("r{i}"), CATS[*c], PROVS[*p], TITLES[*t])).await.unwrap();
+        let w = std::sync::Arc::new(writer(&store));
+        // Submitted in concurrent chunks, so group commits hold several
+        // entries and posting blocks several cursors.
+        let cursors: Vec<u64> = rt().block_on(async {
+            let mut out = Vec::new();
+            for (n, chunk) in alerts.chunks(chunk).enumerate() {
+                let tasks: Vec<_> = chunk.iter().enumerate().map(|(k, (c, p, t))| {
+                    let w = w.clone();
+                    let e = alert(&format!("r{n}-{k}"), CATS[*c], PROVS[*p], TITLES[*t]);
+                    tokio::spawn(async move { w.append(e).await.unwrap().cursor })
+                }).collect();
+                for t in tasks { out.push(t.await.unwrap()); }
             }
+            out
         });
         let mut groups = Vec::new();
-        if let Some(c) = qcat { groups.push(vec![Term::category(CATS[c] as i32)]); }
+        if let Some(c) = qcat { groups.push(vec![Term::category(CATS[c] as i32), Term::category(CATS[(c + 1) % 3] as i32)]); }
         if let Some(p) = qprov { groups.push(vec![Term::province(PROVS[p])]); }
         if let Some(t) = qword { groups.extend(query_words("gia").into_iter().take(usize::from(t > 1)).map(|w| vec![w])); }
-        let expected: Vec<u64> = alerts.iter().enumerate().rev().filter(|(_, (c, p, t))| {
-            qcat.is_none_or(|q| q == *c) && qprov.is_none_or(|q| q == *p)
+        let mut expected: Vec<u64> = alerts.iter().zip(&cursors).filter(|((c, p, t), _)| {
+            qcat.is_none_or(|q| q == *c || (q + 1) % 3 == *c) && qprov.is_none_or(|q| q == *p)
                 && (qword.is_none_or(|q| q <= 1) || lienthong_core::text::words(TITLES[*t]).contains(&"gia".to_owned()))
-        }).map(|(i, _)| i as u64).collect();
+        }).map(|(_, cursor)| *cursor).collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
         let mut got = Vec::new();
         let mut before = None;
         loop {
