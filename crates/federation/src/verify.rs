@@ -1,0 +1,154 @@
+//! What a receiver checks before it stores anything a peer sent (issue 4,
+//! item 3), as one pure function.
+//!
+//! A delivery is an envelope from the author's feed, the author's signed
+//! checkpoint, and an inclusion proof of the entry under that checkpoint.
+//! The receiver may legitimately see only some of the author's entries (the
+//! others are not for it), so it never relies on having every leaf: each
+//! entry is proven included on its own.
+
+use ed25519_dalek::VerifyingKey;
+use lienthong_core::entry::{EntryError, VerifiedEntry, verify_envelope};
+use lienthong_log::{CheckpointError, Hash, ProofError, VerifiedCheckpoint};
+
+/// What the manifest says about an author.
+#[derive(Debug, Clone)]
+pub struct AuthorKey {
+    /// Member code.
+    pub member: String,
+    /// Checkpoint origin and signed-note key name, `<federation>/<member>`.
+    pub origin: String,
+    /// Ed25519 key signing entries and checkpoints.
+    pub key: VerifyingKey,
+}
+
+/// One entry as a peer delivers it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// Envelope bytes as signed.
+    pub envelope: &'a [u8],
+    /// The author's signed checkpoint the proof is against.
+    pub checkpoint: &'a [u8],
+    /// Inclusion proof of the entry under that checkpoint.
+    pub inclusion_proof: &'a [Hash],
+}
+
+/// A delivery that passed every check: signature by the author, addressed
+/// to us, and included in a checkpoint the author signed. Only
+/// [`verify_delivery`] makes one.
+#[derive(Debug, Clone)]
+pub struct AcceptedDelivery {
+    entry: VerifiedEntry,
+    checkpoint: VerifiedCheckpoint,
+}
+
+impl AcceptedDelivery {
+    /// The verified entry.
+    pub fn entry(&self) -> &VerifiedEntry {
+        &self.entry
+    }
+    /// The checkpoint it is included in.
+    pub fn checkpoint(&self) -> &VerifiedCheckpoint {
+        &self.checkpoint
+    }
+    /// Both parts.
+    pub fn into_parts(self) -> (VerifiedEntry, VerifiedCheckpoint) {
+        (self.entry, self.checkpoint)
+    }
+}
+
+/// Why a delivery was refused. Each is logged; signed ones are evidence.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// Bad envelope, wrong author or forged signature.
+    #[error("entry refused: {0}")]
+    Entry(#[from] EntryError),
+    /// Signed by the author, but not addressed to us: the author broke the
+    /// agreement by sending it.
+    #[error("entry {index} of {author} is not addressed to {me} (audience {audience:?})")]
+    NotForUs {
+        /// Author.
+        author: String,
+        /// Feed index.
+        index: u64,
+        /// Us.
+        me: String,
+        /// The signed audience.
+        audience: Vec<String>,
+    },
+    /// Already received, or sent out of order.
+    #[error(
+        "entry {index} of {author} comes before the next expected index {expected}: replayed or reordered"
+    )]
+    Replayed {
+        /// Author.
+        author: String,
+        /// Feed index.
+        index: u64,
+        /// Next index we expect.
+        expected: u64,
+    },
+    /// The checkpoint does not verify under the author's key.
+    #[error("checkpoint refused: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The entry is beyond the checkpoint offered for it.
+    #[error("entry {index} is not covered by the checkpoint of size {size}")]
+    BeyondCheckpoint {
+        /// Feed index.
+        index: u64,
+        /// Checkpoint size.
+        size: u64,
+    },
+    /// The inclusion proof fails: the entry is not in the author's log.
+    #[error("entry {index} is not proven included in the author's checkpoint: {source}")]
+    NotIncluded {
+        /// Feed index.
+        index: u64,
+        /// Why.
+        source: ProofError,
+    },
+}
+
+/// Checks a delivery from `author` to member `me`, who expects indexes from
+/// `next_expected` on.
+pub fn verify_delivery(
+    d: Delivery<'_>,
+    author: &AuthorKey,
+    me: &str,
+    next_expected: u64,
+) -> Result<AcceptedDelivery, Rejected> {
+    let entry = verify_envelope(d.envelope, &author.member, &author.key)?;
+    let index = entry.index();
+    if index < next_expected {
+        return Err(Rejected::Replayed {
+            author: author.member.clone(),
+            index,
+            expected: next_expected,
+        });
+    }
+    if !entry.body().audience.iter().any(|m| m == me) {
+        return Err(Rejected::NotForUs {
+            author: author.member.clone(),
+            index,
+            me: me.to_owned(),
+            audience: entry.body().audience.clone(),
+        });
+    }
+    let checkpoint =
+        lienthong_log::verify_checkpoint_with_key(d.checkpoint, &author.origin, &author.key)?;
+    if index >= checkpoint.size() {
+        return Err(Rejected::BeyondCheckpoint {
+            index,
+            size: checkpoint.size(),
+        });
+    }
+    lienthong_log::verify_inclusion(
+        index,
+        checkpoint.size(),
+        Hash(entry.id().0),
+        d.inclusion_proof,
+        checkpoint.root(),
+    )
+    .map_err(|source| Rejected::NotIncluded { index, source })?;
+    Ok(AcceptedDelivery { entry, checkpoint })
+}
