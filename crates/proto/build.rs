@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lienthong/v1/entry.proto",
         "lienthong/v1/alerts.proto",
         "lienthong/v1/audit.proto",
+        "lienthong/v1/federation.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

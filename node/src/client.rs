@@ -178,6 +178,15 @@ fn print_entry(e: &pb::StoredEntry, json: bool) -> Result<()> {
                 a.title
             );
         }
+        Some(Payload::Receipt(r)) => println!(
+            "#{:<6} {when}  {}/{:<5} receipt: received {}/{} ({})",
+            e.cursor,
+            body.author,
+            body.index,
+            r.author,
+            r.index,
+            hex::encode(&r.entry_id)
+        ),
         None => println!(
             "#{:<6} {when}  {}/{} (empty)",
             e.cursor, body.author, body.index

@@ -8,6 +8,7 @@ pub const HASH: u8 = b'H';
 pub const REFERENCE: u8 = b'R';
 pub const TERM: u8 = b'T';
 pub const CHECKPOINT: u8 = b'C';
+pub const REPLICATION: u8 = b'P';
 
 pub fn with_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -41,6 +41,7 @@
 //! | `R` | reference | cursor |
 //! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending (one block per term per group commit) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
+//! | `P` | author member code | next index to ask that author for (replication cursor) |
 
 mod error;
 mod keys;

@@ -154,6 +154,16 @@ impl Store {
         self.get_via(&keys::with_bytes(keys::REFERENCE, reference.as_bytes()))
     }
 
+    /// The next index to ask `author` for: one past the highest index of
+    /// theirs stored here (0 if none).
+    pub fn replication_cursor(&self, author: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .db()
+            .get(keys::with_bytes(keys::REPLICATION, author.as_bytes()))?
+            .and_then(|v| keys::tail_u64(&v))
+            .unwrap_or(0))
+    }
+
     /// Envelopes of the own feed in `[start, end)`, at most `max`.
     pub fn feed_envelopes(
         &self,

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use lienthong_core::entry::{ENTRY_FORMAT, EntryId, VerifiedEntry, sign_entry};
-use lienthong_core::proto::EntryBody;
 use lienthong_core::proto::entry_body::Payload;
+use lienthong_core::proto::{EntryBody, Receipt};
 use lienthong_core::terms::entry_terms;
+use lienthong_federation::verify::AcceptedDelivery;
 use lienthong_log::{NoteSigner, OverlayHashStore, TreeHead};
 use tokio::sync::oneshot;
 
@@ -80,9 +81,30 @@ pub struct Appended {
 
 type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 
+/// What a job asks the writer to do.
+enum Work {
+    /// Author a new entry in the own feed.
+    Author(Box<NewEntry>),
+    /// Store a peer's verified entry and write its receipt.
+    Receive(Box<AcceptedDelivery>),
+}
+
 struct Job {
-    entry: NewEntry,
+    work: Work,
     reply: Reply,
+}
+
+/// A job that will write.
+struct Slot {
+    work: Work,
+    reply: Reply,
+}
+
+/// Where a slot's answer comes from.
+#[derive(Clone, Copy)]
+enum Answer {
+    Own(usize),
+    Received(usize),
 }
 
 /// Handle to the writer thread.
@@ -116,11 +138,23 @@ impl Writer {
 
     /// Appends an entry; resolves once it is durable.
     pub async fn append(&self, entry: NewEntry) -> Result<Appended, StoreError> {
+        self.submit(Work::Author(Box::new(entry))).await
+    }
+
+    /// Stores a peer's entry that passed every delivery check, and writes a
+    /// signed receipt for it into the own feed in the same atomic write.
+    /// Resolves once both are durable; an entry stored before answers with
+    /// `duplicate = true` and writes nothing.
+    pub async fn receive(&self, delivery: AcceptedDelivery) -> Result<Appended, StoreError> {
+        self.submit(Work::Receive(Box::new(delivery))).await
+    }
+
+    async fn submit(&self, work: Work) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .as_ref()
             .ok_or(StoreError::Closed)?
-            .send(Job { entry, reply })
+            .send(Job { work, reply })
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -240,21 +274,29 @@ impl State {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn try_commit(
         &mut self,
         jobs: Vec<Job>,
         force_checkpoint: bool,
     ) -> Result<(), (StoreError, Vec<Reply>)> {
         let db = &self.store.inner.db;
-        // Step 2: references already durable or repeated within the group.
-        let mut fresh: Vec<(NewEntry, Reply)> = Vec::with_capacity(jobs.len());
+        // Step 2: references already durable or repeated within the group;
+        // received entries already stored.
+        let mut slots: Vec<Slot> = Vec::with_capacity(jobs.len());
         let mut known: Vec<(Reply, u64)> = Vec::new();
         let mut in_group: HashMap<String, usize> = HashMap::new();
+        let mut ids_in_group: HashMap<[u8; 32], usize> = HashMap::new();
         let mut repeats: Vec<(Reply, usize)> = Vec::new();
-        for Job { entry, reply } in jobs {
-            if let Some(r) = &entry.reference {
-                match db.get(keys::with_bytes(keys::REFERENCE, r.as_bytes())) {
+        for Job { work, reply } in jobs {
+            let lookup = match &work {
+                Work::Author(e) => e
+                    .reference
+                    .as_ref()
+                    .map(|r| keys::with_bytes(keys::REFERENCE, r.as_bytes())),
+                Work::Receive(d) => Some(keys::with_bytes(keys::ID, &d.entry().id().0)),
+            };
+            if let Some(key) = lookup {
+                match db.get(&key) {
                     Ok(Some(v)) => {
                         known.push((reply, keys::tail_u64(&v).unwrap_or(u64::MAX)));
                         continue;
@@ -265,37 +307,104 @@ impl State {
                         continue;
                     }
                 }
-                if let Some(&pos) = in_group.get(r) {
-                    repeats.push((reply, pos));
-                    continue;
-                }
-                in_group.insert(r.clone(), fresh.len());
             }
-            fresh.push((entry, reply));
+            let earlier = match &work {
+                Work::Author(e) => e.reference.as_ref().and_then(|r| in_group.get(r)).copied(),
+                Work::Receive(d) => ids_in_group.get(&d.entry().id().0).copied(),
+            };
+            if let Some(pos) = earlier {
+                repeats.push((reply, pos));
+                continue;
+            }
+            match &work {
+                Work::Author(e) => {
+                    if let Some(r) = &e.reference {
+                        in_group.insert(r.clone(), slots.len());
+                    }
+                }
+                Work::Receive(d) => {
+                    ids_in_group.insert(d.entry().id().0, slots.len());
+                }
+            }
+            slots.push(Slot { work, reply });
         }
 
-        // Step 3: indexes, cursors, times.
+        // Step 3: indexes, cursors, times. A received entry takes a cursor,
+        // and its receipt the next cursor and the next own index.
         let now = now_unix_ms().max(self.last_created);
-        let bodies: Vec<EntryBody> = fresh
-            .iter()
-            .enumerate()
-            .map(|(k, (e, _))| {
-                let mut audience = e.audience.clone();
-                audience.push(self.signer.author.clone());
-                audience.sort();
-                audience.dedup();
-                EntryBody {
-                    format: ENTRY_FORMAT,
-                    author: self.signer.author.clone(),
-                    index: self.durable.feed_size + k as u64,
-                    created_unix_ms: now,
-                    audience,
-                    manifest_version: e.manifest_version,
-                    agreement_hash: e.agreement_hash.clone(),
-                    payload: Some(e.payload.clone()),
+        let mut bodies: Vec<EntryBody> = Vec::with_capacity(slots.len());
+        let mut own_cursors: Vec<u64> = Vec::with_capacity(slots.len());
+        let mut own_refs: Vec<Option<String>> = Vec::with_capacity(slots.len());
+        let mut received: Vec<(&VerifiedEntry, u64, u64)> = Vec::new();
+        let mut answer_of: Vec<Answer> = Vec::with_capacity(slots.len());
+        let mut cursor = self.durable.next_cursor;
+        let own = |payload: Payload,
+                   audience: &[String],
+                   manifest_version: u64,
+                   agreement_hash: Vec<u8>,
+                   bodies: &mut Vec<EntryBody>| {
+            let mut audience = audience.to_vec();
+            audience.push(self.signer.author.clone());
+            audience.sort();
+            audience.dedup();
+            bodies.push(EntryBody {
+                format: ENTRY_FORMAT,
+                author: self.signer.author.clone(),
+                index: self.durable.feed_size + bodies.len() as u64,
+                created_unix_ms: now,
+                audience,
+                manifest_version,
+                agreement_hash,
+                payload: Some(payload),
+            });
+        };
+        for slot in &slots {
+            match &slot.work {
+                Work::Author(e) => {
+                    answer_of.push(Answer::Own(bodies.len()));
+                    own(
+                        e.payload.clone(),
+                        &e.audience,
+                        e.manifest_version,
+                        e.agreement_hash.clone(),
+                        &mut bodies,
+                    );
+                    own_refs.push(e.reference.clone());
+                    own_cursors.push(cursor);
+                    cursor += 1;
                 }
-            })
-            .collect();
+                Work::Receive(d) => {
+                    let entry = d.entry();
+                    answer_of.push(Answer::Received(received.len()));
+                    received.push((entry, cursor, d.checkpoint().size()));
+                    cursor += 1;
+                    let receipt = Receipt {
+                        author: entry.author().to_owned(),
+                        index: entry.index(),
+                        entry_id: entry.id().0.to_vec(),
+                        checkpoint_size: d.checkpoint().size(),
+                    };
+                    // The receipt is for the author (and auditors).
+                    own(
+                        Payload::Receipt(receipt),
+                        &[entry.author().to_owned()],
+                        entry.body().manifest_version,
+                        Vec::new(),
+                        &mut bodies,
+                    );
+                    own_refs.push(None);
+                    own_cursors.push(cursor);
+                    cursor += 1;
+                }
+            }
+        }
+        let replies = |slots: Vec<Slot>, repeats: Vec<(Reply, usize)>| -> Vec<Reply> {
+            slots
+                .into_iter()
+                .map(|s| s.reply)
+                .chain(repeats.into_iter().map(|(r, _)| r))
+                .collect()
+        };
 
         // Step 4: sign, in parallel for large groups.
         let signed = sign_all(bodies, &self.signer.key);
@@ -310,11 +419,14 @@ impl State {
         let stored_ms = now_unix_ms();
         for (k, e) in signed.iter().enumerate() {
             let index = start_size + k as u64;
-            let cursor = self.durable.next_cursor + k as u64;
+            let cursor = own_cursors[k];
             let leaf = lienthong_log::Hash(e.id().0);
             let hashes = match lienthong_log::hashes_to_store(index, leaf, &overlay) {
                 Ok(h) => h,
-                Err(err) => return Err((err.into(), fresh.into_iter().map(|(_, r)| r).collect())),
+                Err(err) => {
+                    drop(overlay);
+                    return Err((err.into(), replies(slots, repeats)));
+                }
             };
             for (i, h) in hashes {
                 overlay.insert(i, h);
@@ -326,7 +438,7 @@ impl State {
             );
             batch.insert(keys::with_bytes(keys::ID, &e.id().0), &cursor.to_be_bytes());
             batch.insert(&keys::with_u64(keys::FEED, index), &cursor.to_be_bytes());
-            if let Some(r) = &fresh[k].0.reference {
+            if let Some(r) = &own_refs[k] {
                 batch.insert(
                     keys::with_bytes(keys::REFERENCE, r.as_bytes()),
                     &cursor.to_be_bytes(),
@@ -339,16 +451,43 @@ impl State {
                     .extend_from_slice(&cursor.to_be_bytes());
             }
         }
+        for (entry, cursor, _) in &received {
+            batch.insert(
+                &keys::with_u64(keys::ENTRY, *cursor),
+                encode_record(Verification::Verified, stored_ms, entry.envelope()),
+            );
+            batch.insert(
+                keys::with_bytes(keys::ID, &entry.id().0),
+                &cursor.to_be_bytes(),
+            );
+            batch.insert(
+                keys::with_bytes(keys::REPLICATION, entry.author().as_bytes()),
+                &(entry.index() + 1).to_be_bytes(),
+            );
+            for t in entry_terms(entry.body()) {
+                postings
+                    .entry(t.0)
+                    .or_default()
+                    .extend_from_slice(&cursor.to_be_bytes());
+            }
+        }
         // One posting block per term per group, keyed by its first cursor:
         // far fewer keys than one per (term, entry), which was most of the
         // writer's time.
         for (term, cursors) in postings {
-            let first = u64::from_be_bytes(cursors[..8].try_into().unwrap_or_default());
-            batch.insert(keys::posting(&term, first), cursors);
+            // Own entries and received ones interleave: sort each block.
+            let mut list: Vec<u64> = cursors
+                .chunks_exact(8)
+                .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
+                .collect();
+            list.sort_unstable();
+            let first = list.first().copied().unwrap_or_default();
+            let bytes: Vec<u8> = list.iter().flat_map(|c| c.to_be_bytes()).collect();
+            batch.insert(keys::posting(&term, first), bytes);
         }
         let new = Durable {
             feed_size: start_size + signed.len() as u64,
-            next_cursor: self.durable.next_cursor + signed.len() as u64,
+            next_cursor: cursor,
         };
         batch.insert(keys::meta("feed_size"), &new.feed_size.to_be_bytes());
         batch.insert(keys::meta("next_cursor"), &new.next_cursor.to_be_bytes());
@@ -365,14 +504,18 @@ impl State {
                     );
                     Some(cp)
                 }
-                Err(err) => return Err((err, fresh.into_iter().map(|(_, r)| r).collect())),
+                Err(err) => {
+                    drop(overlay);
+                    return Err((err, replies(slots, repeats)));
+                }
             }
         } else {
             None
         };
         drop(overlay);
 
-        if signed.is_empty() && checkpoint.is_none() {
+        if signed.is_empty() && received.is_empty() && checkpoint.is_none() {
+            drop(received);
             self.answer_known(known, repeats, &[]);
             return Ok(());
         }
@@ -383,9 +526,8 @@ impl State {
             .map_err(StoreError::from)
             .and_then(|()| self.store.sync());
         if let Err(err) = written {
-            let mut replies: Vec<Reply> = fresh.into_iter().map(|(_, r)| r).collect();
-            replies.extend(repeats.into_iter().map(|(r, _)| r));
-            return Err((err, replies));
+            drop(received);
+            return Err((err, replies(slots, repeats)));
         }
 
         // Step 8: publish, then answer.
@@ -403,20 +545,32 @@ impl State {
         }
         self.store.inner.durable.send_replace(new);
 
-        let answers: Vec<Appended> = signed
+        let answers: Vec<Appended> = answer_of
             .iter()
-            .enumerate()
-            .map(|(k, e)| Appended {
-                id: e.id(),
-                index: e.index(),
-                cursor: new.next_cursor - signed.len() as u64 + k as u64,
-                created_unix_ms: e.body().created_unix_ms,
-                duplicate: false,
+            .map(|a| match *a {
+                Answer::Own(k) => Appended {
+                    id: signed[k].id(),
+                    index: signed[k].index(),
+                    cursor: own_cursors[k],
+                    created_unix_ms: now,
+                    duplicate: false,
+                },
+                Answer::Received(j) => {
+                    let (e, c, _) = received[j];
+                    Appended {
+                        id: e.id(),
+                        index: e.index(),
+                        cursor: c,
+                        created_unix_ms: e.body().created_unix_ms,
+                        duplicate: false,
+                    }
+                }
             })
             .collect();
+        drop(received);
         self.answer_known(known, repeats, &answers);
-        for ((_, reply), a) in fresh.into_iter().zip(answers) {
-            let _ = reply.send(Ok(a));
+        for (slot, a) in slots.into_iter().zip(answers) {
+            let _ = slot.reply.send(Ok(a));
         }
         Ok(())
     }

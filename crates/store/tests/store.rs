@@ -319,3 +319,148 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// A peer's feed of `n` alerts for members 20 and 24, and its checkpoint.
+fn peer_feed(
+    n: u64,
+) -> (
+    Vec<lienthong_core::entry::VerifiedEntry>,
+    MemoryHashStore,
+    String,
+) {
+    let peer_key = SigningKey::from_bytes(&[24; 32]);
+    let mut tree = MemoryHashStore::new();
+    let entries: Vec<_> = (0..n)
+        .map(|i| {
+            let body = lienthong_core::proto::EntryBody {
+                format: lienthong_core::entry::ENTRY_FORMAT,
+                author: "24".into(),
+                index: i,
+                created_unix_ms: 1_795_000_000_000,
+                audience: vec!["20".into(), "24".into()],
+                manifest_version: 1,
+                agreement_hash: vec![],
+                payload: alert(
+                    &format!("bn-{i}"),
+                    Category::Counterfeit,
+                    "24",
+                    "Mỹ phẩm giả từ Bắc Ninh",
+                )
+                .payload
+                .into(),
+            };
+            lienthong_core::entry::sign_entry(body, &peer_key)
+        })
+        .collect();
+    for e in &entries {
+        tree.append(Hash(e.id().0)).unwrap();
+    }
+    let origin = "lienthong.test/t/24";
+    let note = lienthong_log::sign_checkpoint(
+        &lienthong_log::TreeHead {
+            origin: origin.into(),
+            size: n,
+            root: tree.root().unwrap(),
+        },
+        &NoteSigner::new(origin, peer_key).unwrap(),
+    )
+    .unwrap();
+    (entries, tree, note)
+}
+
+/// Issue 4 item 3: a verified peer entry is stored with its receipt in one
+/// durable write; a second delivery of it stores nothing.
+#[test]
+fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
+    use lienthong_federation::verify::{AuthorKey, Delivery, verify_delivery};
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, tree, note) = peer_feed(3);
+    let author = AuthorKey {
+        member: "24".into(),
+        origin: "lienthong.test/t/24".into(),
+        key: SigningKey::from_bytes(&[24; 32]).verifying_key(),
+    };
+    let deliver = |i: u64| {
+        let proof = lienthong_log::inclusion_proof(i, 3, &tree).unwrap();
+        verify_delivery(
+            Delivery {
+                envelope: entries[i as usize].envelope(),
+                checkpoint: note.as_bytes(),
+                inclusion_proof: &proof,
+            },
+            &author,
+            "20",
+            i,
+        )
+        .unwrap()
+    };
+    {
+        let store = open(dir.path()).unwrap();
+        let w = writer(&store);
+        rt().block_on(async {
+            w.append(alert("own-1", Category::Smuggling, "20", "thuốc lá"))
+                .await
+                .unwrap();
+            for i in 0..3 {
+                let a = w.receive(deliver(i)).await.unwrap();
+                assert!(!a.duplicate);
+                assert_eq!(a.index, i);
+            }
+            let again = w.receive(deliver(1)).await.unwrap();
+            assert!(again.duplicate);
+        });
+        w.shutdown();
+    }
+    let store = open(dir.path()).unwrap();
+    assert_eq!(store.replication_cursor("24").unwrap(), 3);
+    assert_eq!(store.replication_cursor("01").unwrap(), 0);
+    // Own feed: 1 alert + 3 receipts; 3 received entries stored as verified.
+    assert_eq!(store.durable().feed_size, 4);
+    for i in 0..3u64 {
+        let got = store
+            .get_by_id(&entries[i as usize].id())
+            .unwrap()
+            .expect("stored");
+        assert_eq!(got.verification, lienthong_store::Verification::Verified);
+        assert_eq!(got.body.author, "24");
+        let receipt = store.get_by_own_index(i + 1).unwrap().unwrap();
+        let Some(Payload::Receipt(r)) = receipt.body.payload else {
+            panic!("not a receipt")
+        };
+        assert_eq!(
+            (
+                r.author.as_str(),
+                r.index,
+                r.entry_id.as_slice(),
+                r.checkpoint_size
+            ),
+            ("24", i, entries[i as usize].id().0.as_slice(), 3)
+        );
+        assert_eq!(
+            receipt.body.audience,
+            vec!["20".to_owned(), "24".to_owned()]
+        );
+    }
+    // Received entries are searchable like own ones.
+    let page = store
+        .query(&Query {
+            groups: vec![vec![Term::author("24")]],
+            limit: 10,
+            max_scan: 100,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(page.entries.len(), 3);
+    let page = store
+        .query(&Query {
+            groups: query_words("my pham")
+                .into_iter()
+                .map(|w| vec![w])
+                .collect(),
+            limit: 10,
+            max_scan: 100,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(page.entries.len(), 3);
+}
