@@ -56,6 +56,9 @@ pub struct AlertsService {
     /// Turns true when the node stops: open Watch streams end, so that
     /// graceful shutdown does not wait for them forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The manifest in force, if the node is federated: its agreement
+    /// decides each alert's audience.
+    pub peering: Option<Arc<crate::peer::Peering>>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::StoredEntry, Status>> + Send>>;
@@ -69,6 +72,25 @@ impl Alerts for AlertsService {
         let alert =
             validate_alert(req.get_ref().alert.as_ref(), now_unix_ms()).map_err(ApiError::from)?;
         let reference = alert.get().reference.clone();
+        // The agreement decides the audience; its hash and the manifest
+        // version are signed into the entry so auditors can recompute it.
+        let (audience, manifest_version, agreement_hash) = match &self.peering {
+            None => (Vec::new(), 0, Vec::new()),
+            Some(p) => {
+                let m = p.manifest.manifest();
+                let d = lienthong_core::agreement::decide(
+                    &m.agreement,
+                    &m.member_codes(),
+                    &p.me,
+                    alert.get(),
+                );
+                (
+                    d.audience,
+                    p.manifest.version(),
+                    lienthong_core::agreement::agreement_hash(&m.agreement).to_vec(),
+                )
+            }
+        };
         let _permit = self
             .in_flight
             .acquire()
@@ -78,10 +100,10 @@ impl Alerts for AlertsService {
             .writer
             .append(NewEntry {
                 payload: Payload::Alert(alert.into_inner()),
-                // Without a federation agreement an entry is for its author only.
-                audience: Vec::new(),
-                manifest_version: 0,
-                agreement_hash: Vec::new(),
+                // Without a federation an entry is for its author only.
+                audience,
+                manifest_version,
+                agreement_hash,
                 reference: Some(reference),
             })
             .await

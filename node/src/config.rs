@@ -22,6 +22,29 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     cli: RawCli,
+    federation: Option<RawFederation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    listen: String,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    manifest: PathBuf,
+}
+
+/// Where and how this node talks to other members.
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    /// Address of the Federation API (peers only, pinned mTLS).
+    pub listen: SocketAddr,
+    /// This member's TLS certificate, whose key the manifest pins.
+    pub tls_cert: PathBuf,
+    /// Its private key (0600).
+    pub tls_key: PathBuf,
+    /// The signed manifest file (chain of versions).
+    pub manifest: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +176,8 @@ pub struct Config {
     pub log_level: String,
     /// Client settings for the CLI.
     pub cli: CliConfig,
+    /// Peering, if this node is part of a federation.
+    pub peering: Option<FederationConfig>,
 }
 
 /// What the CLI uses to reach this node's API.
@@ -293,6 +318,34 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         }
     }
 
+    let federation = raw.federation.as_ref().map(|f| {
+        let listen = f.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(format!(
+                "federation.listen = {:?} is not an address with a port, e.g. \"0.0.0.0:7501\"",
+                f.listen
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        let fc = FederationConfig {
+            listen,
+            tls_cert: resolve(&f.tls_cert),
+            tls_key: resolve(&f.tls_key),
+            manifest: resolve(&f.manifest),
+        };
+        if check_files {
+            check_readable(&mut problems, "federation.tls_cert", &fc.tls_cert);
+            check_secret(&mut problems, "federation.tls_key", &fc.tls_key);
+            check_readable(&mut problems, "federation.manifest", &fc.manifest);
+        }
+        fc
+    });
+    if let (Some(f), Some(api)) = (&federation, listen)
+        && f.listen == api
+        && api.port() != 0
+    {
+        problems.push("federation.listen is the same address as api.listen: peers and local systems use different ports".into());
+    }
+
     if !problems.is_empty() {
         return Err(fail(problems));
     }
@@ -316,6 +369,7 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         log_format: raw.log.format,
         log_level,
         cli,
+        peering: federation,
     })
 }
 

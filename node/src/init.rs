@@ -41,6 +41,14 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
         &o.dir.join("keys/signing-key.pem"),
         &lienthong_core::keys::signing_key_to_pem(&key)?,
     )?;
+    // The TLS identity other members pin (SPKI hash in the manifest).
+    let peer = lienthong_federation::tls::TlsIdentity::generate(
+        &o.member,
+        time::OffsetDateTime::now_utc(),
+        2 * 365,
+    )?;
+    write_public(&o.dir.join("tls/peer-cert.pem"), &peer.cert_pem)?;
+    write_private(&o.dir.join("tls/peer-key.pem"), &peer.key_pem)?;
 
     let tls = if o.plaintext_dev {
         "plaintext_dev = true   # development only; allowed only on a loopback address\n".to_owned()
@@ -96,7 +104,15 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
          [log]\n\
          format = \"text\"                # or \"json\" for log collectors\n\
          level = \"info\"\n\
-         {cli}",
+         {cli}\
+         \n\
+         # Peering with the other members (see `lienthong federation --help`).\n\
+         # Uncomment once the signed manifest is in place:\n\
+         # [federation]\n\
+         # listen = \"0.0.0.0:7501\"          # the Federation API, for pinned peers only\n\
+         # tls_cert = \"tls/peer-cert.pem\"   # its key is pinned in the manifest (`lienthong key show --pin`)\n\
+         # tls_key = \"tls/peer-key.pem\"\n\
+         # manifest = \"manifest.json\"       # signed versions, applied with the quorum rule\n",
         member = o.member,
         name = o.name.replace('"', "'"),
         federation = o.federation,

@@ -7,6 +7,8 @@ mod api;
 mod client;
 mod config;
 mod init;
+mod manifest_file;
+mod peer;
 mod pki;
 mod serve;
 mod status;
@@ -80,6 +82,54 @@ enum Command {
     /// Check the node's feed as an auditor would.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// The federation manifest: members, keys, pins and the agreement.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+}
+
+#[derive(Subcommand)]
+enum FederationCommand {
+    /// Print this member's entry for the manifest (TOML), to send to the others.
+    #[command(
+        after_help = "Example:\n  lienthong federation member --config lienthong.toml --endpoint 10.1.0.5:7501 >> manifest.toml"
+    )]
+    Member {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// host:port where other members reach this node's Federation API.
+        #[arg(long)]
+        endpoint: String,
+    },
+    /// Add a new manifest version (from TOML) to a manifest file, unsigned.
+    #[command(
+        after_help = "Example:\n  lienthong federation propose --toml manifest-v2.toml --file manifest.json"
+    )]
+    Propose {
+        /// The manifest version, as TOML.
+        #[arg(long)]
+        toml: PathBuf,
+        /// The manifest file (created if absent).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Sign the newest version in a manifest file with this member's key.
+    #[command(
+        after_help = "Example:\n  lienthong federation sign --config lienthong.toml --file manifest.json"
+    )]
+    Sign {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The manifest file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Show the versions of a manifest file and whether each has its quorum.
+    #[command(after_help = "Example:\n  lienthong federation show --file manifest.json")]
+    Show {
+        /// The manifest file.
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -118,6 +168,9 @@ enum KeyCommand {
         /// Print the public key as SPKI PEM instead.
         #[arg(long)]
         pem: bool,
+        /// Print the SHA-256 pin of this member's peer TLS key instead.
+        #[arg(long, conflicts_with = "pem")]
+        pin: bool,
     },
 }
 
@@ -290,8 +343,12 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Key(KeyCommand::Show { config, pem }) => {
+        Command::Key(KeyCommand::Show { config, pem, pin }) => {
             let cfg = config::load(&config.config, false)?;
+            if pin {
+                println!("{}", peer_pin(&cfg)?.to_hex());
+                return Ok(());
+            }
             let text = std::fs::read_to_string(&cfg.signing_key)
                 .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
             let key = lienthong_core::keys::signing_key_from_pem(&text)?;
@@ -306,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
+        Command::Federation(cmd) => federation(cmd),
         Command::Feed(FeedCommand::Verify {
             config,
             vkey,
@@ -319,6 +377,108 @@ fn run(cli: Cli) -> Result<()> {
                 previous.as_deref(),
                 save.as_deref(),
             ))
+        }
+    }
+}
+
+/// The pin of this member's peer TLS key (`tls/peer-cert.pem` next to the
+/// config unless `[federation]` names another).
+fn peer_pin(cfg: &config::Config) -> Result<lienthong_federation::tls::SpkiPin> {
+    let path = cfg
+        .peering
+        .as_ref()
+        .map(|f| f.tls_cert.clone())
+        .unwrap_or_else(|| {
+            cfg.path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("tls/peer-cert.pem")
+        });
+    let pem =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let identity = lienthong_federation::tls::TlsIdentity {
+        cert_pem: pem,
+        key_pem: String::new(),
+    };
+    use rustls_pki_types::pem::PemObject;
+    let cert = rustls_pki_types::CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", path.display()))??;
+    Ok(lienthong_federation::tls::spki_pin(&cert)?)
+}
+
+fn federation(cmd: FederationCommand) -> Result<()> {
+    match cmd {
+        FederationCommand::Member { config, endpoint } => {
+            let cfg = config::load(&config.config, false)?;
+            let text = std::fs::read_to_string(&cfg.signing_key)
+                .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
+            let key = lienthong_core::keys::signing_key_from_pem(&text)?;
+            println!("[[members]]");
+            println!("code = {:?}", cfg.member);
+            println!("name = {:?}", cfg.name);
+            println!("endpoint = {endpoint:?}");
+            println!(
+                "signing_key = {:?}",
+                lienthong_log::vkey_string(&cfg.origin(), &key.verifying_key())
+            );
+            println!("tls_spki_sha256 = {:?}", peer_pin(&cfg)?.to_hex());
+            Ok(())
+        }
+        FederationCommand::Propose { toml, file } => {
+            let text = std::fs::read_to_string(&toml)
+                .with_context(|| format!("reading {}", toml.display()))?;
+            let m = lienthong_core::manifest::Manifest::from_toml(&text)?;
+            let mut f = if file.exists() {
+                manifest_file::ManifestFile::read(&file)?
+            } else {
+                manifest_file::ManifestFile::default()
+            };
+            let version = m.version;
+            f.propose(m)?;
+            f.write(&file)?;
+            println!(
+                "added version {version} to {}; now each member runs `lienthong federation sign --file {}`",
+                file.display(),
+                file.display()
+            );
+            Ok(())
+        }
+        FederationCommand::Sign { config, file } => {
+            let cfg = config::load(&config.config, false)?;
+            let text = std::fs::read_to_string(&cfg.signing_key)
+                .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
+            let key = lienthong_core::keys::signing_key_from_pem(&text)?;
+            let mut f = manifest_file::ManifestFile::read(&file)?;
+            f.sign_last(&cfg.member, &key)?;
+            f.write(&file)?;
+            println!(
+                "{} signed the newest version in {}",
+                cfg.member,
+                file.display()
+            );
+            Ok(())
+        }
+        FederationCommand::Show { file } => {
+            let f = manifest_file::ManifestFile::read(&file)?;
+            for v in &f.versions {
+                let signers: Vec<&str> = v.signatures.iter().map(|s| s.member.as_str()).collect();
+                println!(
+                    "version {}: {} members, signed by {}",
+                    v.manifest.version,
+                    v.manifest.members.len(),
+                    signers.join(" ")
+                );
+            }
+            match f.verify() {
+                Ok(m) => println!(
+                    "in force: version {} (manifest hash {})",
+                    m.version(),
+                    hex::encode(m.hash())
+                ),
+                Err(e) => println!("not in force: {e:#}"),
+            }
+            Ok(())
         }
     }
 }

@@ -16,6 +16,9 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::{AlertsService, AuditService};
 use crate::config::{ApiSecurity, Config};
+use crate::manifest_file::ManifestFile;
+use crate::peer::{FederationService, Peering};
+use lienthong_core::proto::federation_server::FederationServer;
 
 /// Largest request message accepted, bytes.
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
@@ -26,6 +29,60 @@ pub struct Prepared {
     store: Store,
     writer: Writer,
     tls: Option<ServerTlsConfig>,
+    peering: Option<Arc<Peering>>,
+}
+
+/// Reads the manifest and this member's peer identity, and checks that the
+/// manifest in force lists this member with this node's keys.
+fn prepare_peering(
+    config: &Config,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<Option<Arc<Peering>>> {
+    let Some(f) = &config.peering else {
+        return Ok(None);
+    };
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let identity = lienthong_federation::tls::TlsIdentity {
+        cert_pem: read(&f.tls_cert)?,
+        key_pem: read(&f.tls_key)?,
+    };
+    let pin = identity.pin().context("federation.tls_cert")?;
+    let manifest = ManifestFile::read(&f.manifest)?
+        .verify()
+        .context("federation.manifest")?;
+    let m = manifest.manifest();
+    let mut problems = Vec::new();
+    if m.federation != config.federation {
+        problems.push(format!(
+            "the manifest is for federation {:?} but node.federation is {:?}",
+            m.federation, config.federation
+        ));
+    }
+    match m.members.iter().find(|x| x.code == config.member) {
+        None => problems.push(format!("member {} is not in manifest version {}: ask the members to add it (`lienthong federation member`)", config.member, manifest.version())),
+        Some(me) => {
+            if manifest.member_key(&config.member) != Some(&key.verifying_key()) {
+                problems.push(format!("the manifest lists another signing key for {}: keys.signing_key does not match (key rotation needs a manifest change)", config.member));
+            }
+            if me.tls_spki_sha256 != pin.to_hex() {
+                problems.push(format!("the manifest pins TLS key {} for {} but federation.tls_cert has {}", me.tls_spki_sha256, config.member, pin.to_hex()));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{} does not match this node:\n  - {}",
+            f.manifest.display(),
+            problems.join("\n  - ")
+        );
+    }
+    Ok(Some(Arc::new(Peering {
+        me: config.member.clone(),
+        manifest: Arc::new(manifest),
+        identity,
+        listen: f.listen,
+    })))
 }
 
 /// Loads keys and certificates and opens the store (with its integrity
@@ -36,6 +93,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
     let key = lienthong_core::keys::signing_key_from_pem(&key_pem)
         .with_context(|| format!("keys.signing_key {}", config.signing_key.display()))?;
     let origin = config.origin();
+    let peering = prepare_peering(&config, &key)?;
     let tls = match &config.security {
         ApiSecurity::PlaintextDev => {
             tracing::warn!(listen = %config.listen, "local API without TLS or authentication (api.plaintext_dev): for development only");
@@ -80,6 +138,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
         store,
         writer,
         tls,
+        peering,
     })
 }
 
@@ -91,6 +150,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         store,
         writer,
         tls,
+        peering,
     } = p;
     let writer = Arc::new(writer);
 
@@ -115,7 +175,8 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         store: store.clone(),
         writer: writer.clone(),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-        stopping,
+        stopping: stopping.clone(),
+        peering: peering.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE);
     let audit = AuditServer::new(AuditService {
@@ -126,6 +187,44 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding api.listen {}", config.listen))?;
+    let mut peer_tasks = Vec::new();
+    if let Some(p) = &peering {
+        let fed_listener = tokio::net::TcpListener::bind(p.listen)
+            .await
+            .with_context(|| format!("binding federation.listen {}", p.listen))?;
+        let tls = lienthong_federation::tls::server_config(&p.identity, p.pins())?;
+        let service = FederationServer::new(FederationService {
+            store: store.clone(),
+            pins: p.pins(),
+            stopping: stopping.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE);
+        let mut stop = stopping.clone();
+        let incoming = crate::peer::pinned_incoming(fed_listener, tls);
+        peer_tasks.push(tokio::spawn(async move {
+            let r = Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "federation API stopped");
+            }
+        }));
+        for m in &p.manifest.manifest().members {
+            if m.code != p.me {
+                peer_tasks.push(tokio::spawn(crate::peer::subscriber(
+                    p.clone(),
+                    m.code.clone(),
+                    store.clone(),
+                    writer.clone(),
+                    stopping.clone(),
+                )));
+            }
+        }
+        tracing::info!(federation = %p.listen, version = p.manifest.version(), peers = p.manifest.manifest().members.len() - 1, "peering");
+    }
     let addr = listener.local_addr()?;
     let mut builder = Server::builder();
     if let Some(tls) = tls {
@@ -163,6 +262,9 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .context("serving the API")?;
 
     tracing::info!("stopping: finishing queued writes and a last checkpoint");
+    for t in peer_tasks {
+        let _ = t.await;
+    }
     health_reporter
         .set_not_serving::<AlertsServer<AlertsService>>()
         .await;

@@ -4,5 +4,6 @@
 mod api;
 mod audit;
 mod durability;
+mod federation;
 mod python;
 mod security;

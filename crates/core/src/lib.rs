@@ -8,16 +8,25 @@
 //! - [`entry`]: envelope format, signing under the domain tag, entry ids
 //!   (RFC 6962 leaf hashes) and [`entry::VerifiedEntry`], the type that proves
 //!   a signature was checked.
+//! - [`delivery`]: what a receiver checks on every entry a peer delivers
+//!   ([`delivery::AcceptedDelivery`] proves it passed).
 //! - [`alert`]: validation and normalisation of submitted alerts, with errors
 //!   that name the field and the fix.
 //! - [`terms`]: the search terms an entry is indexed under.
 //! - [`text`]: Vietnamese folding so "hang gia" finds "Hàng giả".
 //! - [`keys`]: member signing keys as PKCS#8 PEM.
 //! - [`provinces`]: the 34 province codes.
+//! - [`agreement`]: the sharing rules as data and [`agreement::decide`], the
+//!   pure function that gives an alert its audience, redactions and handling.
+//! - [`manifest`]: federation membership plus the agreement, versioned, and
+//!   [`manifest::accept_next`], the quorum rule for a new version.
 
+pub mod agreement;
 pub mod alert;
+pub mod delivery;
 pub mod entry;
 pub mod keys;
+pub mod manifest;
 pub mod provinces;
 pub mod terms;
 pub mod text;

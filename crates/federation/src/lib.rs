@@ -12,8 +12,5 @@
 //!
 //! - [`tls`]: member TLS identities (self-signed certificates with their
 //!   pins) and the rustls verifiers that enforce the pins.
-//! - [`verify`]: the checks a receiver makes on every delivered entry
-//!   before storing it ([`verify::AcceptedDelivery`] proves they passed).
 
 pub mod tls;
-pub mod verify;

@@ -8,11 +8,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
+use lienthong_core::delivery::AcceptedDelivery;
 use lienthong_core::entry::{ENTRY_FORMAT, EntryId, VerifiedEntry, sign_entry};
 use lienthong_core::proto::entry_body::Payload;
 use lienthong_core::proto::{EntryBody, Receipt};
 use lienthong_core::terms::entry_terms;
-use lienthong_federation::verify::AcceptedDelivery;
 use lienthong_log::{NoteSigner, OverlayHashStore, TreeHead};
 use tokio::sync::oneshot;
 
@@ -378,6 +378,12 @@ impl State {
                     answer_of.push(Answer::Received(received.len()));
                     received.push((entry, cursor, d.checkpoint().size()));
                     cursor += 1;
+                    // A receipt acknowledges an entry; acknowledging a
+                    // receipt would make two members acknowledge each
+                    // other's acknowledgements forever.
+                    if matches!(entry.body().payload, Some(Payload::Receipt(_))) {
+                        continue;
+                    }
                     let receipt = Receipt {
                         author: entry.author().to_owned(),
                         index: entry.index(),

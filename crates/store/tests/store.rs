@@ -372,7 +372,7 @@ fn peer_feed(
 /// durable write; a second delivery of it stores nothing.
 #[test]
 fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
-    use lienthong_federation::verify::{AuthorKey, Delivery, verify_delivery};
+    use lienthong_core::delivery::{AuthorKey, Delivery, verify_delivery};
     let dir = tempfile::tempdir().unwrap();
     let (entries, tree, note) = peer_feed(3);
     let author = AuthorKey {

@@ -7,8 +7,8 @@
 //! others are not for it), so it never relies on having every leaf: each
 //! entry is proven included on its own.
 
+use crate::entry::{EntryError, VerifiedEntry, verify_envelope};
 use ed25519_dalek::VerifyingKey;
-use lienthong_core::entry::{EntryError, VerifiedEntry, verify_envelope};
 use lienthong_log::{CheckpointError, Hash, ProofError, VerifiedCheckpoint};
 
 /// What the manifest says about an author.

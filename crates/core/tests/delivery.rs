@@ -2,8 +2,8 @@
 //! item 3 "hostile peer"): one row per way a peer can lie.
 
 use ed25519_dalek::SigningKey;
+use lienthong_core::delivery::{AuthorKey, Delivery, Rejected, verify_delivery};
 use lienthong_core::entry::{ENTRY_FORMAT, VerifiedEntry, sign_entry};
-use lienthong_federation::verify::{AuthorKey, Delivery, Rejected, verify_delivery};
 use lienthong_log::{
     Hash, MemoryHashStore, NoteSigner, TreeHead, inclusion_proof, sign_checkpoint,
 };

@@ -1,0 +1,280 @@
+//! Issue 4: members exchange alerts directly, only as the agreement allows,
+//! over mutual TLS pinned by a manifest the members signed.
+
+use std::time::{Duration, Instant};
+
+use lienthong_proto::v1::{self as pb, get_entry_request::Key};
+use lienthong_tests::{Node, free_port, lienthong, sample_alert};
+
+/// Eleven-province style agreement, reduced to what the test checks:
+/// counterfeit goes to 24 Bắc Ninh only; everything else stays home.
+const AGREEMENT: &str = r#"
+[agreement]
+[[agreement.rules]]
+name = "counterfeit-to-bac-ninh"
+when = { categories = ["counterfeit"] }
+audience = { members = ["24"] }
+handling = "H1"
+
+[[agreement.rules]]
+name = "default"
+audience = "author_only"
+handling = "H2"
+"#;
+
+struct Federation {
+    nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+}
+
+fn run_ok(args: &[&str]) -> anyhow::Result<String> {
+    let out = lienthong(args)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "lienthong {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// `members` sign the manifest; every node gets the file and a [federation] section.
+fn federation(members: &[(&str, &str)], signers: usize) -> anyhow::Result<Federation> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    let mut toml = String::from("federation = \"lienthong.example/bac-bo-11\"\nversion = 1\n\n");
+    let mut ports = Vec::new();
+    for (code, name) in members {
+        let node = Node::init(code, name)?;
+        let port = free_port();
+        toml.push_str(&run_ok(&[
+            "federation",
+            "member",
+            "--config",
+            &node.config_arg(),
+            "--endpoint",
+            &format!("127.0.0.1:{port}"),
+        ])?);
+        toml.push('\n');
+        ports.push(port);
+        nodes.push(node);
+    }
+    toml.push_str(AGREEMENT);
+    let manifest_toml = dir.path().join("manifest.toml");
+    std::fs::write(&manifest_toml, &toml)?;
+    let manifest = dir.path().join("manifest.json");
+    let m = manifest.display().to_string();
+    run_ok(&[
+        "federation",
+        "propose",
+        "--toml",
+        &manifest_toml.display().to_string(),
+        "--file",
+        &m,
+    ])?;
+    for node in nodes.iter().take(signers) {
+        run_ok(&[
+            "federation",
+            "sign",
+            "--config",
+            &node.config_arg(),
+            "--file",
+            &m,
+        ])?;
+    }
+    for (node, port) in nodes.iter().zip(&ports) {
+        std::fs::copy(&manifest, node.path().join("manifest.json"))?;
+        let cfg = std::fs::read_to_string(node.config())?
+            .replace("# [federation]", "[federation]")
+            .replace(
+                "# listen = \"0.0.0.0:7501\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "# tls_cert = \"tls/peer-cert.pem\"",
+                "tls_cert = \"tls/peer-cert.pem\"",
+            )
+            .replace(
+                "# tls_key = \"tls/peer-key.pem\"",
+                "tls_key = \"tls/peer-key.pem\"",
+            )
+            .replace(
+                "# manifest = \"manifest.json\"",
+                "manifest = \"manifest.json\"",
+            );
+        std::fs::write(node.config(), cfg)?;
+    }
+    Ok(Federation { nodes, dir })
+}
+
+async fn wait_for(node: &Node, id: &[u8]) -> anyhow::Result<pb::StoredEntry> {
+    let mut c = node.alerts().await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(e) = c
+            .get(pb::GetEntryRequest {
+                key: Some(Key::EntryId(id.to_vec())),
+            })
+            .await
+        {
+            return Ok(e.into_inner());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "entry {} did not reach {} within 20 s:\n{}",
+            hex::encode(id),
+            node.member,
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn has(node: &Node, id: &[u8]) -> anyhow::Result<bool> {
+    let mut c = node.alerts().await?;
+    Ok(c.get(pb::GetEntryRequest {
+        key: Some(Key::EntryId(id.to_vec())),
+    })
+    .await
+    .is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_exactly_their_audience_with_receipts_and_catch_up() -> anyhow::Result<()> {
+    let mut f = federation(
+        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
+        3,
+    )?;
+    for n in &mut f.nodes {
+        n.start()?;
+    }
+    let mut ls = f.nodes[0].alerts().await?;
+
+    // Counterfeit: the agreement sends it to 24 only.
+    let counterfeit = ls
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("ls-cf-1")),
+        })
+        .await?
+        .into_inner();
+    let mut smuggling_alert = sample_alert("ls-sm-1");
+    smuggling_alert.category = pb::Category::Smuggling as i32;
+    let smuggling = ls
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(smuggling_alert),
+        })
+        .await?
+        .into_inner();
+
+    let at_bn = wait_for(&f.nodes[1], &counterfeit.entry_id).await?;
+    assert_eq!(at_bn.verification, pb::Verification::Verified as i32);
+    let body = at_bn.body.unwrap();
+    assert_eq!(
+        (body.author.as_str(), body.audience.clone()),
+        ("20", vec!["20".to_owned(), "24".to_owned()])
+    );
+    assert_eq!(body.manifest_version, 1);
+    assert_eq!(body.agreement_hash.len(), 32);
+
+    // 24's receipt travels back to 20 (its audience is the author).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = ls
+            .query(pb::QueryRequest {
+                author: "24".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if let Some(r) = page
+            .entries
+            .iter()
+            .find_map(|e| match &e.body.as_ref()?.payload {
+                Some(pb::entry_body::Payload::Receipt(r)) => Some(r.clone()),
+                _ => None,
+            })
+        {
+            assert_eq!(
+                (r.author.as_str(), r.entry_id.clone()),
+                ("20", counterfeit.entry_id.clone())
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no receipt from 24 at 20:\n{}",
+            f.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Never beyond the audience.
+    assert!(
+        !has(&f.nodes[2], &counterfeit.entry_id).await?,
+        "01 got an entry not addressed to it"
+    );
+    assert!(
+        !has(&f.nodes[1], &smuggling.entry_id).await?,
+        "24 got an author-only entry"
+    );
+    assert!(
+        !has(&f.nodes[2], &smuggling.entry_id).await?,
+        "01 got an author-only entry"
+    );
+
+    // 24 is down while 20 writes; it catches up with nothing lost or doubled.
+    f.nodes[1].stop()?;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            ls.submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert(&format!("ls-cf-late-{i}"))),
+            })
+            .await?
+            .into_inner()
+            .entry_id,
+        );
+    }
+    f.nodes[1].start()?;
+    for id in &ids {
+        wait_for(&f.nodes[1], id).await?;
+    }
+    let mut bn = f.nodes[1].alerts().await?;
+    let from_ls = bn
+        .query(pb::QueryRequest {
+            author: "20".into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .entries;
+    assert_eq!(
+        from_ls.len(),
+        6,
+        "exactly the six counterfeit alerts, once each"
+    );
+    drop(f.dir);
+    Ok(())
+}
+
+#[test]
+fn a_manifest_without_its_quorum_is_refused() -> anyhow::Result<()> {
+    // One signature of three: not a majority.
+    let mut f = federation(
+        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
+        1,
+    )?;
+    let shown = run_ok(&[
+        "federation",
+        "show",
+        "--file",
+        &f.nodes[0]
+            .path()
+            .join("manifest.json")
+            .display()
+            .to_string(),
+    ])?;
+    assert!(shown.contains("not in force"), "{shown}");
+    let err = f.nodes[0].start().unwrap_err().to_string();
+    assert!(err.contains("federation.manifest"), "{err}");
+    Ok(())
+}
