@@ -38,7 +38,11 @@ fn run_ok(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// `members` sign the manifest; every node gets the file and a [federation] section.
-fn federation(members: &[(&str, &str)], signers: usize) -> anyhow::Result<Federation> {
+fn federation(
+    members: &[(&str, &str)],
+    signers: usize,
+    agreement: &str,
+) -> anyhow::Result<Federation> {
     let dir = tempfile::tempdir()?;
     let mut nodes = Vec::new();
     let mut toml = String::from("federation = \"lienthong.example/bac-bo-11\"\nversion = 1\n\n");
@@ -58,7 +62,7 @@ fn federation(members: &[(&str, &str)], signers: usize) -> anyhow::Result<Federa
         ports.push(port);
         nodes.push(node);
     }
-    toml.push_str(AGREEMENT);
+    toml.push_str(agreement);
     let manifest_toml = dir.path().join("manifest.toml");
     std::fs::write(&manifest_toml, &toml)?;
     let manifest = dir.path().join("manifest.json");
@@ -143,6 +147,7 @@ async fn alerts_reach_exactly_their_audience_with_receipts_and_catch_up() -> any
     let mut f = federation(
         &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
         3,
+        AGREEMENT,
     )?;
     for n in &mut f.nodes {
         n.start()?;
@@ -262,6 +267,7 @@ fn a_manifest_without_its_quorum_is_refused() -> anyhow::Result<()> {
     let mut f = federation(
         &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
         1,
+        AGREEMENT,
     )?;
     let shown = run_ok(&[
         "federation",
@@ -276,5 +282,19 @@ fn a_manifest_without_its_quorum_is_refused() -> anyhow::Result<()> {
     assert!(shown.contains("not in force"), "{shown}");
     let err = f.nodes[0].start().unwrap_err().to_string();
     assert!(err.contains("federation.manifest"), "{err}");
+    Ok(())
+}
+
+/// Redaction is not implemented yet: a node must refuse an agreement that
+/// asks for it rather than share the fields it withholds.
+#[test]
+fn an_agreement_that_redacts_is_refused_rather_than_leaked() -> anyhow::Result<()> {
+    let agreement = AGREEMENT.replace(
+        "handling = \"H1\"\n",
+        "handling = \"H1\"\nredact = [{ field = \"person.citizen_id\", except_to = [\"observed\"] }]\n",
+    );
+    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, &agreement)?;
+    let err = f.nodes[0].start().unwrap_err().to_string();
+    assert!(err.contains("refuses to share rather than leak"), "{err}");
     Ok(())
 }

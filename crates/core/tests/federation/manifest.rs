@@ -457,10 +457,16 @@ fn membership_and_shipped_agreement_can_live_in_two_files() {
     // Each file's unknown fields are named, with the file they are in.
     let err = Manifest::from_toml_with_agreement(&format!("{membership}\n[agreement]\n"), SHIPPED)
         .unwrap_err();
-    assert!(matches!(&err, ManifestError::Parse(msg) if msg.starts_with("membership:") && msg.contains("agreement")), "{err}");
+    assert!(
+        matches!(&err, ManifestError::Parse(msg) if msg.starts_with("membership:") && msg.contains("agreement")),
+        "{err}"
+    );
     let err = Manifest::from_toml_with_agreement(membership, &format!("quorum = 3\n{SHIPPED}"))
         .unwrap_err();
-    assert!(matches!(&err, ManifestError::Parse(msg) if msg.starts_with("agreement:") && msg.contains("quorum")), "{err}");
+    assert!(
+        matches!(&err, ManifestError::Parse(msg) if msg.starts_with("agreement:") && msg.contains("quorum")),
+        "{err}"
+    );
 
     // Agreement rules naming a province that is not a member are refused
     // in the manifest, though the agreement alone accepts them.
@@ -470,11 +476,15 @@ fn membership_and_shipped_agreement_can_live_in_two_files() {
         1,
     );
     assert!(Agreement::from_toml(&with_75).is_ok());
-    let Err(ManifestError::Invalid(p)) = Manifest::from_toml_with_agreement(membership, &with_75) else {
+    let Err(ManifestError::Invalid(p)) = Manifest::from_toml_with_agreement(membership, &with_75)
+    else {
         panic!("expected problems")
     };
     assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(p[0].starts_with("agreement.rules[0].audience.members[1]: \"75\" is not a member"), "{p:#?}");
+    assert!(
+        p[0].starts_with("agreement.rules[0].audience.members[1]: \"75\" is not a member"),
+        "{p:#?}"
+    );
 }
 
 #[test]
