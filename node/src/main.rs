@@ -108,6 +108,10 @@ enum FederationCommand {
         /// The manifest version, as TOML.
         #[arg(long)]
         toml: PathBuf,
+        /// The agreement in its own TOML file (then `--toml` holds only
+        /// the membership).
+        #[arg(long)]
+        agreement: Option<PathBuf>,
         /// The manifest file (created if absent).
         #[arg(long)]
         file: PathBuf,
@@ -425,10 +429,21 @@ fn federation(cmd: FederationCommand) -> Result<()> {
             println!("tls_spki_sha256 = {:?}", peer_pin(&cfg)?.to_hex());
             Ok(())
         }
-        FederationCommand::Propose { toml, file } => {
+        FederationCommand::Propose {
+            toml,
+            agreement,
+            file,
+        } => {
             let text = std::fs::read_to_string(&toml)
                 .with_context(|| format!("reading {}", toml.display()))?;
-            let m = lienthong_core::manifest::Manifest::from_toml(&text)?;
+            let m = match agreement {
+                None => lienthong_core::manifest::Manifest::from_toml(&text)?,
+                Some(a) => {
+                    let agreement = std::fs::read_to_string(&a)
+                        .with_context(|| format!("reading {}", a.display()))?;
+                    lienthong_core::manifest::Manifest::from_toml_with_agreement(&text, &agreement)?
+                }
+            };
             let mut f = if file.exists() {
                 manifest_file::ManifestFile::read(&file)?
             } else {
