@@ -259,6 +259,14 @@ async fn subscribe_once(
         .subscribe(pb::SubscribeRequest { from_index: next })
         .await?
         .into_inner();
+    // Verified entries are queued to the writer in order without waiting
+    // for each fsync, so many share one group commit; at most WINDOW wait.
+    const WINDOW: usize = 1024;
+    type Pending = tokio::sync::oneshot::Receiver<
+        Result<lienthong_store::Appended, lienthong_store::StoreError>,
+    >;
+    let mut in_flight: std::collections::VecDeque<(u64, Pending)> =
+        std::collections::VecDeque::new();
     while let Some(d) = stream.message().await? {
         let proof: Vec<lienthong_log::Hash> = d
             .inclusion_proof
@@ -277,12 +285,24 @@ async fn subscribe_once(
         ) {
             Ok(accepted) => {
                 let index = accepted.entry().index();
-                let stored = writer.receive(accepted).await?;
-                tracing::info!(peer = %author, index, cursor = stored.cursor, duplicate = stored.duplicate, "received and verified");
+                in_flight.push_back((index, writer.receive_queued(accepted)?));
                 next = index + 1;
             }
             Err(reason) => tracing::warn!(peer = %author, %reason, "refused a delivery"),
         }
+        while in_flight.len() > WINDOW || in_flight.front().is_some_and(|(_, rx)| !rx.is_empty()) {
+            let Some((index, rx)) = in_flight.pop_front() else {
+                break;
+            };
+            let stored = rx
+                .await
+                .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
+            tracing::debug!(peer = %author, index, cursor = stored.cursor, duplicate = stored.duplicate, "received and verified");
+        }
+    }
+    for (_, rx) in in_flight {
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lienthong_proto::v1::{self as pb, get_entry_request::Key};
-use lienthong_tests::{Node, free_port, lienthong, sample_alert};
+use lienthong_tests::{Node, federation, run_ok, sample_alert};
 
 /// Eleven-province style agreement, reduced to what the test checks:
 /// counterfeit goes to 24 Bắc Ninh only; everything else stays home.
@@ -21,94 +21,6 @@ name = "default"
 audience = "author_only"
 handling = "H2"
 "#;
-
-struct Federation {
-    nodes: Vec<Node>,
-    dir: tempfile::TempDir,
-}
-
-fn run_ok(args: &[&str]) -> anyhow::Result<String> {
-    let out = lienthong(args)?;
-    anyhow::ensure!(
-        out.status.success(),
-        "lienthong {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// `members` sign the manifest; every node gets the file and a [federation] section.
-fn federation(
-    members: &[(&str, &str)],
-    signers: usize,
-    agreement: &str,
-) -> anyhow::Result<Federation> {
-    let dir = tempfile::tempdir()?;
-    let mut nodes = Vec::new();
-    let mut toml = String::from("federation = \"lienthong.example/bac-bo-11\"\nversion = 1\n\n");
-    let mut ports = Vec::new();
-    for (code, name) in members {
-        let node = Node::init(code, name)?;
-        let port = free_port();
-        toml.push_str(&run_ok(&[
-            "federation",
-            "member",
-            "--config",
-            &node.config_arg(),
-            "--endpoint",
-            &format!("127.0.0.1:{port}"),
-        ])?);
-        toml.push('\n');
-        ports.push(port);
-        nodes.push(node);
-    }
-    toml.push_str(agreement);
-    let manifest_toml = dir.path().join("manifest.toml");
-    std::fs::write(&manifest_toml, &toml)?;
-    let manifest = dir.path().join("manifest.json");
-    let m = manifest.display().to_string();
-    run_ok(&[
-        "federation",
-        "propose",
-        "--toml",
-        &manifest_toml.display().to_string(),
-        "--file",
-        &m,
-    ])?;
-    for node in nodes.iter().take(signers) {
-        run_ok(&[
-            "federation",
-            "sign",
-            "--config",
-            &node.config_arg(),
-            "--file",
-            &m,
-        ])?;
-    }
-    for (node, port) in nodes.iter().zip(&ports) {
-        std::fs::copy(&manifest, node.path().join("manifest.json"))?;
-        let cfg = std::fs::read_to_string(node.config())?
-            .replace("# [federation]", "[federation]")
-            .replace(
-                "# listen = \"0.0.0.0:7501\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            )
-            .replace(
-                "# tls_cert = \"tls/peer-cert.pem\"",
-                "tls_cert = \"tls/peer-cert.pem\"",
-            )
-            .replace(
-                "# tls_key = \"tls/peer-key.pem\"",
-                "tls_key = \"tls/peer-key.pem\"",
-            )
-            .replace(
-                "# manifest = \"manifest.json\"",
-                "manifest = \"manifest.json\"",
-            );
-        std::fs::write(node.config(), cfg)?;
-    }
-    Ok(Federation { nodes, dir })
-}
 
 async fn wait_for(node: &Node, id: &[u8]) -> anyhow::Result<pb::StoredEntry> {
     let mut c = node.alerts().await?;

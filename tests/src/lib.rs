@@ -245,6 +245,94 @@ impl Node {
     }
 }
 
+/// Nodes that signed one manifest, and the directory holding it.
+pub struct Federation {
+    pub nodes: Vec<Node>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Runs `lienthong ARGS`; fails with its stderr unless it succeeds.
+pub fn run_ok(args: &[&str]) -> Result<String> {
+    let out = lienthong(args)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "lienthong {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Creates `members` as nodes, has the first `signers` sign manifest
+/// version 1 with `agreement` (TOML under `[agreement]`), and gives every
+/// node the file and an enabled `[federation]` section.
+pub fn federation(members: &[(&str, &str)], signers: usize, agreement: &str) -> Result<Federation> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    let mut toml = String::from("federation = \"lienthong.example/bac-bo-11\"\nversion = 1\n\n");
+    let mut ports = Vec::new();
+    for (code, name) in members {
+        let node = Node::init(code, name)?;
+        let port = free_port();
+        toml.push_str(&run_ok(&[
+            "federation",
+            "member",
+            "--config",
+            &node.config_arg(),
+            "--endpoint",
+            &format!("127.0.0.1:{port}"),
+        ])?);
+        toml.push('\n');
+        ports.push(port);
+        nodes.push(node);
+    }
+    toml.push_str(agreement);
+    let manifest_toml = dir.path().join("manifest.toml");
+    std::fs::write(&manifest_toml, &toml)?;
+    let manifest = dir.path().join("manifest.json");
+    let m = manifest.display().to_string();
+    run_ok(&[
+        "federation",
+        "propose",
+        "--toml",
+        &manifest_toml.display().to_string(),
+        "--file",
+        &m,
+    ])?;
+    for node in nodes.iter().take(signers) {
+        run_ok(&[
+            "federation",
+            "sign",
+            "--config",
+            &node.config_arg(),
+            "--file",
+            &m,
+        ])?;
+    }
+    for (node, port) in nodes.iter().zip(&ports) {
+        std::fs::copy(&manifest, node.path().join("manifest.json"))?;
+        let cfg = std::fs::read_to_string(node.config())?
+            .replace("# [federation]", "[federation]")
+            .replace(
+                "# listen = \"0.0.0.0:7501\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "# tls_cert = \"tls/peer-cert.pem\"",
+                "tls_cert = \"tls/peer-cert.pem\"",
+            )
+            .replace(
+                "# tls_key = \"tls/peer-key.pem\"",
+                "tls_key = \"tls/peer-key.pem\"",
+            )
+            .replace(
+                "# manifest = \"manifest.json\"",
+                "manifest = \"manifest.json\"",
+            );
+        std::fs::write(node.config(), cfg)?;
+    }
+    Ok(Federation { nodes, dir })
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();

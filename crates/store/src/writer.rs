@@ -149,6 +149,26 @@ impl Writer {
         self.submit(Work::Receive(Box::new(delivery))).await
     }
 
+    /// Queues a peer's verified entry (as [`Writer::receive`]) without
+    /// waiting: entries queued in order are written in order, so a
+    /// subscriber can keep many in flight and let them share group
+    /// commits. The receiver resolves once the entry is durable.
+    pub fn receive_queued(
+        &self,
+        delivery: AcceptedDelivery,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(Job {
+                work: Work::Receive(Box::new(delivery)),
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
     async fn submit(&self, work: Work) -> Result<Appended, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
