@@ -464,3 +464,67 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
         .unwrap();
     assert_eq!(page.entries.len(), 3);
 }
+
+/// Regression: two members acknowledged each other's receipts forever (a
+/// receipt of a receipt of a receipt…). A received receipt is stored but
+/// never acknowledged.
+#[test]
+fn receipts_of_receipts_ping_pong() {
+    use lienthong_core::delivery::{AuthorKey, Delivery, verify_delivery};
+    let peer_key = SigningKey::from_bytes(&[24; 32]);
+    let body = lienthong_core::proto::EntryBody {
+        format: lienthong_core::entry::ENTRY_FORMAT,
+        author: "24".into(),
+        index: 0,
+        created_unix_ms: 1_795_000_000_000,
+        audience: vec!["20".into(), "24".into()],
+        manifest_version: 1,
+        agreement_hash: vec![],
+        payload: Some(Payload::Receipt(lienthong_core::proto::Receipt {
+            author: "20".into(),
+            index: 0,
+            entry_id: vec![1; 32],
+            checkpoint_size: 1,
+        })),
+    };
+    let receipt = lienthong_core::entry::sign_entry(body, &peer_key);
+    let mut tree = MemoryHashStore::new();
+    tree.append(Hash(receipt.id().0)).unwrap();
+    let origin = "lienthong.test/t/24";
+    let note = lienthong_log::sign_checkpoint(
+        &lienthong_log::TreeHead {
+            origin: origin.into(),
+            size: 1,
+            root: tree.root().unwrap(),
+        },
+        &NoteSigner::new(origin, peer_key.clone()).unwrap(),
+    )
+    .unwrap();
+    let author = AuthorKey {
+        member: "24".into(),
+        origin: origin.into(),
+        key: peer_key.verifying_key(),
+    };
+    let proof = lienthong_log::inclusion_proof(0, 1, &tree).unwrap();
+    let accepted = verify_delivery(
+        Delivery {
+            envelope: receipt.envelope(),
+            checkpoint: note.as_bytes(),
+            inclusion_proof: &proof,
+        },
+        &author,
+        "20",
+        0,
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    rt().block_on(async { w.receive(accepted).await.unwrap() });
+    assert!(
+        store.get_by_id(&receipt.id()).unwrap().is_some(),
+        "the receipt is stored"
+    );
+    assert_eq!(store.durable().feed_size, 0, "and not acknowledged");
+}
