@@ -210,3 +210,104 @@ fn an_agreement_that_redacts_is_refused_rather_than_leaked() -> anyhow::Result<(
     assert!(err.contains("refuses to share rather than leak"), "{err}");
     Ok(())
 }
+
+/// Issue 4 item 1: 75 Đồng Nai joins through a bilateral agreement with
+/// 01 Hà Nội as manifest version 2, signed by the quorum of version 1;
+/// after the members load it, entries flow to and from the new member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result<()> {
+    const ALL: &str =
+        "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, ALL)?;
+    for n in &mut f.nodes {
+        n.start()?;
+    }
+    let manifest = f.dir.path().join("manifest.json");
+    let m = manifest.display().to_string();
+
+    // Version 2 = version 1 + member 75.
+    let mut dong_nai = Node::init("75", "Đồng Nai")?;
+    let port = lienthong_tests::free_port();
+    let v2 = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?
+        .replace("version = 1", "version = 2")
+        + "\n"
+        + &run_ok(&[
+            "federation",
+            "member",
+            "--config",
+            &dong_nai.config_arg(),
+            "--endpoint",
+            &format!("127.0.0.1:{port}"),
+        ])?;
+    let v2_path = f.dir.path().join("manifest-v2.toml");
+    std::fs::write(&v2_path, v2)?;
+    run_ok(&[
+        "federation",
+        "propose",
+        "--toml",
+        &v2_path.display().to_string(),
+        "--file",
+        &m,
+    ])?;
+    // 75's own signature does not count: only version 1's members can admit it.
+    run_ok(&[
+        "federation",
+        "sign",
+        "--config",
+        &dong_nai.config_arg(),
+        "--file",
+        &m,
+    ])?;
+    run_ok(&[
+        "federation",
+        "sign",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--file",
+        &m,
+    ])?;
+    assert!(
+        run_ok(&["federation", "show", "--file", &m])?.contains("not in force"),
+        "one of two v1 signatures is not a majority"
+    );
+    run_ok(&[
+        "federation",
+        "sign",
+        "--config",
+        &f.nodes[1].config_arg(),
+        "--file",
+        &m,
+    ])?;
+    assert!(run_ok(&["federation", "show", "--file", &m])?.contains("in force: version 2"));
+
+    // Members load version 2 (today: by restart), 75 starts.
+    for n in &mut f.nodes {
+        n.stop()?;
+        std::fs::copy(&manifest, n.path().join("manifest.json"))?;
+        n.start()?;
+    }
+    dong_nai.join_federation(port, &manifest)?;
+    dong_nai.start()?;
+
+    let from_hn = f.nodes[0]
+        .alerts()
+        .await?
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("hn-1")),
+        })
+        .await?
+        .into_inner();
+    let got = wait_for(&dong_nai, &from_hn.entry_id).await?;
+    assert_eq!(got.body.unwrap().manifest_version, 2);
+    let from_dn = dong_nai
+        .alerts()
+        .await?
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("dn-1")),
+        })
+        .await?
+        .into_inner();
+    wait_for(&f.nodes[0], &from_dn.entry_id).await?;
+    wait_for(&f.nodes[1], &from_dn.entry_id).await?;
+    Ok(())
+}

@@ -238,6 +238,32 @@ impl Node {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// Copies `manifest` into the node and enables its `[federation]`
+    /// section, serving peers on 127.0.0.1:`port`.
+    pub fn join_federation(&self, port: u16, manifest: &Path) -> Result<()> {
+        std::fs::copy(manifest, self.path().join("manifest.json"))?;
+        let cfg = std::fs::read_to_string(self.config())?
+            .replace("# [federation]", "[federation]")
+            .replace(
+                "# listen = \"0.0.0.0:7501\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "# tls_cert = \"tls/peer-cert.pem\"",
+                "tls_cert = \"tls/peer-cert.pem\"",
+            )
+            .replace(
+                "# tls_key = \"tls/peer-key.pem\"",
+                "tls_key = \"tls/peer-key.pem\"",
+            )
+            .replace(
+                "# manifest = \"manifest.json\"",
+                "manifest = \"manifest.json\"",
+            );
+        std::fs::write(self.config(), cfg)?;
+        Ok(())
+    }
+
     /// The member's vkey, from `lienthong key show`.
     pub fn vkey(&self) -> Result<String> {
         let out = lienthong(&["key", "show", "--config", &self.config_arg()])?;
@@ -309,26 +335,7 @@ pub fn federation(members: &[(&str, &str)], signers: usize, agreement: &str) -> 
         ])?;
     }
     for (node, port) in nodes.iter().zip(&ports) {
-        std::fs::copy(&manifest, node.path().join("manifest.json"))?;
-        let cfg = std::fs::read_to_string(node.config())?
-            .replace("# [federation]", "[federation]")
-            .replace(
-                "# listen = \"0.0.0.0:7501\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            )
-            .replace(
-                "# tls_cert = \"tls/peer-cert.pem\"",
-                "tls_cert = \"tls/peer-cert.pem\"",
-            )
-            .replace(
-                "# tls_key = \"tls/peer-key.pem\"",
-                "tls_key = \"tls/peer-key.pem\"",
-            )
-            .replace(
-                "# manifest = \"manifest.json\"",
-                "manifest = \"manifest.json\"",
-            );
-        std::fs::write(node.config(), cfg)?;
+        node.join_federation(*port, &manifest)?;
     }
     Ok(Federation { nodes, dir })
 }
