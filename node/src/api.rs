@@ -74,8 +74,8 @@ impl Alerts for AlertsService {
         let reference = alert.get().reference.clone();
         // The agreement decides the audience; its hash and the manifest
         // version are signed into the entry so auditors can recompute it.
-        let (audience, manifest_version, agreement_hash) = match &self.peering {
-            None => (Vec::new(), 0, Vec::new()),
+        let (audience, manifest_version, agreement_hash, handling, deadline) = match &self.peering {
+            None => (Vec::new(), 0, Vec::new(), 0, 0),
             Some(p) => {
                 let m = p.manifest.manifest();
                 let d = lienthong_core::agreement::decide(
@@ -84,10 +84,18 @@ impl Alerts for AlertsService {
                     &p.me,
                     alert.get(),
                 );
+                let handling = match d.handling {
+                    lienthong_core::agreement::Handling::H0 => pb::Handling::H0,
+                    lienthong_core::agreement::Handling::H1 => pb::Handling::H1,
+                    lienthong_core::agreement::Handling::H2 => pb::Handling::H2,
+                    lienthong_core::agreement::Handling::H3 => pb::Handling::H3,
+                };
                 (
                     d.audience,
                     p.manifest.version(),
                     lienthong_core::agreement::agreement_hash(&m.agreement).to_vec(),
+                    handling as i32,
+                    d.response_deadline_hours.unwrap_or(0),
                 )
             }
         };
@@ -105,6 +113,8 @@ impl Alerts for AlertsService {
                 manifest_version,
                 agreement_hash,
                 reference: Some(reference),
+                handling,
+                response_deadline_hours: deadline,
             })
             .await
             .map_err(ApiError::from)?;

@@ -91,6 +91,11 @@ async fn alerts_reach_exactly_their_audience_with_receipts_and_catch_up() -> any
     );
     assert_eq!(body.manifest_version, 1);
     assert_eq!(body.agreement_hash.len(), 32);
+    assert_eq!(
+        body.handling,
+        pb::Handling::H1 as i32,
+        "the agreement's handling code is signed into the entry"
+    );
 
     // 24's receipt travels back to 20 (its audience is the author).
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -219,6 +219,8 @@ mod tests {
             audience: vec!["20".into()],
             manifest_version: 0,
             agreement_hash: vec![],
+            handling: 0,
+            response_deadline_hours: 0,
             payload: Some(Payload::Alert(Alert {
                 reference: "r1".into(),
                 title: title.into(),

@@ -33,6 +33,8 @@ fn entry(index: u64, audience: &[&str], key: &SigningKey, author: &str) -> Verif
             audience: audience.iter().map(|s| (*s).to_owned()).collect(),
             manifest_version: 1,
             agreement_hash: vec![1; 32],
+            handling: 0,
+            response_deadline_hours: 0,
             payload: Some(Payload::Alert(Alert {
                 reference: format!("r{index}"),
                 title: "Hàng giả".into(),

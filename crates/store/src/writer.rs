@@ -62,6 +62,10 @@ pub struct NewEntry {
     pub agreement_hash: Vec<u8>,
     /// Idempotency key of the submitting system, if any.
     pub reference: Option<String>,
+    /// Handling code decided by the agreement (proto enum `Handling`).
+    pub handling: i32,
+    /// Response deadline decided by the agreement, hours (0: none).
+    pub response_deadline_hours: u32,
 }
 
 /// The answer to a submission, sent only once the entry is durable.
@@ -375,6 +379,8 @@ impl State {
                 audience,
                 manifest_version,
                 agreement_hash,
+                handling: 0,
+                response_deadline_hours: 0,
                 payload: Some(payload),
             });
         };
@@ -389,6 +395,10 @@ impl State {
                         e.agreement_hash.clone(),
                         &mut bodies,
                     );
+                    if let Some(b) = bodies.last_mut() {
+                        b.handling = e.handling;
+                        b.response_deadline_hours = e.response_deadline_hours;
+                    }
                     own_refs.push(e.reference.clone());
                     own_cursors.push(cursor);
                     cursor += 1;

@@ -67,6 +67,8 @@ fn alert(reference: &str, category: Category, province: &str, title: &str) -> Ne
         manifest_version: 0,
         agreement_hash: vec![],
         reference: Some(reference.into()),
+        handling: 0,
+        response_deadline_hours: 0,
     }
 }
 
@@ -340,6 +342,8 @@ fn peer_feed(
                 audience: vec!["20".into(), "24".into()],
                 manifest_version: 1,
                 agreement_hash: vec![],
+                handling: 0,
+                response_deadline_hours: 0,
                 payload: alert(
                     &format!("bn-{i}"),
                     Category::Counterfeit,
@@ -480,6 +484,8 @@ fn receipts_of_receipts_ping_pong() {
         audience: vec!["20".into(), "24".into()],
         manifest_version: 1,
         agreement_hash: vec![],
+        handling: 0,
+        response_deadline_hours: 0,
         payload: Some(Payload::Receipt(lienthong_core::proto::Receipt {
             author: "20".into(),
             index: 0,
