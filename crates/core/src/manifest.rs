@@ -53,8 +53,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -378,53 +376,17 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-/// Writes a verifier key in C2SP form `<name>+<key id hex>+<base64(0x01 ‖ key)>`.
+/// Writes a verifier key in C2SP form `<name>+<key id hex>+<base64(0x01 ‖ key)>`
+/// (the one implementation lives in `lienthong_log`).
 pub fn format_vkey(name: &str, key: &VerifyingKey) -> String {
-    let mut raw = vec![ED25519_KEY_TYPE];
-    raw.extend_from_slice(key.as_bytes());
-    format!(
-        "{name}+{}+{}",
-        hex::encode(key_id(name, key)),
-        B64.encode(raw)
-    )
+    lienthong_log::vkey_string(name, key)
 }
 
 /// Reads a C2SP verifier key, checking its key id; returns the name and key.
 pub fn parse_vkey(s: &str) -> Result<(String, VerifyingKey), String> {
-    let form =
-        "expected <federation>/<code>+<8 hex>+<base64 key>, as printed by `lienthong key show`";
-    // Split from the left: names cannot hold '+', but base64 can.
-    let mut parts = s.splitn(3, '+');
-    let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("not a verifier key; {form}"));
-    };
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
-        return Err(format!(
-            "key name {name:?} is empty or has spaces or '+'; {form}"
-        ));
-    }
-    let mut id = [0u8; 4];
-    if id_hex.len() != 8 || hex::decode_to_slice(id_hex, &mut id).is_err() {
-        return Err(format!("key id {id_hex:?} is not 8 hex characters; {form}"));
-    }
-    let raw = B64
-        .decode(b64)
-        .map_err(|_| format!("the key part is not base64; {form}"))?;
-    let Some((&ED25519_KEY_TYPE, key)) = raw.split_first() else {
-        return Err("not an Ed25519 key (the decoded key must start with type byte 0x01)".into());
-    };
-    let bytes: [u8; 32] = key
-        .try_into()
-        .map_err(|_| format!("the Ed25519 key is {} bytes, not 32", key.len()))?;
-    let key = VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| "not a valid Ed25519 public key".to_string())?;
-    if key_id(name, &key) != id {
-        return Err(format!(
-            "key id {id_hex} does not match the name and key (expected {}); the key was altered or renamed",
-            hex::encode(key_id(name, &key))
-        ));
-    }
-    Ok((name.to_owned(), key))
+    lienthong_log::parse_vkey(s)
+        .map(|(name, _, key)| (name, key))
+        .map_err(|e| format!("{e} (print it with `lienthong key show`)"))
 }
 
 /// Signs a manifest version as `member_code`.
