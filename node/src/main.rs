@@ -404,11 +404,7 @@ fn peer_pin(cfg: &config::Config) -> Result<lienthong_federation::tls::SpkiPin> 
         cert_pem: pem,
         key_pem: String::new(),
     };
-    use rustls_pki_types::pem::PemObject;
-    let cert = rustls_pki_types::CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{} holds no certificate", path.display()))??;
-    Ok(lienthong_federation::tls::spki_pin(&cert)?)
+    Ok(identity.pin()?)
 }
 
 fn federation(cmd: FederationCommand) -> Result<()> {

@@ -316,3 +316,82 @@ async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result
     wait_for(&f.nodes[1], &from_dn.entry_id).await?;
     Ok(())
 }
+
+/// Handshakes with a member's Federation port presenting `identity` and
+/// expecting the member's pinned key; `Ok` only if the server accepts.
+async fn peer_handshake(
+    addr: &str,
+    identity: &lienthong_federation::tls::TlsIdentity,
+    server_pin: lienthong_federation::tls::SpkiPin,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let config = lienthong_federation::tls::client_config(identity, server_pin)?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut tls = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("peer.lienthong.invalid")?,
+            tcp,
+        )
+        .await?;
+    // TLS 1.3 reports a refused client certificate on the first read.
+    let mut buf = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await {
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(0)) => Err(anyhow::anyhow!("closed by the server")),
+        _ => Ok(()),
+    }
+}
+
+/// Issue 4 item 2 / issue 8 item 7: the Federation port refuses a peer whose
+/// key is not pinned in the manifest, and a local API client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_federation_port_refuses_unpinned_peers_and_local_clients() -> anyhow::Result<()> {
+    const ALL: &str =
+        "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, ALL)?;
+    f.nodes[0].start()?;
+    let cfg = std::fs::read_to_string(f.nodes[0].config())?;
+    let port = cfg
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("listen = \"127.0.0.1:")
+                .and_then(|r| r.split('"').next())
+                .filter(|p| p.parse::<u16>().ok() != Some(f.nodes[0].port))
+        })
+        .expect("federation port");
+    let addr = format!("127.0.0.1:{port}");
+    let read = |p: &str| std::fs::read_to_string(f.nodes[0].path().join(p));
+    let server_pin = lienthong_federation::tls::TlsIdentity {
+        cert_pem: read("tls/peer-cert.pem")?,
+        key_pem: String::new(),
+    }
+    .pin()?;
+
+    // The pinned member 24 is accepted.
+    let member = lienthong_federation::tls::TlsIdentity {
+        cert_pem: std::fs::read_to_string(f.nodes[1].path().join("tls/peer-cert.pem"))?,
+        key_pem: std::fs::read_to_string(f.nodes[1].path().join("tls/peer-key.pem"))?,
+    };
+    peer_handshake(&addr, &member, server_pin).await?;
+    // A key nobody pinned is refused.
+    let stranger = lienthong_federation::tls::TlsIdentity::generate(
+        "24",
+        time::OffsetDateTime::now_utc(),
+        30,
+    )?;
+    assert!(
+        peer_handshake(&addr, &stranger, server_pin).await.is_err(),
+        "an unpinned peer was accepted"
+    );
+    // The node's own local API client certificate is not a peer.
+    let local = lienthong_federation::tls::TlsIdentity {
+        cert_pem: read("clients/admin-cert.pem")?,
+        key_pem: read("clients/admin-key.pem")?,
+    };
+    assert!(
+        peer_handshake(&addr, &local, server_pin).await.is_err(),
+        "a local API client was accepted as a peer"
+    );
+    Ok(())
+}

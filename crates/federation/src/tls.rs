@@ -143,10 +143,13 @@ impl TlsIdentity {
         Ok((certs, key))
     }
 
-    /// The pin of this identity's certificate.
+    /// The pin of this identity's certificate (needs only `cert_pem`).
     pub fn pin(&self) -> Result<SpkiPin, TlsError> {
-        let (certs, _) = self.parse()?;
-        spki_pin(&certs[0])
+        use rustls_pki_types::pem::PemObject;
+        let cert = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .find_map(Result::ok)
+            .ok_or(TlsError::MissingPem("CERTIFICATE"))?;
+        spki_pin(&cert)
     }
 }
 
