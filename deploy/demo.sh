@@ -4,7 +4,8 @@
 # they sign a manifest (membership + the agreement in
 # deploy/federation/agreement-bac-bo-11.toml); five provinces submit
 # realistic alerts; each alert reaches exactly the provinces the agreement
-# names, verified on arrival, with signed receipts back to the author; an
+# names, verified on arrival, with personal data opened only for the
+# provinces allowed to see it, and signed receipts back to the author; an
 # auditor verifies a feed with nothing but its vkey. Stops cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,17 +42,8 @@ for c in "${CODES[@]}"; do
 done
 
 step "the agreement (deploy/federation/agreement-bac-bo-11.toml)"
-# Redaction of personal data is not implemented yet and the node refuses an
-# agreement that asks for it, so the demo uses the agreement without its
-# redact lists. None of the demo alerts names a person.
-python3 - "$ROOT/deploy/federation/agreement-bac-bo-11.toml" "$WORK/agreement.toml" <<'PY'
-import re, sys
-text = open(sys.argv[1], encoding="utf-8").read()
-text = re.sub(r"^redact = \[.*?^\]\n", "", text, flags=re.S | re.M)
-open(sys.argv[2], "w", encoding="utf-8").write(text)
-PY
+cp "$ROOT/deploy/federation/agreement-bac-bo-11.toml" "$WORK/agreement.toml"
 grep -E '^name = ' "$WORK/agreement.toml" | sed 's/^name = /  rule /'
-echo "  (the redact lists are left out: see the comment in deploy/demo.sh)"
 
 step "manifest version 1: proposed, then signed by every member (quorum: a majority)"
 "$L" federation propose --toml "$WORK/membership.toml" --agreement "$WORK/agreement.toml" --file "$WORK/manifest.json" >/dev/null
@@ -94,6 +86,9 @@ for line in sys.stdin:
     e = json.loads(line); b = e["body"]
     if b["author"] != me and "alert" in b:
         t = b["alert"]["title"]; print("    from %s: %s" % (b["author"], t if len(t) <= 80 else t[:79] + "…"))
+        for c in b["alert"].get("redacted", []):
+            opened = [o["value"] for o in e.get("openings", []) if o["field"] == c["field"]]
+            print("      %s: %s" % (c["field"], ("opened for this province: " + opened[0]) if opened else "withheld by the agreement (commitment only)"))
 ' "$c")
     printf '  %s %s\n%s\n' "$c" "${NAME[$c]}" "${got:-    (nothing: the agreement sent it no alert)}"
 done

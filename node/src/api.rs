@@ -45,7 +45,15 @@ pub fn to_proto(e: StoredEntry) -> pb::StoredEntry {
             Verification::Verified => pb::Verification::Verified,
         } as i32,
         stored_unix_ms: e.stored_unix_ms,
+        openings: e.openings.openings,
     }
+}
+
+/// 32 random bytes for a redaction salt.
+fn random_salt() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut s);
+    s
 }
 
 /// The Alerts service.
@@ -74,6 +82,8 @@ impl Alerts for AlertsService {
         let reference = alert.get().reference.clone();
         // The agreement decides the audience; its hash and the manifest
         // version are signed into the entry so auditors can recompute it.
+        let mut alert = alert.into_inner();
+        let mut openings = pb::OpeningSet::default();
         let (audience, manifest_version, agreement_hash, handling, deadline) = match &self.peering {
             None => (Vec::new(), 0, Vec::new(), 0, 0),
             Some(p) => {
@@ -82,8 +92,24 @@ impl Alerts for AlertsService {
                     &m.agreement,
                     &m.member_codes(),
                     &p.me,
-                    alert.get(),
+                    &alert,
                 );
+                // Fields withheld from any recipient are committed to in the
+                // signed alert; their values travel only to those allowed.
+                let withheld: std::collections::BTreeSet<String> =
+                    d.redactions.values().flatten().cloned().collect();
+                if !withheld.is_empty() {
+                    openings.openings =
+                        lienthong_core::redaction::redact(&mut alert, &withheld, &mut random_salt);
+                    openings.withheld = d
+                        .redactions
+                        .iter()
+                        .map(|(r, f)| pb::Withheld {
+                            recipient: r.clone(),
+                            fields: f.clone(),
+                        })
+                        .collect();
+                }
                 let handling = match d.handling {
                     lienthong_core::agreement::Handling::H0 => pb::Handling::H0,
                     lienthong_core::agreement::Handling::H1 => pb::Handling::H1,
@@ -107,7 +133,7 @@ impl Alerts for AlertsService {
         let a = self
             .writer
             .append(NewEntry {
-                payload: Payload::Alert(alert.into_inner()),
+                payload: Payload::Alert(alert),
                 // Without a federation an entry is for its author only.
                 audience,
                 manifest_version,
@@ -115,6 +141,7 @@ impl Alerts for AlertsService {
                 reference: Some(reference),
                 handling,
                 response_deadline_hours: deadline,
+                openings,
             })
             .await
             .map_err(ApiError::from)?;

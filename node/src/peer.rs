@@ -134,8 +134,16 @@ fn collect(
         };
         if e.body.audience.iter().any(|m| m == caller) {
             let (_, proof) = store.inclusion_proof(i, size)?;
+            let withheld: &[String] = e
+                .openings
+                .withheld
+                .iter()
+                .find(|w| w.recipient == caller)
+                .map_or(&[], |w| &w.fields);
+            let openings = lienthong_core::redaction::allowed(&e.openings.openings, withheld);
             out.push(pb::Delivery {
                 envelope: e.envelope,
+                openings,
                 checkpoint: note.clone(),
                 inclusion_proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
             });
@@ -285,7 +293,21 @@ async fn subscribe_once(
         ) {
             Ok(accepted) => {
                 let index = accepted.entry().index();
-                in_flight.push_back((index, writer.receive_queued(accepted)?));
+                // Openings are unsigned: keep them only if they match the
+                // signed commitments.
+                let openings = match &accepted.entry().body().payload {
+                    Some(pb::entry_body::Payload::Alert(a)) => {
+                        match lienthong_core::redaction::check_openings(a, &d.openings) {
+                            Ok(()) => d.openings.clone(),
+                            Err(e) => {
+                                tracing::warn!(peer = %author, index, error = %e, "refused the openings of an entry");
+                                Vec::new()
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                in_flight.push_back((index, writer.receive_queued(accepted, openings)?));
                 next = index + 1;
             }
             Err(reason) => tracing::warn!(peer = %author, %reason, "refused a delivery"),

@@ -70,15 +70,6 @@ fn prepare_peering(
             }
         }
     }
-    // Redaction (salted commitments, openings for allowed recipients) is
-    // not implemented yet. Sharing un-redacted would leak what the
-    // agreement withholds, so refuse such an agreement instead.
-    for r in m.agreement.rules.iter().filter(|r| !r.redact.is_empty()) {
-        problems.push(format!(
-            "agreement rule {:?} redacts fields, which this version of lienthong cannot do yet; it refuses to share rather than leak: remove `redact` from the rule or upgrade",
-            r.name
-        ));
-    }
     if !problems.is_empty() {
         anyhow::bail!(
             "{} does not match this node:\n  - {}",

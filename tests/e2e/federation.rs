@@ -202,17 +202,111 @@ fn a_manifest_without_its_quorum_is_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Redaction is not implemented yet: a node must refuse an agreement that
-/// asks for it rather than share the fields it withholds.
-#[test]
-fn an_agreement_that_redacts_is_refused_rather_than_leaked() -> anyhow::Result<()> {
-    let agreement = AGREEMENT.replace(
-        "handling = \"H1\"\n",
-        "handling = \"H1\"\nredact = [{ field = \"person.citizen_id\", except_to = [\"observed\"] }]\n",
+/// Issue 4 item 4: a field the agreement withholds from a recipient reaches
+/// it only as a salted commitment inside the signed entry; a recipient
+/// allowed to see it gets the value and checks it against the commitment;
+/// both verify the same signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withheld_fields_reach_only_the_recipients_allowed_to_see_them() -> anyhow::Result<()> {
+    const REDACTING: &str = r#"
+[agreement]
+[[agreement.rules]]
+name = "all-but-ids-only-to-bac-ninh"
+audience = "all"
+handling = "H1"
+redact = [{ field = "person.citizen_id", except_to = ["24"] }]
+"#;
+    let mut f = federation(
+        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
+        3,
+        REDACTING,
+    )?;
+    for n in &mut f.nodes {
+        n.start()?;
+    }
+    let mut alert = sample_alert("ls-person-1");
+    alert.subjects.push(pb::Subject {
+        kind: Some(pb::subject::Kind::Person(pb::Person {
+            citizen_id: "020085012345".into(),
+            full_name: "Hoàng Văn Thắng".into(),
+        })),
+    });
+    let sent = f.nodes[0]
+        .alerts()
+        .await?
+        .submit(pb::SubmitAlertRequest { alert: Some(alert) })
+        .await?
+        .into_inner();
+
+    let citizen_id = |e: &pb::StoredEntry| -> (String, Vec<String>) {
+        let Some(pb::entry_body::Payload::Alert(a)) =
+            e.body.as_ref().and_then(|b| b.payload.clone())
+        else {
+            panic!("not an alert")
+        };
+        let signed = a.subjects.iter().find_map(|s| match &s.kind {
+            Some(pb::subject::Kind::Person(p)) => Some(p.citizen_id.clone()),
+            _ => None,
+        });
+        (
+            signed.unwrap_or_default(),
+            e.openings.iter().map(|o| o.value.clone()).collect(),
+        )
+    };
+    // The author keeps the value as an opening; the signed body has none.
+    let at_author = f.nodes[0]
+        .alerts()
+        .await?
+        .get(pb::GetEntryRequest {
+            key: Some(Key::EntryId(sent.entry_id.clone())),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        citizen_id(&at_author),
+        (String::new(), vec!["020085012345".to_owned()])
     );
-    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, &agreement)?;
-    let err = f.nodes[0].start().unwrap_err().to_string();
-    assert!(err.contains("refuses to share rather than leak"), "{err}");
+    // 24 may see it: it gets the opening, and can search by it.
+    let at_bn = wait_for(&f.nodes[1], &sent.entry_id).await?;
+    assert_eq!(
+        citizen_id(&at_bn),
+        (String::new(), vec!["020085012345".to_owned()])
+    );
+    let found = f.nodes[1]
+        .alerts()
+        .await?
+        .query(pb::QueryRequest {
+            subject_id: "020085012345".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(found.entries.len(), 1);
+    // 01 may not: the same signed entry, only the commitment.
+    let at_hn = wait_for(&f.nodes[2], &sent.entry_id).await?;
+    assert_eq!(citizen_id(&at_hn), (String::new(), Vec::<String>::new()));
+    let Some(pb::entry_body::Payload::Alert(a)) = at_hn.body.and_then(|b| b.payload) else {
+        panic!()
+    };
+    assert_eq!(a.redacted.len(), 1);
+    assert_eq!(a.redacted[0].field, "subjects[2].person.citizen_id");
+    let found = f.nodes[2]
+        .alerts()
+        .await?
+        .query(pb::QueryRequest {
+            subject_id: "020085012345".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(
+        found.entries.is_empty(),
+        "01 can search for a citizen id it was not given"
+    );
+    assert_eq!(
+        at_hn.envelope, at_bn.envelope,
+        "every recipient holds the same signed bytes"
+    );
     Ok(())
 }
 

@@ -387,5 +387,6 @@ pub fn sample_alert(reference: &str) -> lienthong_proto::v1::Alert {
         ],
         attachments: vec![],
         concerned_provinces: vec!["24".into()],
+        redacted: vec![],
     }
 }

@@ -234,6 +234,13 @@ pub fn validate_alert(alert: Option<&Alert>, now_unix_ms: i64) -> Result<ValidAl
     provinces.sort();
     out.concerned_provinces = provinces;
 
+    if !a.redacted.is_empty() {
+        p.add(
+            "alert.redacted",
+            "set by the node when the agreement withholds fields; leave it empty",
+        );
+    }
+
     if p.0.is_empty() {
         Ok(ValidAlert(out))
     } else {
@@ -600,6 +607,7 @@ mod tests {
                 name: "anh.jpg".into(),
             }],
             concerned_provinces: vec!["24".into(), "01".into()],
+            redacted: vec![],
         }
     }
 

@@ -15,6 +15,8 @@
 //! - [`terms`]: the search terms an entry is indexed under.
 //! - [`text`]: Vietnamese folding so "hang gia" finds "Hàng giả".
 //! - [`keys`]: member signing keys as PKCS#8 PEM.
+//! - [`redaction`]: withheld fields as signed commitments, with openings
+//!   for the recipients allowed to see them.
 //! - [`provinces`]: the 34 province codes.
 //! - [`agreement`]: the sharing rules as data and [`agreement::decide`], the
 //!   pure function that gives an alert its audience, redactions and handling.
@@ -28,6 +30,7 @@ pub mod entry;
 pub mod keys;
 pub mod manifest;
 pub mod provinces;
+pub mod redaction;
 pub mod terms;
 pub mod text;
 

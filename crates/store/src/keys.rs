@@ -9,6 +9,7 @@ pub const REFERENCE: u8 = b'R';
 pub const TERM: u8 = b'T';
 pub const CHECKPOINT: u8 = b'C';
 pub const REPLICATION: u8 = b'P';
+pub const OPENINGS: u8 = b'O';
 
 pub fn with_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -42,6 +42,7 @@
 //! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending (one block per term per group commit) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
 //! | `P` | author member code | next index to ask that author for (replication cursor) |
+//! | `O` | cursor u64 BE | `OpeningSet`: values of the entry's withheld fields this node may see (and, for the author, who may see which) |
 
 mod error;
 mod keys;

@@ -3,8 +3,8 @@
 //! yet on disk is ever shown.
 
 use lienthong_core::entry::{EntryId, decode_envelope};
-use lienthong_core::proto::EntryBody;
 use lienthong_core::proto::entry_body::Payload;
+use lienthong_core::proto::{EntryBody, OpeningSet};
 use lienthong_core::terms::Term;
 
 use crate::error::StoreError;
@@ -36,6 +36,9 @@ pub struct StoredEntry {
     pub id: EntryId,
     /// Decoded body.
     pub body: EntryBody,
+    /// Openings of withheld fields this node may see (and, on the author's
+    /// node, who may see which).
+    pub openings: OpeningSet,
 }
 
 const RECORD_VERSION: u8 = 1;
@@ -82,6 +85,7 @@ fn decode_record(cursor: u64, record: &[u8]) -> Result<StoredEntry, StoreError> 
         envelope: envelope.to_vec(),
         id: EntryId::of_envelope(envelope),
         body,
+        openings: OpeningSet::default(),
     })
 }
 
@@ -125,8 +129,19 @@ impl Store {
         }
         match self.db().get(keys::with_u64(keys::ENTRY, cursor))? {
             None => Ok(None),
-            Some(r) => decode_record(cursor, &r).map(Some),
+            Some(r) => self.with_openings(decode_record(cursor, &r)?).map(Some),
         }
+    }
+
+    /// Adds the stored openings of an entry, if it has any.
+    fn with_openings(&self, mut e: StoredEntry) -> Result<StoredEntry, StoreError> {
+        if let Some(v) = self.db().get(keys::with_u64(keys::OPENINGS, e.cursor))? {
+            e.openings = prost::Message::decode(v.as_ref()).map_err(|err| StoreError::Corrupt {
+                key: format!("openings of cursor {}", e.cursor),
+                detail: err.to_string(),
+            })?;
+        }
+        Ok(e)
     }
 
     fn get_via(&self, key: &[u8]) -> Result<Option<StoredEntry>, StoreError> {
@@ -207,7 +222,7 @@ impl Store {
                 key: "entry key".into(),
                 detail: "short".into(),
             })?;
-            out.push(decode_record(cursor, &v)?);
+            out.push(self.with_openings(decode_record(cursor, &v)?)?);
         }
         Ok(out)
     }

@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use lienthong_core::delivery::AcceptedDelivery;
 use lienthong_core::entry::{ENTRY_FORMAT, EntryId, VerifiedEntry, sign_entry};
 use lienthong_core::proto::entry_body::Payload;
-use lienthong_core::proto::{EntryBody, Receipt};
+use lienthong_core::proto::{EntryBody, Opening, OpeningSet, Receipt};
 use lienthong_core::terms::entry_terms;
 use lienthong_log::{NoteSigner, OverlayHashStore, TreeHead};
 use tokio::sync::oneshot;
@@ -66,6 +66,8 @@ pub struct NewEntry {
     pub handling: i32,
     /// Response deadline decided by the agreement, hours (0: none).
     pub response_deadline_hours: u32,
+    /// Values of the fields withheld in `payload`, and who may see them.
+    pub openings: OpeningSet,
 }
 
 /// The answer to a submission, sent only once the entry is durable.
@@ -90,7 +92,7 @@ enum Work {
     /// Author a new entry in the own feed.
     Author(Box<NewEntry>),
     /// Store a peer's verified entry and write its receipt.
-    Receive(Box<AcceptedDelivery>),
+    Receive(Box<(AcceptedDelivery, Vec<Opening>)>),
 }
 
 struct Job {
@@ -149,24 +151,31 @@ impl Writer {
     /// signed receipt for it into the own feed in the same atomic write.
     /// Resolves once both are durable; an entry stored before answers with
     /// `duplicate = true` and writes nothing.
-    pub async fn receive(&self, delivery: AcceptedDelivery) -> Result<Appended, StoreError> {
-        self.submit(Work::Receive(Box::new(delivery))).await
+    pub async fn receive(
+        &self,
+        delivery: AcceptedDelivery,
+        openings: Vec<Opening>,
+    ) -> Result<Appended, StoreError> {
+        self.submit(Work::Receive(Box::new((delivery, openings))))
+            .await
     }
 
     /// Queues a peer's verified entry (as [`Writer::receive`]) without
     /// waiting: entries queued in order are written in order, so a
     /// subscriber can keep many in flight and let them share group
     /// commits. The receiver resolves once the entry is durable.
+    /// `openings` must already be checked against the entry's commitments.
     pub fn receive_queued(
         &self,
         delivery: AcceptedDelivery,
+        openings: Vec<Opening>,
     ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .as_ref()
             .ok_or(StoreError::Closed)?
             .send(Job {
-                work: Work::Receive(Box::new(delivery)),
+                work: Work::Receive(Box::new((delivery, openings))),
                 reply,
             })
             .map_err(|_| StoreError::Closed)?;
@@ -317,7 +326,7 @@ impl State {
                     .reference
                     .as_ref()
                     .map(|r| keys::with_bytes(keys::REFERENCE, r.as_bytes())),
-                Work::Receive(d) => Some(keys::with_bytes(keys::ID, &d.entry().id().0)),
+                Work::Receive(d) => Some(keys::with_bytes(keys::ID, &d.0.entry().id().0)),
             };
             if let Some(key) = lookup {
                 match db.get(&key) {
@@ -334,7 +343,7 @@ impl State {
             }
             let earlier = match &work {
                 Work::Author(e) => e.reference.as_ref().and_then(|r| in_group.get(r)).copied(),
-                Work::Receive(d) => ids_in_group.get(&d.entry().id().0).copied(),
+                Work::Receive(d) => ids_in_group.get(&d.0.entry().id().0).copied(),
             };
             if let Some(pos) = earlier {
                 repeats.push((reply, pos));
@@ -347,7 +356,7 @@ impl State {
                     }
                 }
                 Work::Receive(d) => {
-                    ids_in_group.insert(d.entry().id().0, slots.len());
+                    ids_in_group.insert(d.0.entry().id().0, slots.len());
                 }
             }
             slots.push(Slot { work, reply });
@@ -359,7 +368,8 @@ impl State {
         let mut bodies: Vec<EntryBody> = Vec::with_capacity(slots.len());
         let mut own_cursors: Vec<u64> = Vec::with_capacity(slots.len());
         let mut own_refs: Vec<Option<String>> = Vec::with_capacity(slots.len());
-        let mut received: Vec<(&VerifiedEntry, u64, u64)> = Vec::new();
+        let mut received: Vec<(&VerifiedEntry, u64, &[Opening])> = Vec::new();
+        let mut own_openings: Vec<Option<&OpeningSet>> = Vec::with_capacity(slots.len());
         let mut answer_of: Vec<Answer> = Vec::with_capacity(slots.len());
         let mut cursor = self.durable.next_cursor;
         let own = |payload: Payload,
@@ -400,13 +410,14 @@ impl State {
                         b.response_deadline_hours = e.response_deadline_hours;
                     }
                     own_refs.push(e.reference.clone());
+                    own_openings.push(Some(&e.openings));
                     own_cursors.push(cursor);
                     cursor += 1;
                 }
                 Work::Receive(d) => {
-                    let entry = d.entry();
+                    let entry = d.0.entry();
                     answer_of.push(Answer::Received(received.len()));
-                    received.push((entry, cursor, d.checkpoint().size()));
+                    received.push((entry, cursor, &d.1));
                     cursor += 1;
                     // A receipt acknowledges an entry; acknowledging a
                     // receipt would make two members acknowledge each
@@ -418,7 +429,7 @@ impl State {
                         author: entry.author().to_owned(),
                         index: entry.index(),
                         entry_id: entry.id().0.to_vec(),
-                        checkpoint_size: d.checkpoint().size(),
+                        checkpoint_size: d.0.checkpoint().size(),
                     };
                     // The receipt is for the author (and auditors).
                     own(
@@ -429,6 +440,7 @@ impl State {
                         &mut bodies,
                     );
                     own_refs.push(None);
+                    own_openings.push(None);
                     own_cursors.push(cursor);
                     cursor += 1;
                 }
@@ -480,14 +492,31 @@ impl State {
                     &cursor.to_be_bytes(),
                 );
             }
-            for t in entry_terms(e.body()) {
+            let openings = own_openings[k].filter(|o| !o.openings.is_empty());
+            if let Some(o) = openings {
+                batch.insert(
+                    &keys::with_u64(keys::OPENINGS, cursor),
+                    prost::Message::encode_to_vec(o),
+                );
+            }
+            for t in index_terms(e.body(), openings.map_or(&[][..], |o| &o.openings)) {
                 postings
                     .entry(t.0)
                     .or_default()
                     .extend_from_slice(&cursor.to_be_bytes());
             }
         }
-        for (entry, cursor, _) in &received {
+        for (entry, cursor, openings) in &received {
+            if !openings.is_empty() {
+                let set = OpeningSet {
+                    openings: openings.to_vec(),
+                    withheld: Vec::new(),
+                };
+                batch.insert(
+                    &keys::with_u64(keys::OPENINGS, *cursor),
+                    prost::Message::encode_to_vec(&set),
+                );
+            }
             batch.insert(
                 &keys::with_u64(keys::ENTRY, *cursor),
                 encode_record(Verification::Verified, stored_ms, entry.envelope()),
@@ -500,7 +529,7 @@ impl State {
                 keys::with_bytes(keys::REPLICATION, entry.author().as_bytes()),
                 &(entry.index() + 1).to_be_bytes(),
             );
-            for t in entry_terms(entry.body()) {
+            for t in index_terms(entry.body(), openings) {
                 postings
                     .entry(t.0)
                     .or_default()
@@ -663,6 +692,21 @@ impl State {
             size,
             root: root.0,
         })
+    }
+}
+
+/// Search terms of an entry as this node sees it: with the values of the
+/// withheld fields it may see.
+fn index_terms(body: &EntryBody, openings: &[Opening]) -> Vec<lienthong_core::terms::Term> {
+    match (&body.payload, openings.is_empty()) {
+        (Some(Payload::Alert(a)), false) => {
+            let mut b = body.clone();
+            b.payload = Some(Payload::Alert(lienthong_core::redaction::reveal(
+                a, openings,
+            )));
+            entry_terms(&b)
+        }
+        _ => entry_terms(body),
     }
 }
 

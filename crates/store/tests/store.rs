@@ -69,6 +69,7 @@ fn alert(reference: &str, category: Category, province: &str, title: &str) -> Ne
         reference: Some(reference.into()),
         handling: 0,
         response_deadline_hours: 0,
+        openings: Default::default(),
     }
 }
 
@@ -406,11 +407,11 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
                 .await
                 .unwrap();
             for i in 0..3 {
-                let a = w.receive(deliver(i)).await.unwrap();
+                let a = w.receive(deliver(i), vec![]).await.unwrap();
                 assert!(!a.duplicate);
                 assert_eq!(a.index, i);
             }
-            let again = w.receive(deliver(1)).await.unwrap();
+            let again = w.receive(deliver(1), vec![]).await.unwrap();
             assert!(again.duplicate);
         });
         w.shutdown();
@@ -527,7 +528,7 @@ fn receipts_of_receipts_ping_pong() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).unwrap();
     let w = writer(&store);
-    rt().block_on(async { w.receive(accepted).await.unwrap() });
+    rt().block_on(async { w.receive(accepted, vec![]).await.unwrap() });
     assert!(
         store.get_by_id(&receipt.id()).unwrap().is_some(),
         "the receipt is stored"
