@@ -23,13 +23,26 @@ fn key() -> SigningKey {
     SigningKey::from_bytes(&[42; 32])
 }
 
+/// Opens the store; retries while a just-dropped handle's background
+/// flusher still holds sled's file lock (see `open_raw`).
 fn open(dir: &Path) -> Result<Store, StoreError> {
-    Store::open(&OpenOptions {
-        dir: dir.to_path_buf(),
-        member: "20".into(),
-        origin: ORIGIN.into(),
-        verifying_key: key().verifying_key(),
-    })
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = Store::open(&OpenOptions {
+            dir: dir.to_path_buf(),
+            member: "20".into(),
+            origin: ORIGIN.into(),
+            verifying_key: key().verifying_key(),
+        });
+        match r {
+            Err(StoreError::Sled(e))
+                if e.to_string().contains("lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn writer(store: &Store) -> Writer {
@@ -192,13 +205,30 @@ fn open_after(tamper: impl FnOnce(&sled::Db)) -> Result<Store, StoreError> {
         w.shutdown();
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_raw(dir.path());
         tamper(&db);
         db.flush().unwrap();
     }
     let r = open(dir.path());
     drop(dir);
     r
+}
+
+/// Opens the raw sled database once the store's own handle is gone: sled's
+/// background flusher may hold its file lock for a moment after the last
+/// handle drops (seen as a flaky failure under a loaded test run).
+fn open_raw(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open the raw store: {e}"),
+        }
+    }
 }
 
 fn hash_key(level: u8, n: u64) -> Vec<u8> {
