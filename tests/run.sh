@@ -17,6 +17,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc tests"
 cargo test --workspace --locked --doc
 
+echo "== building the lienthong binary the end-to-end tests run"
+# cargo test builds a package's binaries only for that package's own
+# integration tests; the e2e tests live in tests/, so build it explicitly.
+cargo build --workspace --locked --bins
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
