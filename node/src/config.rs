@@ -194,6 +194,15 @@ pub struct CliConfig {
 }
 
 impl Config {
+    /// Reads and parses `keys.signing_key`.
+    pub fn load_signing_key(&self) -> anyhow::Result<ed25519_dalek::SigningKey> {
+        use anyhow::Context as _;
+        let pem = std::fs::read_to_string(&self.signing_key)
+            .with_context(|| format!("reading {}", self.signing_key.display()))?;
+        lienthong_core::keys::signing_key_from_pem(&pem)
+            .with_context(|| format!("keys.signing_key {}", self.signing_key.display()))
+    }
+
     /// The checkpoint origin and signed-note key name of this member's feed.
     pub fn origin(&self) -> String {
         format!("{}/{}", self.federation, self.member)

@@ -353,9 +353,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", peer_pin(&cfg)?.to_hex());
                 return Ok(());
             }
-            let text = std::fs::read_to_string(&cfg.signing_key)
-                .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
-            let key = lienthong_core::keys::signing_key_from_pem(&text)?;
+            let key = cfg.load_signing_key()?;
             if pem {
                 print!("{}", lienthong_core::keys::verifying_key_to_pem(&key)?);
             } else {
@@ -411,9 +409,7 @@ fn federation(cmd: FederationCommand) -> Result<()> {
     match cmd {
         FederationCommand::Member { config, endpoint } => {
             let cfg = config::load(&config.config, false)?;
-            let text = std::fs::read_to_string(&cfg.signing_key)
-                .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
-            let key = lienthong_core::keys::signing_key_from_pem(&text)?;
+            let key = cfg.load_signing_key()?;
             println!("[[members]]");
             println!("code = {:?}", cfg.member);
             println!("name = {:?}", cfg.name);
@@ -457,9 +453,7 @@ fn federation(cmd: FederationCommand) -> Result<()> {
         }
         FederationCommand::Sign { config, file } => {
             let cfg = config::load(&config.config, false)?;
-            let text = std::fs::read_to_string(&cfg.signing_key)
-                .with_context(|| format!("reading {}", cfg.signing_key.display()))?;
-            let key = lienthong_core::keys::signing_key_from_pem(&text)?;
+            let key = cfg.load_signing_key()?;
             let mut f = manifest_file::ManifestFile::read(&file)?;
             f.sign_last(&cfg.member, &key)?;
             f.write(&file)?;

@@ -88,10 +88,7 @@ fn prepare_peering(
 /// Loads keys and certificates and opens the store (with its integrity
 /// check). Fails with every reason before anything listens.
 pub fn prepare(config: Config) -> Result<Prepared> {
-    let key_pem = std::fs::read_to_string(&config.signing_key)
-        .with_context(|| format!("reading {}", config.signing_key.display()))?;
-    let key = lienthong_core::keys::signing_key_from_pem(&key_pem)
-        .with_context(|| format!("keys.signing_key {}", config.signing_key.display()))?;
+    let key = config.load_signing_key()?;
     let origin = config.origin();
     let peering = prepare_peering(&config, &key)?;
     let tls = match &config.security {
