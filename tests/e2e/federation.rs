@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lienthong_proto::v1::{self as pb, get_entry_request::Key};
-use lienthong_tests::{Node, federation, run_ok, sample_alert};
+use lienthong_tests::{AGREEMENT_ALL, Node, federation, run_ok, sample_alert};
 
 /// Eleven-province style agreement, reduced to what the test checks:
 /// counterfeit goes to 24 Bắc Ninh only; everything else stays home.
@@ -61,9 +61,7 @@ async fn alerts_reach_exactly_their_audience_with_receipts_and_catch_up() -> any
         3,
         AGREEMENT,
     )?;
-    for n in &mut f.nodes {
-        n.start()?;
-    }
+    f.start_all()?;
     let mut ls = f.nodes[0].alerts().await?;
 
     // Counterfeit: the agreement sends it to 24 only.
@@ -221,9 +219,7 @@ redact = [{ field = "person.citizen_id", except_to = ["24"] }]
         3,
         REDACTING,
     )?;
-    for n in &mut f.nodes {
-        n.start()?;
-    }
+    f.start_all()?;
     let mut alert = sample_alert("ls-person-1");
     alert.subjects.push(pb::Subject {
         kind: Some(pb::subject::Kind::Person(pb::Person {
@@ -315,12 +311,8 @@ redact = [{ field = "person.citizen_id", except_to = ["24"] }]
 /// after the members load it, entries flow to and from the new member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result<()> {
-    const ALL: &str =
-        "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
-    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, ALL)?;
-    for n in &mut f.nodes {
-        n.start()?;
-    }
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    f.start_all()?;
     let manifest = f.dir.path().join("manifest.json");
     let m = manifest.display().to_string();
 
@@ -441,9 +433,7 @@ async fn peer_handshake(
 /// key is not pinned in the manifest, and a local API client certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_federation_port_refuses_unpinned_peers_and_local_clients() -> anyhow::Result<()> {
-    const ALL: &str =
-        "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
-    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, ALL)?;
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
     f.nodes[0].start()?;
     let cfg = std::fs::read_to_string(f.nodes[0].config())?;
     let port = cfg
@@ -495,12 +485,8 @@ async fn the_federation_port_refuses_unpinned_peers_and_local_clients() -> anyho
 /// written in one durable batch, so it resumes exactly where it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_killed_mid_stream_resumes_without_loss_or_duplicates() -> anyhow::Result<()> {
-    const ALL: &str =
-        "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
-    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, ALL)?;
-    for n in &mut f.nodes {
-        n.start()?;
-    }
+    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    f.start_all()?;
     let channel = f.nodes[0].channel().await?;
     let mut ids = Vec::new();
     for round in 0..3 {

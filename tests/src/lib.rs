@@ -277,6 +277,17 @@ pub struct Federation {
     pub dir: tempfile::TempDir,
 }
 
+impl Federation {
+    /// Starts every node and waits until each serves.
+    pub fn start_all(&mut self) -> Result<()> {
+        self.nodes.iter_mut().try_for_each(Node::start)
+    }
+}
+
+/// An agreement under which every member receives every entry.
+pub const AGREEMENT_ALL: &str =
+    "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
+
 /// Runs `lienthong ARGS`; fails with its stderr unless it succeeds.
 pub fn run_ok(args: &[&str]) -> Result<String> {
     let out = lienthong(args)?;

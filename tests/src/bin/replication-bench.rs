@@ -13,10 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lienthong_proto::v1 as pb;
-use lienthong_tests::{federation, sample_alert};
-
-const ALL: &str =
-    "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
+use lienthong_tests::{AGREEMENT_ALL, federation, sample_alert};
 
 fn pct(v: &[Duration], p: f64) -> f64 {
     if v.is_empty() {
@@ -54,10 +51,8 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
     let catch_up: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(20_000);
 
-    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, ALL)?;
-    for n in &mut f.nodes {
-        n.start()?;
-    }
+    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    f.start_all()?;
     let author = f.nodes[0].channel().await?;
     let arrivals = watch_arrivals(f.nodes[1].channel().await?, 0);
 
