@@ -144,26 +144,25 @@ fn concurrent_appends_get_dense_indexes_and_a_matching_checkpoint() {
     assert_eq!(model.root().unwrap(), verified.root());
 }
 
+/// Appends `n` alerts `r0…` one by one, then shuts the writer down (which
+/// issues a final checkpoint) and closes the store.
+fn fill(dir: &Path, n: u64, category: Category, province: &str, title: &str) {
+    let store = open(dir).unwrap();
+    let w = writer(&store);
+    rt().block_on(async {
+        for i in 0..n {
+            w.append(alert(&format!("r{i}"), category, province, title))
+                .await
+                .unwrap();
+        }
+    });
+    w.shutdown();
+}
+
 #[test]
 fn reopening_keeps_entries_references_and_the_feed_position() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path()).unwrap();
-        let w = writer(&store);
-        rt().block_on(async {
-            for i in 0..10 {
-                w.append(alert(
-                    &format!("r{i}"),
-                    Category::Smuggling,
-                    "15",
-                    "thuốc lá",
-                ))
-                .await
-                .unwrap();
-            }
-        });
-        w.shutdown();
-    }
+    fill(dir.path(), 10, Category::Smuggling, "15", "thuốc lá");
     let store = open(dir.path()).unwrap();
     assert_eq!(store.durable().feed_size, 10);
     assert_eq!(store.get_by_reference("r3").unwrap().unwrap().body.index, 3);
@@ -187,23 +186,7 @@ fn reopening_keeps_entries_references_and_the_feed_position() {
 /// the raw sled database, and returns what opening the store says.
 fn open_after(tamper: impl FnOnce(&sled::Db)) -> Result<Store, StoreError> {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path()).unwrap();
-        let w = writer(&store);
-        rt().block_on(async {
-            for i in 0..8 {
-                w.append(alert(
-                    &format!("r{i}"),
-                    Category::Counterfeit,
-                    "24",
-                    "mỹ phẩm giả",
-                ))
-                .await
-                .unwrap();
-            }
-        });
-        w.shutdown();
-    }
+    fill(dir.path(), 8, Category::Counterfeit, "24", "mỹ phẩm giả");
     {
         let db = open_raw(dir.path());
         tamper(&db);
