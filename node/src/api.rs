@@ -110,17 +110,11 @@ impl Alerts for AlertsService {
                         })
                         .collect();
                 }
-                let handling = match d.handling {
-                    lienthong_core::agreement::Handling::H0 => pb::Handling::H0,
-                    lienthong_core::agreement::Handling::H1 => pb::Handling::H1,
-                    lienthong_core::agreement::Handling::H2 => pb::Handling::H2,
-                    lienthong_core::agreement::Handling::H3 => pb::Handling::H3,
-                };
                 (
                     d.audience,
                     p.manifest.version(),
                     lienthong_core::agreement::agreement_hash(&m.agreement).to_vec(),
-                    handling as i32,
+                    d.handling.to_proto() as i32,
                     d.response_deadline_hours.unwrap_or(0),
                 )
             }

@@ -244,6 +244,18 @@ pub enum Handling {
     H3,
 }
 
+impl Handling {
+    /// The wire form signed into entries.
+    pub fn to_proto(self) -> pb::Handling {
+        match self {
+            Self::H0 => pb::Handling::H0,
+            Self::H1 => pb::Handling::H1,
+            Self::H2 => pb::Handling::H2,
+            Self::H3 => pb::Handling::H3,
+        }
+    }
+}
+
 /// A field withheld from every recipient except those listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
