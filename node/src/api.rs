@@ -87,7 +87,8 @@ impl Alerts for AlertsService {
         let (audience, manifest_version, agreement_hash, handling, deadline) = match &self.peering {
             None => (Vec::new(), 0, Vec::new(), 0, 0),
             Some(p) => {
-                let m = p.manifest.manifest();
+                let chain = p.chain();
+                let m = chain.current().manifest();
                 let d = lienthong_core::agreement::decide(
                     &m.agreement,
                     &m.member_codes(),
@@ -112,7 +113,7 @@ impl Alerts for AlertsService {
                 }
                 (
                     d.audience,
-                    p.manifest.version(),
+                    chain.current().version(),
                     lienthong_core::agreement::agreement_hash(&m.agreement).to_vec(),
                     d.handling.to_proto() as i32,
                     d.response_deadline_hours.unwrap_or(0),
@@ -376,6 +377,8 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
 /// The Audit service.
 pub struct AuditService {
     pub store: Store,
+    pub peering: Option<Arc<crate::peer::Peering>>,
+    pub witness: Option<Arc<crate::witness::Witness>>,
 }
 
 impl AuditService {
@@ -396,8 +399,12 @@ impl Audit for AuditService {
         let cp = self.store.latest_checkpoint().ok_or_else(|| {
             ApiError::NotFound("no checkpoint yet: the feed is empty or its first checkpoint is being signed; retry in a second".into())
         })?;
+        let note = match self.store.latest_cosigned_note().map_err(ApiError::from)? {
+            Some((size, note)) if size == cp.size => note,
+            _ => cp.note.clone(),
+        };
         Ok(Response::new(pb::GetCheckpointResponse {
-            signed_note: cp.note.clone(),
+            signed_note: note,
             size: cp.size,
             root_hash: cp.root.to_vec(),
             origin: self.store.origin().to_owned(),
@@ -468,5 +475,71 @@ impl Audit for AuditService {
             new_size,
             hashes: proof.into_iter().map(|h| h.0.to_vec()).collect(),
         }))
+    }
+
+    async fn list_evidence(
+        &self,
+        req: Request<pb::ListEvidenceRequest>,
+    ) -> Result<Response<pb::ListEvidenceResponse>, Status> {
+        let r = req.get_ref();
+        let limit = match r.limit {
+            0 => 1000,
+            n => n.min(1000) as usize,
+        };
+        let evidence = self
+            .store
+            .evidence(r.after_id, limit)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListEvidenceResponse { evidence }))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let cp = self.store.latest_checkpoint();
+        let cosignatures = match &cp {
+            Some(c) => self
+                .store
+                .cosignatures(c.size)
+                .map_err(ApiError::from)?
+                .len() as u32,
+            None => 0,
+        };
+        let all = self
+            .store
+            .evidence(0, lienthong_store::MAX_EVIDENCE as usize)
+            .map_err(ApiError::from)?;
+        let equivocations = all
+            .iter()
+            .filter(|e| e.kind() != pb::EvidenceKind::RefusedEntry)
+            .count() as u64;
+        let mut out = pb::GetStatusResponse {
+            member: self.store.member().to_owned(),
+            feed_size: self.store.durable().feed_size,
+            checkpoint_size: cp.map_or(0, |c| c.size),
+            cosignatures,
+            evidence: all.len() as u64,
+            equivocations,
+            ..Default::default()
+        };
+        if let Some(p) = &self.peering {
+            let chain = p.chain();
+            out.federation = chain.current().manifest().federation.clone();
+            out.manifest_version = chain.current().version();
+            out.manifest_hash = chain.current().hash().to_vec();
+            out.peers = p.peer_status();
+            for peer in &mut out.peers {
+                peer.replication_cursor = self
+                    .store
+                    .replication_cursor(&peer.member)
+                    .map_err(ApiError::from)?;
+                if let Some(w) = &self.witness {
+                    peer.witnessed_size =
+                        w.held(&peer.member).ok().flatten().map_or(0, |h| h.size());
+                }
+            }
+        }
+        Ok(Response::new(out))
     }
 }

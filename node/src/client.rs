@@ -271,11 +271,35 @@ pub async fn list(cfg: &Config, q: pb::QueryRequest, all_pages: bool, json: bool
 pub async fn verify_feed(
     cfg: &Config,
     vkey: &str,
+    chain: Option<&lienthong_core::manifest::ManifestChain>,
     previous: Option<&Path>,
     save: Option<&Path>,
 ) -> Result<()> {
     let (name, _, key) = lienthong_log::parse_vkey(vkey).context("--vkey")?;
     let member = name.rsplit('/').next().unwrap_or_default().to_owned();
+    // With the manifest chain, the trusted vkey must be one of the member's
+    // keys there; entries use the key of their version, checkpoints the
+    // key in force.
+    let current = match chain {
+        None => key,
+        Some(c) => {
+            anyhow::ensure!(
+                c.keys_of(&member).contains(&key),
+                "--vkey is not a key member {member} has held in the manifest"
+            );
+            *c.current()
+                .member_key(&member)
+                .with_context(|| format!("member {member} is not in the manifest in force"))?
+        }
+    };
+    let vkey_now = lienthong_log::vkey_string(&name, &current);
+    let vkey = vkey_now.as_str();
+    let key_for = |env: &[u8]| -> ed25519_dalek::VerifyingKey {
+        chain
+            .zip(lienthong_core::entry::decode_envelope(env).ok())
+            .and_then(|(c, (_, body))| c.key_at(&member, body.manifest_version).copied())
+            .unwrap_or(key)
+    };
     let mut audit = AuditClient::new(connect(cfg).await?);
     let cp = audit
         .get_checkpoint(pb::GetCheckpointRequest {})
@@ -303,7 +327,7 @@ pub async fn verify_feed(
             bail!("node returned no entries from {start}");
         }
         for env in got.envelopes {
-            let e = lienthong_core::entry::verify_envelope(&env, &member, &key)
+            let e = lienthong_core::entry::verify_envelope(&env, &member, &key_for(&env))
                 .with_context(|| format!("entry {start}"))?;
             if e.index() != start {
                 bail!("entry at position {start} says it is index {}", e.index());

@@ -32,6 +32,12 @@ struct RawFederation {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     manifest: PathBuf,
+    #[serde(default = "default_manifest_poll_ms")]
+    manifest_poll_ms: u64,
+}
+
+fn default_manifest_poll_ms() -> u64 {
+    10_000
 }
 
 /// Where and how this node talks to other members.
@@ -43,8 +49,12 @@ pub struct FederationConfig {
     pub tls_cert: PathBuf,
     /// Its private key (0600).
     pub tls_key: PathBuf,
-    /// The signed manifest file (chain of versions).
+    /// The signed manifest file (chain of versions). The node rewrites it
+    /// when it adopts a newer version from a peer, and re-reads it when an
+    /// operator replaces it.
     pub manifest: PathBuf,
+    /// How often to ask peers (and the file) for newer manifest versions.
+    pub manifest_poll: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,7 +350,14 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
             tls_cert: resolve(&f.tls_cert),
             tls_key: resolve(&f.tls_key),
             manifest: resolve(&f.manifest),
+            manifest_poll: Duration::from_millis(f.manifest_poll_ms),
         };
+        if !(100..=3_600_000).contains(&f.manifest_poll_ms) {
+            problems.push(format!(
+                "federation.manifest_poll_ms = {} is out of range: use 100 to 3600000 (default 10000)",
+                f.manifest_poll_ms
+            ));
+        }
         if check_files {
             check_readable(&mut problems, "federation.tls_cert", &fc.tls_cert);
             check_secret(&mut problems, "federation.tls_key", &fc.tls_key);

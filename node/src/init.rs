@@ -112,7 +112,8 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
          # listen = \"0.0.0.0:7501\"          # the Federation API, for pinned peers only\n\
          # tls_cert = \"tls/peer-cert.pem\"   # its key is pinned in the manifest (`lienthong key show --pin`)\n\
          # tls_key = \"tls/peer-key.pem\"\n\
-         # manifest = \"manifest.json\"       # signed versions, applied with the quorum rule\n",
+         # manifest = \"manifest.json\"       # signed versions, applied with the quorum rule\n\
+         # manifest_poll_ms = 10000         # how often to look for newer versions (peers, and this file)\n",
         member = o.member,
         name = o.name.replace('"', "'"),
         federation = o.federation,

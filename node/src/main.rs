@@ -12,6 +12,7 @@ mod peer;
 mod pki;
 mod serve;
 mod status;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +100,23 @@ enum FederationCommand {
         /// host:port where other members reach this node's Federation API.
         #[arg(long)]
         endpoint: String,
+        /// Print this signing key instead of the configured one (for a key
+        /// rotation: the key made by `lienthong key new`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Hand a manifest file with newer versions to this node: checks every
+    /// version's quorum, merges them into the node's manifest file; the
+    /// running node adopts them within `federation.manifest_poll_ms` and
+    /// its peers fetch them from it.
+    #[command(after_help = "Example:
+  lienthong federation publish --config lienthong.toml --file manifest-v2.json")]
+    Publish {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The manifest file holding the new versions.
+        #[arg(long)]
+        file: PathBuf,
     },
     /// Add a new manifest version (from TOML) to a manifest file, unsigned.
     #[command(
@@ -175,6 +193,19 @@ enum KeyCommand {
         /// Print the SHA-256 pin of this member's peer TLS key instead.
         #[arg(long, conflicts_with = "pem")]
         pin: bool,
+    },
+    /// Make a new signing key (PKCS#8 PEM, mode 0600) for a key rotation and
+    /// print its verifier key. It takes effect through a manifest version
+    /// listing it (`federation member --key`, `propose`, `sign`, `publish`);
+    /// then point keys.signing_key at it and restart.
+    #[command(after_help = "Example:
+  lienthong key new --config lienthong.toml --out keys/signing-2026.pem")]
+    New {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write the key; must not exist.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -269,6 +300,12 @@ enum FeedCommand {
         /// Save the verified checkpoint here.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// The federation's manifest file: needed once the member has
+        /// rotated its key, since each entry is checked with the key in
+        /// force at its manifest version (and `--vkey` must be one of the
+        /// member's keys in it).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
 }
 
@@ -364,6 +401,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Key(KeyCommand::New { config, out }) => {
+            let cfg = config::load(&config.config, false)?;
+            if out.exists() {
+                anyhow::bail!("{} exists; choose a new file name", out.display());
+            }
+            let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+            pki::write_private(&out, &lienthong_core::keys::signing_key_to_pem(&key)?)?;
+            println!(
+                "{}",
+                lienthong_log::vkey_string(&cfg.origin(), &key.verifying_key())
+            );
+            eprintln!(
+                "wrote {} (0600); next: `lienthong federation member --key {}` for the manifest change",
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
         Command::Federation(cmd) => federation(cmd),
         Command::Feed(FeedCommand::Verify {
@@ -371,11 +426,17 @@ fn run(cli: Cli) -> Result<()> {
             vkey,
             previous,
             save,
+            manifest,
         }) => {
             let cfg = config::load(&config.config, false)?;
+            let chain = manifest
+                .map(|m| manifest_file::ManifestFile::read(&m)?.verify())
+                .transpose()
+                .context("--manifest")?;
             runtime()?.block_on(client::verify_feed(
                 &cfg,
                 &vkey,
+                chain.as_ref(),
                 previous.as_deref(),
                 save.as_deref(),
             ))
@@ -407,9 +468,21 @@ fn peer_pin(cfg: &config::Config) -> Result<lienthong_federation::tls::SpkiPin> 
 
 fn federation(cmd: FederationCommand) -> Result<()> {
     match cmd {
-        FederationCommand::Member { config, endpoint } => {
+        FederationCommand::Member {
+            config,
+            endpoint,
+            key,
+        } => {
             let cfg = config::load(&config.config, false)?;
-            let key = cfg.load_signing_key()?;
+            let key = match key {
+                None => cfg.load_signing_key()?,
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    lienthong_core::keys::signing_key_from_pem(&pem)
+                        .with_context(|| format!("{} is not a signing key", path.display()))?
+                }
+            };
             println!("[[members]]");
             println!("code = {:?}", cfg.member);
             println!("name = {:?}", cfg.name);
@@ -451,6 +524,39 @@ fn federation(cmd: FederationCommand) -> Result<()> {
             );
             Ok(())
         }
+        FederationCommand::Publish { config, file } => {
+            let cfg = config::load(&config.config, false)?;
+            let target = cfg
+                .peering
+                .as_ref()
+                .map(|f| f.manifest.clone())
+                .context("this node has no [federation] section")?;
+            let offered = manifest_file::ManifestFile::read(&file)?;
+            let offered_chain = offered
+                .verify()
+                .with_context(|| format!("{} is not a valid manifest chain", file.display()))?;
+            let mut chain = manifest_file::ManifestFile::read(&target)?
+                .verify()
+                .with_context(|| format!("the node's manifest {}", target.display()))?;
+            let before = chain.current().version();
+            let signed: Vec<_> = offered_chain.signed().cloned().collect();
+            let added = chain.merge(&signed)?;
+            if added == 0 {
+                println!(
+                    "{} has nothing newer than version {before}; nothing to do",
+                    file.display()
+                );
+                return Ok(());
+            }
+            manifest_file::ManifestFile::from_chain(&chain).write(&target)?;
+            println!(
+                "{}: version {before} -> {} in force (hash {}); the node adopts it within its poll interval and its peers fetch it",
+                target.display(),
+                chain.current().version(),
+                hex::encode(chain.current().hash())
+            );
+            Ok(())
+        }
         FederationCommand::Sign { config, file } => {
             let cfg = config::load(&config.config, false)?;
             let key = cfg.load_signing_key()?;
@@ -476,10 +582,10 @@ fn federation(cmd: FederationCommand) -> Result<()> {
                 );
             }
             match f.verify() {
-                Ok(m) => println!(
+                Ok(c) => println!(
                     "in force: version {} (manifest hash {})",
-                    m.version(),
-                    hex::encode(m.hash())
+                    c.current().version(),
+                    hex::encode(c.current().hash())
                 ),
                 Err(e) => println!("not in force: {e:#}"),
             }

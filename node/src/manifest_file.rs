@@ -11,9 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use lienthong_core::manifest::{
-    Manifest, ManifestSignature, SignedManifest, VerifiedManifest, accept_next,
-};
+use lienthong_core::manifest::{Manifest, ManifestChain, ManifestSignature, SignedManifest};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -38,7 +36,7 @@ pub struct SignatureEntry {
 }
 
 impl VersionEntry {
-    fn signed(&self) -> Result<SignedManifest> {
+    pub fn signed(&self) -> Result<SignedManifest> {
         let signatures = self
             .signatures
             .iter()
@@ -70,23 +68,59 @@ impl ManifestFile {
             .with_context(|| format!("{} is not a lienthong manifest file", path.display()))
     }
 
+    /// Replaces the file atomically and durably (write, fsync, rename,
+    /// fsync the directory).
     pub fn write(&self, path: &Path) -> Result<()> {
+        use std::io::Write as _;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
-        std::fs::rename(&tmp, path)?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+        }
         Ok(())
     }
 
-    /// Applies every version in order; returns the one in force. Fails if
-    /// any version lacks its quorum.
-    pub fn verify(&self) -> Result<VerifiedManifest> {
-        let mut current: Option<VerifiedManifest> = None;
-        for (i, v) in self.versions.iter().enumerate() {
-            let next = accept_next(current.as_ref(), &v.signed()?)
-                .with_context(|| format!("manifest version {} (entry {i})", v.manifest.version))?;
-            current = Some(next);
+    /// Applies every version in order; returns the chain, whose last
+    /// version is in force. Fails if any version lacks its quorum.
+    pub fn verify(&self) -> Result<ManifestChain> {
+        if self.versions.is_empty() {
+            bail!("the manifest file has no versions");
         }
-        current.ok_or_else(|| anyhow::anyhow!("the manifest file has no versions"))
+        let signed = self
+            .versions
+            .iter()
+            .map(VersionEntry::signed)
+            .collect::<Result<Vec<_>>>()?;
+        ManifestChain::from_versions(&signed).map_err(|(i, e)| {
+            anyhow::Error::new(e).context(format!(
+                "manifest version {} (entry {i})",
+                signed[i].manifest.version
+            ))
+        })
+    }
+
+    /// The file form of a verified chain.
+    pub fn from_chain(chain: &ManifestChain) -> Self {
+        Self {
+            versions: chain
+                .signed()
+                .map(|s| VersionEntry {
+                    manifest: s.manifest.clone(),
+                    signatures: s
+                        .signatures
+                        .iter()
+                        .map(|g| SignatureEntry {
+                            member: g.member.clone(),
+                            signature: B64.encode(g.signature),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 
     /// Appends a proposed version (unsigned).

@@ -4,40 +4,304 @@
 //! pinned by the manifest.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use lienthong_core::delivery::{AuthorKey, Delivery, verify_delivery};
-use lienthong_core::manifest::VerifiedManifest;
+use lienthong_core::delivery::{AuthorKeys, Delivery, Rejected, verify_delivery};
+use lienthong_core::manifest::{ManifestChain, SignedManifest};
 use lienthong_core::proto::{
     self as pb, federation_client::FederationClient, federation_server::Federation,
 };
 use lienthong_federation::tls::{PinSet, SpkiPin, TlsIdentity};
 use lienthong_store::{Store, Writer};
+
+use crate::manifest_file::ManifestFile;
+use crate::witness::Witness;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-/// Federation settings that passed every check.
+/// Federation settings that passed every check, and the manifest chain in
+/// force, which changes at run time when a newer version is adopted.
 pub struct Peering {
     pub me: String,
-    pub manifest: Arc<VerifiedManifest>,
     pub identity: TlsIdentity,
     pub listen: SocketAddr,
+    /// How often to look for newer manifest versions.
+    pub poll: Duration,
+    /// Pins of the current members; shared with the TLS verifiers.
+    pub pins: PinSet,
+    chain: RwLock<Arc<ManifestChain>>,
+    manifest_path: PathBuf,
+    /// Modification time of the manifest file when last read or written.
+    file_stamp: Mutex<Option<SystemTime>>,
+    /// The version in force; changes wake the subscriber supervisor.
+    version: watch::Sender<u64>,
+    /// Asks the manifest sync task to look now (a peer used a version we
+    /// do not have).
+    pub sync_now: tokio::sync::Notify,
+    /// This node's signing key: cosigns peers' checkpoints as a witness,
+    /// and tells when a new version rotates it.
+    key: ed25519_dalek::SigningKey,
+    /// What this node knows of each peer, for `GetStatus`.
+    status: Mutex<std::collections::BTreeMap<String, pb::PeerStatus>>,
 }
 
 impl Peering {
-    /// Pins of every current member.
-    pub fn pins(&self) -> PinSet {
-        PinSet::new(
-            self.manifest
-                .manifest()
-                .members
+    pub fn new(
+        me: String,
+        chain: ManifestChain,
+        manifest_path: PathBuf,
+        identity: TlsIdentity,
+        listen: SocketAddr,
+        poll: Duration,
+        key: ed25519_dalek::SigningKey,
+    ) -> Arc<Self> {
+        let pins = PinSet::new(pins_of(&chain));
+        let stamp = modified(&manifest_path);
+        Arc::new(Self {
+            me,
+            identity,
+            listen,
+            poll,
+            pins,
+            version: watch::Sender::new(chain.current().version()),
+            chain: RwLock::new(Arc::new(chain)),
+            manifest_path,
+            file_stamp: Mutex::new(stamp),
+            sync_now: tokio::sync::Notify::new(),
+            key,
+            status: Mutex::new(std::collections::BTreeMap::new()),
+        })
+    }
+
+    /// This node's signing key.
+    pub fn key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
+    }
+
+    /// The federation name.
+    pub fn federation(&self) -> String {
+        self.chain().current().manifest().federation.clone()
+    }
+
+    /// Updates what is known of `member`.
+    pub fn note_peer(&self, member: &str, f: impl FnOnce(&mut pb::PeerStatus)) {
+        let mut all = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let s = all
+            .entry(member.to_owned())
+            .or_insert_with(|| pb::PeerStatus {
+                member: member.to_owned(),
+                ..Default::default()
+            });
+        f(s);
+    }
+
+    /// What is known of every current member but this one.
+    pub fn peer_status(&self) -> Vec<pb::PeerStatus> {
+        let chain = self.chain();
+        let all = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        chain
+            .current()
+            .manifest()
+            .members
+            .iter()
+            .filter(|m| m.code != self.me)
+            .map(|m| {
+                let mut s = all.get(&m.code).cloned().unwrap_or_default();
+                s.member = m.code.clone();
+                s.name = m.name.clone();
+                s
+            })
+            .collect()
+    }
+
+    /// The chain in force now.
+    pub fn chain(&self) -> Arc<ManifestChain> {
+        self.chain.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes of the version in force.
+    pub fn versions(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Adopts the versions in `offered` that follow ours, each only if the
+    /// quorum of the one before signed it; writes the manifest file, then
+    /// switches pins and subscriptions. Returns how many were adopted.
+    pub fn adopt(&self, offered: &[SignedManifest], source: &str) -> Result<usize> {
+        let mut guard = self.chain.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = ManifestChain::clone(&guard);
+        let added = next
+            .merge(offered)
+            .with_context(|| format!("manifest versions offered by {source}"))?;
+        if added == 0 {
+            return Ok(0);
+        }
+        // Durable first: a restart must come back with what peers may
+        // already be using.
+        ManifestFile::from_chain(&next).write(&self.manifest_path)?;
+        *self.file_stamp.lock().unwrap_or_else(|e| e.into_inner()) = modified(&self.manifest_path);
+        self.pins.replace(pins_of(&next));
+        let cur = next.current();
+        tracing::info!(version = cur.version(), hash = %hex::encode(cur.hash()), from = %source, members = cur.manifest().members.len(), "adopted a new manifest version");
+        match cur.member_key(&self.me) {
+            None => tracing::error!(
+                version = cur.version(),
+                "this member is not in the manifest in force any more: peers will refuse it"
+            ),
+            Some(k) if *k != self.key.verifying_key() => tracing::error!(
+                version = cur.version(),
+                "the manifest in force rotates this member's signing key: restart the node with the new key (keys.signing_key); until then peers refuse its checkpoints"
+            ),
+            Some(_) => {}
+        }
+        let version = cur.version();
+        *guard = Arc::new(next);
+        drop(guard);
+        self.version.send_replace(version);
+        Ok(added)
+    }
+
+    /// Re-reads the manifest file if an operator replaced it.
+    fn reload_file(&self) {
+        let stamp = modified(&self.manifest_path);
+        {
+            let mut last = self.file_stamp.lock().unwrap_or_else(|e| e.into_inner());
+            if stamp == *last {
+                return;
+            }
+            *last = stamp;
+        }
+        let signed = ManifestFile::read(&self.manifest_path).and_then(|f| {
+            f.versions
                 .iter()
-                .filter_map(|m| SpkiPin::from_hex(&m.tls_spki_sha256).map(|p| (m.code.clone(), p))),
-        )
+                .map(crate::manifest_file::VersionEntry::signed)
+                .collect::<Result<Vec<_>>>()
+        });
+        match signed.and_then(|s| self.adopt(&s, "the manifest file")) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(file = %self.manifest_path.display(), error = %format!("{e:#}"), "ignored the changed manifest file")
+            }
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Pins of every member of the version in force.
+fn pins_of(chain: &ManifestChain) -> Vec<(String, SpkiPin)> {
+    chain
+        .current()
+        .manifest()
+        .members
+        .iter()
+        .filter_map(|m| SpkiPin::from_hex(&m.tls_spki_sha256).map(|p| (m.code.clone(), p)))
+        .collect()
+}
+
+/// Keeps the manifest current: re-reads the file when it changes and asks
+/// every member for versions after ours, each `poll` or when woken.
+pub async fn manifest_sync(peering: Arc<Peering>, mut stopping: watch::Receiver<bool>) {
+    loop {
+        peering.reload_file();
+        let chain = peering.chain();
+        let have = chain.current().version();
+        let members: Vec<_> = chain
+            .current()
+            .manifest()
+            .members
+            .iter()
+            .filter(|m| m.code != peering.me)
+            .cloned()
+            .collect();
+        let asks = members.into_iter().map(|m| {
+            let peering = peering.clone();
+            async move {
+                let r = tokio::time::timeout(Duration::from_secs(5), async {
+                    let pin = SpkiPin::from_hex(&m.tls_spki_sha256).context("bad pin")?;
+                    let channel = connect_pinned(&m.endpoint, &peering.identity, pin).await?;
+                    let resp = FederationClient::new(channel)
+                        .get_manifest(pb::GetManifestRequest {
+                            after_version: have,
+                        })
+                        .await?
+                        .into_inner();
+                    let offered = resp
+                        .versions
+                        .iter()
+                        .map(SignedManifest::from_proto)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if !offered.is_empty() {
+                        peering.adopt(&offered, &format!("member {}", m.code))?;
+                    }
+                    anyhow::Ok(())
+                })
+                .await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %m.code, error = %format!("{e:#}"), "manifest check failed")
+                    }
+                    Err(_) => tracing::debug!(peer = %m.code, "manifest check timed out"),
+                }
+            }
+        });
+        let mut set = tokio::task::JoinSet::new();
+        for ask in asks {
+            set.spawn(ask);
+        }
+        while set.join_next().await.is_some() {}
+        tokio::select! {
+            () = tokio::time::sleep(peering.poll) => {}
+            () = peering.sync_now.notified() => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
+/// Starts a subscriber for every member of the version in force (but us),
+/// and more when a new version adds members; a subscriber whose author
+/// left the federation stops by itself.
+pub async fn supervise_subscribers(
+    witness: Arc<Witness>,
+    writer: Arc<Writer>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let peering = witness.peering.clone();
+    let mut running: std::collections::BTreeMap<String, tokio::task::JoinHandle<()>> =
+        std::collections::BTreeMap::new();
+    let mut versions = peering.versions();
+    loop {
+        running.retain(|_, t| !t.is_finished());
+        for m in &peering.chain().current().manifest().members {
+            if m.code != peering.me && !running.contains_key(&m.code) {
+                running.insert(
+                    m.code.clone(),
+                    tokio::spawn(subscriber(
+                        witness.clone(),
+                        m.code.clone(),
+                        writer.clone(),
+                        stopping.clone(),
+                    )),
+                );
+            }
+        }
+        tokio::select! {
+            changed = versions.changed() => if changed.is_err() { break },
+            _ = stopping.changed() => break,
+        }
+    }
+    for (_, t) in running {
+        let _ = t.await;
     }
 }
 
@@ -45,8 +309,26 @@ impl Peering {
 /// audience.
 pub struct FederationService {
     pub store: Store,
-    pub pins: PinSet,
+    pub peering: Arc<Peering>,
+    pub witness: Arc<Witness>,
     pub stopping: watch::Receiver<bool>,
+}
+
+impl FederationService {
+    /// The member whose pinned certificate the caller presented.
+    fn caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        let certs = req
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a member certificate is required"))?;
+        certs
+            .first()
+            .and_then(|c| self.peering.pins.member_of(c))
+            .ok_or_else(|| {
+                Status::permission_denied(
+                    "this certificate is not pinned for any member in the manifest",
+                )
+            })
+    }
 }
 
 type DeliveryStream = Pin<Box<dyn Stream<Item = Result<pb::Delivery, Status>> + Send>>;
@@ -59,18 +341,7 @@ impl Federation for FederationService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let certs = req
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("a member certificate is required"))?;
-        let caller = certs
-            .first()
-            .and_then(|c| self.pins.member_of(c))
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Status::permission_denied(
-                    "this certificate is not pinned for any member in the manifest",
-                )
-            })?;
+        let caller = self.caller(&req)?;
         let mut index = req.get_ref().from_index;
         tracing::info!(peer = %caller, from = index, "peer subscribed");
         let store = self.store.clone();
@@ -108,6 +379,65 @@ impl Federation for FederationService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn get_manifest(
+        &self,
+        req: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::GetManifestResponse>, Status> {
+        self.caller(&req)?;
+        let versions = self
+            .peering
+            .chain()
+            .signed_after(req.get_ref().after_version)
+            .iter()
+            .map(SignedManifest::to_proto)
+            .collect();
+        Ok(Response::new(pb::GetManifestResponse { versions }))
+    }
+
+    async fn add_checkpoint(
+        &self,
+        req: Request<pb::AddCheckpointRequest>,
+    ) -> Result<Response<pb::AddCheckpointResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let (w, r) = (self.witness.clone(), req.into_inner());
+        let resp = tokio::task::spawn_blocking(move || w.add_checkpoint(&caller, &r))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(resp))
+    }
+
+    async fn share_checkpoint(
+        &self,
+        req: Request<pb::ShareCheckpointRequest>,
+    ) -> Result<Response<pb::ShareCheckpointResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let notes = req.into_inner().checkpoints;
+        if notes.len() > 1024 {
+            return Err(Status::invalid_argument(
+                "checkpoints: at most 1024 per call (one per member)",
+            ));
+        }
+        let conflicts = self.witness.check_shared(&caller, &notes).await;
+        Ok(Response::new(pb::ShareCheckpointResponse { conflicts }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        self.caller(&req)?;
+        let r = req.into_inner();
+        let proof = self
+            .store
+            .consistency_proof(r.old_size, r.new_size)
+            .map_err(|e| Status::out_of_range(e.to_string()))?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            old_size: r.old_size,
+            new_size: r.new_size,
+            hashes: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+        }))
     }
 }
 
@@ -183,6 +513,25 @@ pub fn pinned_incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// A Federation client to `member`, at its endpoint in the manifest in
+/// force, accepting only its pinned key.
+pub async fn client_for(
+    peering: &Peering,
+    member: &str,
+) -> Result<FederationClient<tonic::transport::Channel>> {
+    let chain = peering.chain();
+    let m = chain
+        .current()
+        .manifest()
+        .members
+        .iter()
+        .find(|m| m.code == member)
+        .with_context(|| format!("{member} is not a member"))?;
+    let pin = SpkiPin::from_hex(&m.tls_spki_sha256).context("bad pin in manifest")?;
+    let channel = connect_pinned(&m.endpoint, &peering.identity, pin).await?;
+    Ok(FederationClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
 /// A gRPC channel to `endpoint`, accepting only the server key `pin`.
 async fn connect_pinned(
     endpoint: &str,
@@ -212,22 +561,29 @@ async fn connect_pinned(
 /// Receiver side: keeps a subscription to `author` open, verifying every
 /// delivery before storing it; reconnects with backoff until stopped.
 pub async fn subscriber(
-    peering: Arc<Peering>,
+    witness: Arc<Witness>,
     author: String,
-    store: Store,
     writer: Arc<Writer>,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let peering = witness.peering.clone();
     let mut backoff = Duration::from_millis(100);
     loop {
+        if peering.chain().current().member_key(&author).is_none() {
+            tracing::info!(peer = %author, "no longer a member: stopped following its feed");
+            return;
+        }
         let result = tokio::select! {
-            r = subscribe_once(&peering, &author, &store, &writer) => r,
+            r = subscribe_once(&witness, &author, &writer) => r,
             _ = stopping.changed() => return,
         };
+        peering.note_peer(&author, |s| s.connected = false);
         match result {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
-                tracing::debug!(peer = %author, error = %format!("{e:#}"), "subscription ended; retrying");
+                let e = format!("{e:#}");
+                tracing::debug!(peer = %author, error = %e, "subscription ended; retrying");
+                peering.note_peer(&author, |s| s.last_error = e);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
@@ -238,28 +594,17 @@ pub async fn subscriber(
     }
 }
 
-async fn subscribe_once(
-    peering: &Peering,
-    author: &str,
-    store: &Store,
-    writer: &Writer,
-) -> Result<()> {
-    let m = peering.manifest.manifest();
+async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Result<()> {
+    let (peering, store) = (&*witness.peering, &witness.store);
+    let chain = peering.chain();
+    let m = chain.current().manifest();
     let member = m
         .members
         .iter()
         .find(|x| x.code == author)
         .context("author left the manifest")?;
     let pin = SpkiPin::from_hex(&member.tls_spki_sha256).context("bad pin in manifest")?;
-    let key = *peering
-        .manifest
-        .member_key(author)
-        .context("no key for author")?;
-    let author_key = AuthorKey {
-        member: author.to_owned(),
-        origin: format!("{}/{author}", m.federation),
-        key,
-    };
+    let author_key = AuthorKeys::from_chain(&chain, author).context("no key for author")?;
     let channel = connect_pinned(&member.endpoint, &peering.identity, pin).await?;
     let mut client = FederationClient::new(channel);
     let mut next = store.replication_cursor(author)?;
@@ -267,6 +612,11 @@ async fn subscribe_once(
         .subscribe(pb::SubscribeRequest { from_index: next })
         .await?
         .into_inner();
+    peering.note_peer(author, |s| {
+        s.connected = true;
+        s.last_error.clear();
+    });
+    let mut last_checkpoint = 0u64;
     // Verified entries are queued to the writer in order without waiting
     // for each fsync, so many share one group commit; at most WINDOW wait.
     const WINDOW: usize = 1024;
@@ -293,6 +643,12 @@ async fn subscribe_once(
         ) {
             Ok(accepted) => {
                 let index = accepted.entry().index();
+                let size = accepted.checkpoint().size();
+                if size != last_checkpoint {
+                    last_checkpoint = size;
+                    peering.note_peer(author, |s| s.checkpoint_size = size);
+                    witness.check_delivered(author, accepted.checkpoint())?;
+                }
                 // Openings are unsigned: keep them only if they match the
                 // signed commitments.
                 let openings = match &accepted.entry().body().payload {
@@ -310,7 +666,35 @@ async fn subscribe_once(
                 in_flight.push_back((index, writer.receive_queued(accepted, openings)?));
                 next = index + 1;
             }
-            Err(reason) => tracing::warn!(peer = %author, %reason, "refused a delivery"),
+            Err(reason @ (Rejected::UnknownManifestVersion { .. } | Rejected::Checkpoint(_))) => {
+                // Maybe the author is on a newer manifest (a new key, a
+                // new version): look for it, then reconnect.
+                peering.sync_now.notify_one();
+                anyhow::bail!("{reason}; looking for a newer manifest version");
+            }
+            Err(reason) => {
+                tracing::warn!(peer = %author, %reason, "refused a delivery");
+                peering.note_peer(author, |s| s.refused += 1);
+                // Signed by the author yet refused: keep it as evidence.
+                if matches!(
+                    reason,
+                    Rejected::NotForUs { .. }
+                        | Rejected::BeyondCheckpoint { .. }
+                        | Rejected::NotIncluded { .. }
+                ) {
+                    store.add_evidence(pb::EvidenceRecord {
+                        id: 0,
+                        kind: pb::EvidenceKind::RefusedEntry as i32,
+                        member: author.to_owned(),
+                        received_from: author.to_owned(),
+                        observed_unix_ms: crate::witness::now_unix_ms(),
+                        reason: reason.to_string(),
+                        checkpoints: vec![d.checkpoint.clone()],
+                        envelope: d.envelope.clone(),
+                        inclusion_proof: d.inclusion_proof.clone(),
+                    })?;
+                }
+            }
         }
         while in_flight.len() > WINDOW || in_flight.front().is_some_and(|(_, rx)| !rx.is_empty()) {
             let Some((index, rx)) = in_flight.pop_front() else {

@@ -48,9 +48,10 @@ fn prepare_peering(
         key_pem: read(&f.tls_key)?,
     };
     let pin = identity.pin().context("federation.tls_cert")?;
-    let manifest = ManifestFile::read(&f.manifest)?
+    let chain = ManifestFile::read(&f.manifest)?
         .verify()
         .context("federation.manifest")?;
+    let manifest = chain.current();
     let m = manifest.manifest();
     let mut problems = Vec::new();
     if m.federation != config.federation {
@@ -63,7 +64,7 @@ fn prepare_peering(
         None => problems.push(format!("member {} is not in manifest version {}: ask the members to add it (`lienthong federation member`)", config.member, manifest.version())),
         Some(me) => {
             if manifest.member_key(&config.member) != Some(&key.verifying_key()) {
-                problems.push(format!("the manifest lists another signing key for {}: keys.signing_key does not match (key rotation needs a manifest change)", config.member));
+                problems.push(format!("manifest version {} lists another signing key for {}: keys.signing_key does not match (a key rotation takes effect through a manifest version listing the new key; then start with the new key)", manifest.version(), config.member));
             }
             if me.tls_spki_sha256 != pin.to_hex() {
                 problems.push(format!("the manifest pins TLS key {} for {} but federation.tls_cert has {}", me.tls_spki_sha256, config.member, pin.to_hex()));
@@ -77,12 +78,15 @@ fn prepare_peering(
             problems.join("\n  - ")
         );
     }
-    Ok(Some(Arc::new(Peering {
-        me: config.member.clone(),
-        manifest: Arc::new(manifest),
+    Ok(Some(Peering::new(
+        config.member.clone(),
+        chain,
+        f.manifest.clone(),
         identity,
-        listen: f.listen,
-    })))
+        f.listen,
+        f.manifest_poll,
+        key.clone(),
+    )))
 }
 
 /// Loads keys and certificates and opens the store (with its integrity
@@ -114,7 +118,13 @@ pub fn prepare(config: Config) -> Result<Prepared> {
         dir: config.store_dir.clone(),
         member: config.member.clone(),
         origin: origin.clone(),
-        verifying_key: key.verifying_key(),
+        // After a key rotation the newest checkpoint on disk was signed
+        // with an earlier key of this member.
+        verifying_keys: peering
+            .as_ref()
+            .map(|p| p.chain().keys_of(&config.member))
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| vec![key.verifying_key()]),
     })
     .with_context(|| format!("opening the store {}", config.store_dir.display()))?;
     let note_signer = NoteSigner::new(&origin, key.clone()).context("checkpoint signer")?;
@@ -176,8 +186,13 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         peering: peering.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE);
+    let witness = peering
+        .as_ref()
+        .map(|p| crate::witness::Witness::new(p.clone(), store.clone()));
     let audit = AuditServer::new(AuditService {
         store: store.clone(),
+        peering: peering.clone(),
+        witness: witness.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE);
 
@@ -185,14 +200,15 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .await
         .with_context(|| format!("binding api.listen {}", config.listen))?;
     let mut peer_tasks = Vec::new();
-    if let Some(p) = &peering {
+    if let (Some(p), Some(witness)) = (&peering, &witness) {
         let fed_listener = tokio::net::TcpListener::bind(p.listen)
             .await
             .with_context(|| format!("binding federation.listen {}", p.listen))?;
-        let tls = lienthong_federation::tls::server_config(&p.identity, p.pins())?;
+        let tls = lienthong_federation::tls::server_config(&p.identity, p.pins.clone())?;
         let service = FederationServer::new(FederationService {
             store: store.clone(),
-            pins: p.pins(),
+            peering: p.clone(),
+            witness: witness.clone(),
             stopping: stopping.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE);
@@ -209,18 +225,25 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
                 tracing::error!(error = %e, "federation API stopped");
             }
         }));
-        for m in &p.manifest.manifest().members {
-            if m.code != p.me {
-                peer_tasks.push(tokio::spawn(crate::peer::subscriber(
-                    p.clone(),
-                    m.code.clone(),
-                    store.clone(),
-                    writer.clone(),
-                    stopping.clone(),
-                )));
-            }
-        }
-        tracing::info!(federation = %p.listen, version = p.manifest.version(), peers = p.manifest.manifest().members.len() - 1, "peering");
+        peer_tasks.push(tokio::spawn(crate::peer::supervise_subscribers(
+            witness.clone(),
+            writer.clone(),
+            stopping.clone(),
+        )));
+        peer_tasks.push(tokio::spawn(crate::witness::cosigner(
+            witness.clone(),
+            stopping.clone(),
+        )));
+        peer_tasks.push(tokio::spawn(crate::witness::gossip(
+            witness.clone(),
+            stopping.clone(),
+        )));
+        peer_tasks.push(tokio::spawn(crate::peer::manifest_sync(
+            p.clone(),
+            stopping.clone(),
+        )));
+        let chain = p.chain();
+        tracing::info!(federation = %p.listen, version = chain.current().version(), peers = chain.current().manifest().members.len() - 1, "peering");
     }
     let addr = listener.local_addr()?;
     let mut builder = Server::builder();

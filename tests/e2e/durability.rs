@@ -155,7 +155,7 @@ fn a_node_refuses_to_serve_a_store_its_key_did_not_sign() -> anyhow::Result<()> 
     )?;
     let err = a.start().unwrap_err().to_string();
     assert!(
-        err.contains("does not verify with this node's key"),
+        err.contains("does not verify with this member's key"),
         "{err}"
     );
     Ok(())

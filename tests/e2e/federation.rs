@@ -371,11 +371,18 @@ async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result
     ])?;
     assert!(run_ok(&["federation", "show", "--file", &m])?.contains("in force: version 2"));
 
-    // Members load version 2 (today: by restart), 75 starts.
-    for n in &mut f.nodes {
-        n.stop()?;
-        std::fs::copy(&manifest, n.path().join("manifest.json"))?;
-        n.start()?;
+    // Version 2 is handed to 01 only, while everyone runs: 01 adopts it
+    // from its file, 24 fetches it from 01 and checks the quorum itself.
+    run_ok(&[
+        "federation",
+        "publish",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--file",
+        &m,
+    ])?;
+    for n in &f.nodes {
+        wait_for_manifest(n, 2).await?;
     }
     dong_nai.join_federation(port, &manifest)?;
     dong_nai.start()?;
@@ -400,6 +407,157 @@ async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result
         .into_inner();
     wait_for(&f.nodes[0], &from_dn.entry_id).await?;
     wait_for(&f.nodes[1], &from_dn.entry_id).await?;
+    Ok(())
+}
+
+async fn submit(node: &Node, reference: &str) -> anyhow::Result<pb::SubmitAlertResponse> {
+    Ok(node
+        .alerts()
+        .await?
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert(reference)),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Waits until `node` has adopted manifest `version` (it rewrites its
+/// manifest file when it does).
+async fn wait_for_manifest(node: &Node, version: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let path = node.path().join("manifest.json");
+    loop {
+        let show = run_ok(&["federation", "show", "--file", &path.display().to_string()])?;
+        if show.contains(&format!("in force: version {version} ")) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} did not adopt manifest version {version} within 20 s:\n{show}\n{}",
+            node.member,
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 4 item 1: a member rotates its signing key through a manifest
+/// change while the federation runs. A peer that was down during the
+/// rotation comes back on the old manifest, learns the new version from the
+/// others, and verifies entries signed before the rotation with the old key
+/// and entries after it with the new one; the rotated node's store accepts
+/// its own checkpoints signed with the old key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_rotates_its_key_and_a_peer_that_was_away_verifies_both() -> anyhow::Result<()> {
+    let mut f = federation(
+        &[("24", "Bắc Ninh"), ("01", "Hà Nội"), ("20", "Lạng Sơn")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    f.start_all()?;
+    let m = f.dir.path().join("manifest.json").display().to_string();
+    let first = submit(&f.nodes[0], "bn-before-1").await?;
+    wait_for(&f.nodes[2], &first.entry_id).await?;
+
+    // 20 goes away; 24 writes under the old key meanwhile.
+    f.nodes[2].stop()?;
+    let before = submit(&f.nodes[0], "bn-before-2").await?;
+    wait_for(&f.nodes[1], &before.entry_id).await?;
+
+    // 24 makes a new key; version 2 lists it; 24 and 01 sign (a majority
+    // of three), and it is handed to 01 only.
+    let new_key = f.nodes[0].path().join("keys/signing-2.pem");
+    let vkey_new = run_ok(&[
+        "key",
+        "new",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--out",
+        &new_key.display().to_string(),
+    ])?;
+    let vkey_old = f.nodes[0].vkey()?;
+    let toml = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?;
+    let v2 = toml
+        .replace("version = 1", "version = 2")
+        .replace(vkey_old.trim(), vkey_new.trim());
+    anyhow::ensure!(v2.contains(vkey_new.trim()), "new key not in v2");
+    let v2_path = f.dir.path().join("manifest-v2.toml");
+    std::fs::write(&v2_path, v2)?;
+    run_ok(&[
+        "federation",
+        "propose",
+        "--toml",
+        &v2_path.display().to_string(),
+        "--file",
+        &m,
+    ])?;
+    for n in 0..2 {
+        run_ok(&[
+            "federation",
+            "sign",
+            "--config",
+            &f.nodes[n].config_arg(),
+            "--file",
+            &m,
+        ])?;
+    }
+    run_ok(&[
+        "federation",
+        "publish",
+        "--config",
+        &f.nodes[1].config_arg(),
+        "--file",
+        &m,
+    ])?;
+    wait_for_manifest(&f.nodes[0], 2).await?;
+
+    // 24 restarts with the new key; its store holds checkpoints signed
+    // with the old one, which it must accept.
+    f.nodes[0].stop()?;
+    let cfg = std::fs::read_to_string(f.nodes[0].config())?;
+    let cfg = cfg.replace("keys/signing-key.pem", "keys/signing-2.pem");
+    anyhow::ensure!(cfg.contains("signing-2.pem"), "config key path");
+    std::fs::write(f.nodes[0].config(), cfg)?;
+    f.nodes[0].start()?;
+    assert_eq!(f.nodes[0].vkey()?.trim(), vkey_new.trim());
+    let after = submit(&f.nodes[0], "bn-after-1").await?;
+    wait_for(&f.nodes[1], &after.entry_id).await?;
+
+    // 20 comes back still holding version 1 only.
+    f.nodes[2].start()?;
+    for id in [&before.entry_id, &after.entry_id] {
+        let e = wait_for(&f.nodes[2], id).await?;
+        assert_eq!(e.body.unwrap_or_default().author, "24");
+    }
+    wait_for_manifest(&f.nodes[2], 2).await?;
+    let got = wait_for(&f.nodes[2], &after.entry_id).await?;
+    assert_eq!(got.body.unwrap().manifest_version, 2);
+    let old = wait_for(&f.nodes[2], &before.entry_id).await?;
+    assert_eq!(old.body.unwrap().manifest_version, 1);
+
+    // An auditor with the old vkey and the manifest verifies the whole feed.
+    let out = run_ok(&[
+        "feed",
+        "verify",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--vkey",
+        vkey_old.trim(),
+        "--manifest",
+        &m,
+    ])?;
+    assert!(out.contains("VERIFIED"), "{out}");
+    // Without the manifest, the old key alone cannot vouch for the new
+    // checkpoint.
+    let out = lienthong_tests::lienthong(&[
+        "feed",
+        "verify",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--vkey",
+        vkey_old.trim(),
+    ])?;
+    assert!(!out.status.success());
     Ok(())
 }
 

@@ -7,3 +7,4 @@ mod durability;
 mod federation;
 mod python;
 mod security;
+mod witness;

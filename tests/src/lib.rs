@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use lienthong_proto::v1::{alerts_client::AlertsClient, audit_client::AuditClient};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub mod peer;
+
 /// The `lienthong` binary built with this workspace (or `$LIENTHONG_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("LIENTHONG_BIN") {
@@ -259,7 +261,8 @@ impl Node {
             .replace(
                 "# manifest = \"manifest.json\"",
                 "manifest = \"manifest.json\"",
-            );
+            )
+            .replace("# manifest_poll_ms = 10000", "manifest_poll_ms = 300");
         std::fs::write(self.config(), cfg)?;
         Ok(())
     }
@@ -399,5 +402,65 @@ pub fn sample_alert(reference: &str) -> lienthong_proto::v1::Alert {
         attachments: vec![],
         concerned_provinces: vec!["24".into()],
         redacted: vec![],
+    }
+}
+
+impl Node {
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts `lienthong run` and returns at once, with the path of the
+    /// ready file the node writes once it serves (removed beforehand), so
+    /// a caller can time the start itself. See [`Node::exit_status`].
+    pub fn spawn(&mut self) -> Result<PathBuf> {
+        anyhow::ensure!(self.child.is_none(), "node {} already runs", self.member);
+        let ready = self.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("node.log"))?;
+        let child = Command::new(binary())
+            .args([
+                "run",
+                "--config",
+                &self.config_arg(),
+                "--ready-file",
+                ready.to_str().unwrap_or_default(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(ready)
+    }
+
+    /// `Some` once a spawned node has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sets `[checkpoint] interval_ms` in the config (takes effect at the
+    /// next start).
+    pub fn set_checkpoint_interval_ms(&self, ms: u64) -> Result<()> {
+        let text = std::fs::read_to_string(self.config())?;
+        let mut out = String::with_capacity(text.len());
+        let mut found = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("interval_ms") {
+                out.push_str(&format!("interval_ms = {ms}"));
+                found = true;
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        anyhow::ensure!(found, "no interval_ms in {}", self.config().display());
+        std::fs::write(self.config(), out)?;
+        Ok(())
     }
 }

@@ -11,15 +11,63 @@ use crate::entry::{EntryError, VerifiedEntry, verify_envelope};
 use ed25519_dalek::VerifyingKey;
 use lienthong_log::{CheckpointError, Hash, ProofError, VerifiedCheckpoint};
 
-/// What the manifest says about an author.
+/// What the manifest chain says about an author's keys.
 #[derive(Debug, Clone)]
-pub struct AuthorKey {
+pub struct AuthorKeys {
     /// Member code.
     pub member: String,
     /// Checkpoint origin and signed-note key name, `<federation>/<member>`.
     pub origin: String,
-    /// Ed25519 key signing entries and checkpoints.
-    pub key: VerifyingKey,
+    /// Key in force now (in the receiver's newest manifest): checkpoints
+    /// must be signed with it, so a retired or compromised key cannot
+    /// vouch for anything new.
+    pub current: VerifyingKey,
+    /// (first manifest version, key) in version order; `None` where the
+    /// author was not a member. Entries are verified with the key in force
+    /// at their `manifest_version`.
+    pub history: Vec<(u64, Option<VerifyingKey>)>,
+    /// Newest manifest version the receiver has; entries naming a later
+    /// one cannot be judged yet.
+    pub known: u64,
+}
+
+impl AuthorKeys {
+    /// An author that has had one key from version 1 on.
+    pub fn single(member: &str, origin: &str, key: VerifyingKey) -> Self {
+        Self {
+            member: member.to_owned(),
+            origin: origin.to_owned(),
+            current: key,
+            history: vec![(1, Some(key))],
+            known: u64::MAX,
+        }
+    }
+
+    /// From the receiver's manifest chain; `None` if the author is not a
+    /// member of the version in force.
+    pub fn from_chain(chain: &crate::manifest::ManifestChain, member: &str) -> Option<Self> {
+        let current = *chain.current().member_key(member)?;
+        Some(Self {
+            member: member.to_owned(),
+            origin: format!("{}/{member}", chain.current().manifest().federation),
+            current,
+            history: chain.key_history(member),
+            known: chain.current().version(),
+        })
+    }
+
+    /// The key in force at manifest `version`, if the author was a member
+    /// then and the version is not newer than the receiver's.
+    pub fn at(&self, version: u64) -> Option<&VerifyingKey> {
+        if version > self.known {
+            return None;
+        }
+        self.history
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= version)
+            .and_then(|(_, k)| k.as_ref())
+    }
 }
 
 /// One entry as a peer delivers it.
@@ -63,6 +111,22 @@ pub enum Rejected {
     /// Bad envelope, wrong author or forged signature.
     #[error("entry refused: {0}")]
     Entry(#[from] EntryError),
+    /// The entry names a manifest version this receiver does not have (or
+    /// in which the author was not a member): fetch the newer manifest
+    /// before deciding.
+    #[error(
+        "entry {index} of {author} was signed under manifest version {version}, in which this node knows no key for it (it knows versions up to {known})"
+    )]
+    UnknownManifestVersion {
+        /// Author.
+        author: String,
+        /// Feed index.
+        index: u64,
+        /// The entry's manifest version.
+        version: u64,
+        /// Newest version the receiver knows.
+        known: u64,
+    },
     /// Signed by the author, but not addressed to us: the author broke the
     /// agreement by sending it.
     #[error("entry {index} of {author} is not addressed to {me} (audience {audience:?})")]
@@ -113,11 +177,21 @@ pub enum Rejected {
 /// `next_expected` on.
 pub fn verify_delivery(
     d: Delivery<'_>,
-    author: &AuthorKey,
+    author: &AuthorKeys,
     me: &str,
     next_expected: u64,
 ) -> Result<AcceptedDelivery, Rejected> {
-    let entry = verify_envelope(d.envelope, &author.member, &author.key)?;
+    let (_, body) = crate::entry::decode_envelope(d.envelope)?;
+    let version = body.manifest_version;
+    let key = author
+        .at(version)
+        .ok_or_else(|| Rejected::UnknownManifestVersion {
+            author: author.member.clone(),
+            index: body.index,
+            version,
+            known: author.known,
+        })?;
+    let entry = verify_envelope(d.envelope, &author.member, key)?;
     let index = entry.index();
     if index < next_expected {
         return Err(Rejected::Replayed {
@@ -135,7 +209,7 @@ pub fn verify_delivery(
         });
     }
     let checkpoint =
-        lienthong_log::verify_checkpoint_with_key(d.checkpoint, &author.origin, &author.key)?;
+        lienthong_log::verify_checkpoint_with_key(d.checkpoint, &author.origin, &author.current)?;
     if index >= checkpoint.size() {
         return Err(Rejected::BeyondCheckpoint {
             index,

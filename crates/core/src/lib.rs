@@ -33,5 +33,6 @@ pub mod provinces;
 pub mod redaction;
 pub mod terms;
 pub mod text;
+pub mod witness;
 
 pub use lienthong_proto::v1 as proto;

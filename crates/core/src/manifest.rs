@@ -121,6 +121,50 @@ pub struct SignedManifest {
     pub signatures: Vec<ManifestSignature>,
 }
 
+impl SignedManifest {
+    /// The wire form (`lienthong.v1.SignedManifestVersion`).
+    pub fn to_proto(&self) -> crate::proto::SignedManifestVersion {
+        crate::proto::SignedManifestVersion {
+            canonical_manifest: self.manifest.canonical_bytes(),
+            signatures: self
+                .signatures
+                .iter()
+                .map(|s| crate::proto::ManifestSignature {
+                    member: s.member.clone(),
+                    signature: s.signature.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the wire form. Only the shape is checked here; the quorum is
+    /// checked by [`accept_next`].
+    pub fn from_proto(p: &crate::proto::SignedManifestVersion) -> Result<Self, ManifestError> {
+        let manifest: Manifest = serde_json::from_slice(&p.canonical_manifest)
+            .map_err(|e| ManifestError::Parse(format!("canonical manifest: {e}")))?;
+        let signatures = p
+            .signatures
+            .iter()
+            .map(|s| {
+                Ok(ManifestSignature {
+                    member: s.member.clone(),
+                    signature: s.signature.as_slice().try_into().map_err(|_| {
+                        ManifestError::Parse(format!(
+                            "the signature of {} is {} bytes, not 64",
+                            s.member,
+                            s.signature.len()
+                        ))
+                    })?,
+                })
+            })
+            .collect::<Result<_, ManifestError>>()?;
+        Ok(Self {
+            manifest,
+            signatures,
+        })
+    }
+}
+
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -529,4 +573,125 @@ fn member_keys(m: &Manifest) -> BTreeMap<String, VerifyingKey> {
         .iter()
         .filter_map(|mem| Some((mem.code.clone(), parse_vkey(&mem.signing_key).ok()?.1)))
         .collect()
+}
+
+/// Every manifest version from genesis to the one in force, each accepted
+/// under the quorum of the one before. Holds the signatures too, so a node
+/// can hand the chain to a peer that is behind.
+///
+/// Keys rotate through versions, so "the key of member X" depends on when:
+/// an entry is verified with the key in force at the entry's
+/// `manifest_version` ([`ManifestChain::key_at`]), a checkpoint with the
+/// key in force now ([`ManifestChain::current`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestChain {
+    versions: Vec<(VerifiedManifest, SignedManifest)>,
+}
+
+impl ManifestChain {
+    /// Applies `versions` in order from genesis. On failure returns the
+    /// position of the version that was refused and why.
+    pub fn from_versions(versions: &[SignedManifest]) -> Result<Self, (usize, ManifestError)> {
+        let mut chain: Option<Self> = None;
+        for (i, s) in versions.iter().enumerate() {
+            let next = accept_next(chain.as_ref().map(Self::current), s).map_err(|e| (i, e))?;
+            match &mut chain {
+                None => {
+                    chain = Some(Self {
+                        versions: vec![(next, s.clone())],
+                    })
+                }
+                Some(c) => c.versions.push((next, s.clone())),
+            }
+        }
+        chain.ok_or((
+            0,
+            ManifestError::Invalid(vec!["the chain has no versions".into()]),
+        ))
+    }
+
+    /// Appends the next version if its quorum is met.
+    pub fn extend(&mut self, next: &SignedManifest) -> Result<(), ManifestError> {
+        let v = accept_next(Some(self.current()), next)?;
+        self.versions.push((v, next.clone()));
+        Ok(())
+    }
+
+    /// Adopts the versions of `other` that come after ours, checking each
+    /// against the one before. Returns how many were added; a chain that
+    /// disagrees with ours on a version we both have is refused.
+    pub fn merge(&mut self, other: &[SignedManifest]) -> Result<usize, ManifestError> {
+        let mut added = 0;
+        for s in other {
+            let v = s.manifest.version;
+            if let Some(mine) = self.version(v) {
+                if mine.hash() != s.manifest.hash() {
+                    return Err(ManifestError::Invalid(vec![format!(
+                        "version {v} differs from the version {v} this node accepted: the federation has forked, ask the members which is genuine"
+                    )]));
+                }
+                continue;
+            }
+            self.extend(s)?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// The version in force.
+    pub fn current(&self) -> &VerifiedManifest {
+        // A chain is never empty: from_versions refuses an empty list.
+        &self.versions[self.versions.len() - 1].0
+    }
+
+    /// A version, if this chain has it.
+    pub fn version(&self, version: u64) -> Option<&VerifiedManifest> {
+        let i = usize::try_from(version.checked_sub(1)?).ok()?;
+        self.versions.get(i).map(|(v, _)| v)
+    }
+
+    /// The signed versions, genesis first.
+    pub fn signed(&self) -> impl Iterator<Item = &SignedManifest> {
+        self.versions.iter().map(|(_, s)| s)
+    }
+
+    /// The signed versions after `version`.
+    pub fn signed_after(&self, version: u64) -> Vec<SignedManifest> {
+        self.signed()
+            .filter(|s| s.manifest.version > version)
+            .cloned()
+            .collect()
+    }
+
+    /// `member`'s key in force at `version`.
+    pub fn key_at(&self, member: &str, version: u64) -> Option<&VerifyingKey> {
+        self.version(version)?.member_key(member)
+    }
+
+    /// Every key `member` has held, newest first, without repeats.
+    pub fn keys_of(&self, member: &str) -> Vec<VerifyingKey> {
+        let mut out: Vec<VerifyingKey> = Vec::new();
+        for (v, _) in self.versions.iter().rev() {
+            if let Some(k) = v.member_key(member)
+                && !out.contains(k)
+            {
+                out.push(*k);
+            }
+        }
+        out
+    }
+
+    /// The keys `member` held, as (first version it was in force, key), in
+    /// version order; `None` from a version where it was not a member. What
+    /// [`crate::delivery::AuthorKeys`] needs.
+    pub fn key_history(&self, member: &str) -> Vec<(u64, Option<VerifyingKey>)> {
+        let mut out: Vec<(u64, Option<VerifyingKey>)> = Vec::new();
+        for (v, _) in &self.versions {
+            let k = v.member_key(member).copied();
+            if out.last().map(|(_, last)| *last) != Some(k) {
+                out.push((v.version(), k));
+            }
+        }
+        out
+    }
 }

@@ -2,7 +2,7 @@
 //! item 3 "hostile peer"): one row per way a peer can lie.
 
 use ed25519_dalek::SigningKey;
-use lienthong_core::delivery::{AuthorKey, Delivery, Rejected, verify_delivery};
+use lienthong_core::delivery::{AuthorKeys, Delivery, Rejected, verify_delivery};
 use lienthong_core::entry::{ENTRY_FORMAT, VerifiedEntry, sign_entry};
 use lienthong_log::{
     Hash, MemoryHashStore, NoteSigner, TreeHead, inclusion_proof, sign_checkpoint,
@@ -15,12 +15,8 @@ fn author_key() -> SigningKey {
     SigningKey::from_bytes(&[20; 32])
 }
 
-fn author() -> AuthorKey {
-    AuthorKey {
-        member: "20".into(),
-        origin: ORIGIN.into(),
-        key: author_key().verifying_key(),
-    }
+fn author() -> AuthorKeys {
+    AuthorKeys::single("20", ORIGIN, author_key().verifying_key())
 }
 
 fn entry(index: u64, audience: &[&str], key: &SigningKey, author: &str) -> VerifiedEntry {
@@ -234,4 +230,75 @@ fn every_kind_of_lie_is_refused_and_named() {
             Err(r) => assert!(expected(&r), "{name}: refused for the wrong reason: {r}"),
         }
     }
+}
+
+/// Key rotation: entries keep verifying with the key in force at their
+/// manifest version, while checkpoints must carry the current key.
+#[test]
+fn rotated_keys_verify_old_entries_and_refuse_old_checkpoints() {
+    let old = author_key();
+    let new = SigningKey::from_bytes(&[21; 32]);
+    let keys = AuthorKeys {
+        member: "20".into(),
+        origin: ORIGIN.into(),
+        current: new.verifying_key(),
+        history: vec![
+            (1, Some(old.verifying_key())),
+            (3, Some(new.verifying_key())),
+        ],
+        known: 3,
+    };
+    let with_version = |index: u64, version: u64, key: &SigningKey| {
+        let e = entry(index, &["20", "24"], key, "20");
+        let mut body = e.body().clone();
+        body.manifest_version = version;
+        sign_entry(body, key)
+    };
+    let entries = [
+        with_version(0, 1, &old),
+        with_version(1, 2, &old),
+        with_version(2, 3, &new),
+        // Claims the new version but is signed with the retired key.
+        with_version(3, 3, &old),
+        // Names a version the receiver has not seen yet.
+        with_version(4, 4, &new),
+    ];
+    let mut tree = MemoryHashStore::new();
+    for e in &entries {
+        tree.append(Hash(e.id().0)).unwrap();
+    }
+    let head = TreeHead {
+        origin: ORIGIN.into(),
+        size: 5,
+        root: tree.root().unwrap(),
+    };
+    let new_note = sign_checkpoint(&head, &NoteSigner::new(ORIGIN, new).unwrap()).unwrap();
+    let old_note = sign_checkpoint(&head, &NoteSigner::new(ORIGIN, old).unwrap()).unwrap();
+    let run = |i: usize, note: &str| {
+        let proof = inclusion_proof(i as u64, 5, &tree).unwrap();
+        verify_delivery(
+            Delivery {
+                envelope: entries[i].envelope(),
+                checkpoint: note.as_bytes(),
+                inclusion_proof: &proof,
+            },
+            &keys,
+            "24",
+            0,
+        )
+    };
+    for i in 0..3 {
+        assert_eq!(run(i, &new_note).unwrap().entry().index(), i as u64);
+    }
+    assert!(matches!(run(3, &new_note), Err(Rejected::Entry(_))));
+    assert!(matches!(
+        run(4, &new_note),
+        Err(Rejected::UnknownManifestVersion {
+            version: 4,
+            known: 3,
+            ..
+        })
+    ));
+    // A checkpoint under the retired key vouches for nothing.
+    assert!(matches!(run(0, &old_note), Err(Rejected::Checkpoint(_))));
 }

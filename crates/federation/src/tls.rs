@@ -11,7 +11,7 @@
 //! check names or chains: the pin is the identity.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{
@@ -153,21 +153,32 @@ impl TlsIdentity {
     }
 }
 
-/// Pins of the current members: pin → member code.
+/// Pins of the current members: pin → member code. Clones share one set,
+/// so when a new manifest version takes effect [`PinSet::replace`] changes
+/// what every TLS verifier built from it accepts, without a restart.
 #[derive(Debug, Clone, Default)]
-pub struct PinSet(HashMap<SpkiPin, String>);
+pub struct PinSet(Arc<RwLock<HashMap<SpkiPin, String>>>);
 
 impl PinSet {
     /// From (member code, pin) pairs.
     pub fn new(pins: impl IntoIterator<Item = (String, SpkiPin)>) -> Self {
-        Self(pins.into_iter().map(|(m, p)| (p, m)).collect())
+        Self(Arc::new(RwLock::new(
+            pins.into_iter().map(|(m, p)| (p, m)).collect(),
+        )))
+    }
+    /// Replaces the pins, for this set and every clone of it.
+    pub fn replace(&self, pins: impl IntoIterator<Item = (String, SpkiPin)>) {
+        let new: HashMap<SpkiPin, String> = pins.into_iter().map(|(m, p)| (p, m)).collect();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = new;
     }
     /// The member a certificate belongs to, if its key is pinned.
-    pub fn member_of(&self, cert: &CertificateDer<'_>) -> Option<&str> {
-        spki_pin(cert)
-            .ok()
-            .and_then(|p| self.0.get(&p))
-            .map(String::as_str)
+    pub fn member_of(&self, cert: &CertificateDer<'_>) -> Option<String> {
+        let pin = spki_pin(cert).ok()?;
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pin)
+            .cloned()
     }
 }
 

@@ -48,7 +48,7 @@ async fn handshake(
             .unwrap_or_default();
         let member = peer
             .first()
-            .and_then(|c| pins.member_of(c).map(str::to_owned))
+            .and_then(|c| pins.member_of(c))
             .ok_or("no pinned peer")?;
         tls.write_all(b"ok").await.map_err(|e| e.to_string())?;
         tls.shutdown().await.map_err(|e| e.to_string())?;

@@ -10,6 +10,10 @@ pub const TERM: u8 = b'T';
 pub const CHECKPOINT: u8 = b'C';
 pub const REPLICATION: u8 = b'P';
 pub const OPENINGS: u8 = b'O';
+pub const CHECKPOINT_RETIRED: u8 = b'Q';
+pub const WITNESSED: u8 = b'W';
+pub const COSIGNATURE: u8 = b'S';
+pub const EVIDENCE: u8 = b'X';
 
 pub fn with_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -43,16 +43,22 @@
 //! | `C` | tree size u64 BE | signed checkpoint note |
 //! | `P` | author member code | next index to ask that author for (replication cursor) |
 //! | `O` | cursor u64 BE | `OpeningSet`: values of the entry's withheld fields this node may see (and, for the author, who may see which) |
+//! | `Q` | tree size u64 BE | a checkpoint note signed with a retired key, kept when the same tree was signed again after a key rotation |
+//! | `W` | member code | the checkpoint of that member this node last cosigned as a witness (note text) |
+//! | `S` | own tree size u64 BE, witness member code | that witness's cosignature line on the own checkpoint of that size |
+//! | `X` | evidence id u64 BE | `Evidence` (protobuf): equivocating checkpoints or a refused signed entry |
 
 mod error;
 mod keys;
 mod read;
 mod store;
+mod witness;
 pub mod writer;
 
 pub use error::StoreError;
 pub use read::{Page, Query, StoredEntry, Verification};
 pub use store::{CheckpointRecord, Durable, OpenOptions, Store};
+pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
 /// Version of the on-disk layout written by this code.

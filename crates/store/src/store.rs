@@ -41,8 +41,10 @@ pub struct OpenOptions {
     pub member: String,
     /// Checkpoint origin (and signed-note key name) of the member's feed.
     pub origin: String,
-    /// The member's public key, to check the last checkpoint on open.
-    pub verifying_key: VerifyingKey,
+    /// Every key the member has held (manifest chain), newest first: the
+    /// last checkpoint on open must verify under one of them, since it may
+    /// predate a key rotation.
+    pub verifying_keys: Vec<VerifyingKey>,
 }
 
 /// Handle to the store; cheap to clone, shared by readers and the writer.
@@ -151,7 +153,7 @@ impl Store {
             }),
         };
         store.sync()?;
-        let cp = store.check_integrity(&opts.verifying_key)?;
+        let cp = store.check_integrity(&opts.verifying_keys)?;
         *store
             .inner
             .checkpoint
@@ -160,7 +162,10 @@ impl Store {
         Ok(store)
     }
 
-    fn check_integrity(&self, key: &VerifyingKey) -> Result<Option<CheckpointRecord>, StoreError> {
+    fn check_integrity(
+        &self,
+        keys: &[VerifyingKey],
+    ) -> Result<Option<CheckpointRecord>, StoreError> {
         let db = &self.inner.db;
         let size = self.durable().feed_size;
         let recover = "the store is damaged or was restored from an older copy. Do not serve from it: \
@@ -205,9 +210,12 @@ impl Store {
             }
             return Ok(None);
         };
-        let cp = lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, key).map_err(|e| {
-            StoreError::Integrity(format!("the last checkpoint in the store does not verify with this node's key ({e}); the key file or the store belongs to another node"))
-        })?;
+        let cp = keys
+            .iter()
+            .find_map(|k| lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, k).ok())
+            .ok_or_else(|| {
+                StoreError::Integrity(format!("the last checkpoint in the store does not verify with this member's key{} in the manifest; the key file or the store belongs to another node", if keys.len() > 1 { "s" } else { "" }))
+            })?;
         if cp.size() > size {
             return Err(StoreError::Integrity(format!(
                 "this node already signed a checkpoint of size {} but the feed on disk has only {size} entries: {recover}",

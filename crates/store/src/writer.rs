@@ -237,7 +237,21 @@ impl State {
                 .map_or(0, |e| e.body.created_unix_ms),
             None => 0,
         };
-        let checkpoint_size = store.latest_checkpoint().map_or(0, |c| c.size);
+        let latest = store.latest_checkpoint();
+        // After a key rotation the newest checkpoint is signed with the
+        // retired key, which peers no longer accept: sign the same tree
+        // again with the current key before anything is served.
+        if let Some(cp) = &latest
+            && lienthong_log::verify_checkpoint_with_key(
+                cp.note.as_bytes(),
+                store.origin(),
+                &signer.key.verifying_key(),
+            )
+            .is_err()
+        {
+            resign(&store, &signer, cp)?;
+        }
+        let checkpoint_size = latest.map_or(0, |c| c.size);
         debug_assert_eq!(
             read_meta_u64(&store.inner.db, "feed_size")?,
             durable.feed_size
@@ -693,6 +707,39 @@ impl State {
             root: root.0,
         })
     }
+}
+
+/// Signs the tree of `cp` with the current key, keeping the note signed
+/// with the retired key beside it (prefix `CHECKPOINT_RETIRED`) for audit.
+fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(), StoreError> {
+    let head = TreeHead {
+        origin: store.origin().to_owned(),
+        size: cp.size,
+        root: lienthong_log::Hash(cp.root),
+    };
+    let note = lienthong_log::sign_checkpoint(&head, &signer.note_signer)?;
+    let mut batch = sled::Batch::default();
+    batch.insert(
+        &keys::with_u64(keys::CHECKPOINT_RETIRED, cp.size),
+        cp.note.as_bytes(),
+    );
+    batch.insert(&keys::with_u64(keys::CHECKPOINT, cp.size), note.as_bytes());
+    store.inner.db.apply_batch(batch)?;
+    store.sync()?;
+    tracing::info!(
+        size = cp.size,
+        "signed the latest checkpoint again with the new key"
+    );
+    *store
+        .inner
+        .checkpoint
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(CheckpointRecord {
+        note,
+        size: cp.size,
+        root: cp.root,
+    }));
+    Ok(())
 }
 
 /// Search terms of an entry as this node sees it: with the values of the

@@ -32,7 +32,7 @@ fn open(dir: &Path) -> Result<Store, StoreError> {
             dir: dir.to_path_buf(),
             member: "20".into(),
             origin: ORIGIN.into(),
-            verifying_key: key().verifying_key(),
+            verifying_keys: vec![key().verifying_key()],
         });
         match r {
             Err(StoreError::Sled(e))
@@ -182,6 +182,52 @@ fn reopening_keeps_entries_references_and_the_feed_position() {
     assert_eq!((next.index, next.duplicate), (10, false));
 }
 
+/// After a key rotation the store's last checkpoint is signed with the
+/// retired key: it opens when that key is among the member's keys (and
+/// only then), and the writer signs the same tree again with the new key.
+#[test]
+fn a_store_opens_after_a_key_rotation_and_re_signs_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 5, Category::Smuggling, "15", "thuốc lá");
+    let new = SigningKey::from_bytes(&[43; 32]);
+    let opts = |keys: Vec<SigningKey>| OpenOptions {
+        dir: dir.path().to_path_buf(),
+        member: "20".into(),
+        origin: ORIGIN.into(),
+        verifying_keys: keys.iter().map(SigningKey::verifying_key).collect(),
+    };
+    let refused = Store::open(&opts(vec![new.clone()]));
+    assert!(
+        matches!(refused, Err(StoreError::Integrity(_))),
+        "a checkpoint by no key of the member must be refused"
+    );
+    let store = loop {
+        match Store::open(&opts(vec![new.clone(), key()])) {
+            Err(StoreError::Sled(e)) if e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => break other.unwrap(),
+        }
+    };
+    let old_note = store.latest_checkpoint().unwrap().note.clone();
+    let w = Writer::start(
+        store.clone(),
+        FeedSigner {
+            author: "20".into(),
+            key: new.clone(),
+            note_signer: NoteSigner::new(ORIGIN, new.clone()).unwrap(),
+        },
+        WriterConfig::default(),
+    )
+    .unwrap();
+    let cp = store.latest_checkpoint().unwrap();
+    assert_eq!(cp.size, 5);
+    lienthong_log::verify_checkpoint_with_key(cp.note.as_bytes(), ORIGIN, &new.verifying_key())
+        .expect("re-signed with the new key");
+    assert_ne!(cp.note, old_note);
+    w.shutdown();
+}
+
 /// Writes a few entries with a final checkpoint, then lets `tamper` edit
 /// the raw sled database, and returns what opening the store says.
 fn open_after(tamper: impl FnOnce(&sled::Db)) -> Result<Store, StoreError> {
@@ -274,7 +320,7 @@ fn a_store_of_another_member_is_refused() {
         dir: dir.path().to_path_buf(),
         member: "01".into(),
         origin: ORIGIN.into(),
-        verifying_key: key().verifying_key(),
+        verifying_keys: vec![key().verifying_key()],
     })
     .err()
     .expect("refused");
@@ -390,14 +436,14 @@ fn peer_feed(
 /// durable write; a second delivery of it stores nothing.
 #[test]
 fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
-    use lienthong_core::delivery::{AuthorKey, Delivery, verify_delivery};
+    use lienthong_core::delivery::{AuthorKeys, Delivery, verify_delivery};
     let dir = tempfile::tempdir().unwrap();
     let (entries, tree, note) = peer_feed(3);
-    let author = AuthorKey {
-        member: "24".into(),
-        origin: "lienthong.test/t/24".into(),
-        key: SigningKey::from_bytes(&[24; 32]).verifying_key(),
-    };
+    let author = AuthorKeys::single(
+        "24",
+        "lienthong.test/t/24",
+        SigningKey::from_bytes(&[24; 32]).verifying_key(),
+    );
     let deliver = |i: u64| {
         let proof = lienthong_log::inclusion_proof(i, 3, &tree).unwrap();
         verify_delivery(
@@ -488,7 +534,7 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
 /// never acknowledged.
 #[test]
 fn receipts_of_receipts_ping_pong() {
-    use lienthong_core::delivery::{AuthorKey, Delivery, verify_delivery};
+    use lienthong_core::delivery::{AuthorKeys, Delivery, verify_delivery};
     let peer_key = SigningKey::from_bytes(&[24; 32]);
     let body = lienthong_core::proto::EntryBody {
         format: lienthong_core::entry::ENTRY_FORMAT,
@@ -520,11 +566,7 @@ fn receipts_of_receipts_ping_pong() {
         &NoteSigner::new(origin, peer_key.clone()).unwrap(),
     )
     .unwrap();
-    let author = AuthorKey {
-        member: "24".into(),
-        origin: origin.into(),
-        key: peer_key.verifying_key(),
-    };
+    let author = AuthorKeys::single("24", origin, peer_key.verifying_key());
     let proof = lienthong_log::inclusion_proof(0, 1, &tree).unwrap();
     let accepted = verify_delivery(
         Delivery {
@@ -547,4 +589,47 @@ fn receipts_of_receipts_ping_pong() {
         "the receipt is stored"
     );
     assert_eq!(store.durable().feed_size, 0, "and not acknowledged");
+}
+
+/// Witness records and evidence survive a reopen; cosignatures are served
+/// appended to the checkpoint note.
+#[test]
+fn witness_state_cosignatures_and_evidence_are_durable() {
+    use lienthong_core::proto::{EvidenceKind, EvidenceRecord};
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3, Category::Smuggling, "15", "x");
+    {
+        let store = open(dir.path()).unwrap();
+        assert_eq!(store.witnessed("24").unwrap(), None);
+        store.set_witnessed("24", "note of 24\n").unwrap();
+        store.add_cosignature(3, "24", "— w/24 AAAA\n").unwrap();
+        for i in 0..3 {
+            let id = store
+                .add_evidence(EvidenceRecord {
+                    kind: EvidenceKind::Equivocation as i32,
+                    member: "31".into(),
+                    reason: format!("r{i}"),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(id, Some(i + 1));
+        }
+    }
+    let store = open(dir.path()).unwrap();
+    assert_eq!(
+        store.witnessed("24").unwrap().as_deref(),
+        Some("note of 24\n")
+    );
+    let (size, note) = store.latest_cosigned_note().unwrap().unwrap();
+    assert_eq!(size, 3);
+    assert!(note.ends_with("— w/24 AAAA\n"), "{note}");
+    let all = store.evidence(0, 10).unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.id, e.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "r0"), (2, "r1"), (3, "r2")]
+    );
+    assert_eq!(store.evidence(2, 10).unwrap().len(), 1);
+    assert_eq!(store.evidence(0, 1).unwrap().len(), 1);
 }

@@ -6,8 +6,8 @@
 use ed25519_dalek::SigningKey;
 use lienthong_core::agreement::{Agreement, Audience, Handling, Match, Rule, decide};
 use lienthong_core::manifest::{
-    Manifest, ManifestError, Member, SignedManifest, VerifiedManifest, accept_next, format_vkey,
-    parse_vkey, sign_manifest,
+    Manifest, ManifestChain, ManifestError, Member, SignedManifest, VerifiedManifest, accept_next,
+    format_vkey, parse_vkey, sign_manifest,
 };
 use lienthong_core::provinces::province_name;
 use sha2::{Digest, Sha256};
@@ -604,4 +604,77 @@ mod properties {
             let _ = parse_vkey(&vkey);
         }
     }
+}
+
+/// The chain a node keeps: versions in order, keys by version, and what it
+/// adopts from a peer's copy.
+#[test]
+fn chain_tracks_keys_by_version_and_merges_only_what_follows() {
+    let v1 = signed_by(&genesis(), &MAJORITY);
+    let v2 = signed_by(&with_dong_nai(), &MAJORITY);
+    let mut m3 = with_dong_nai();
+    m3.version = 3;
+    m3.members
+        .iter_mut()
+        .find(|m| m.code == "24")
+        .unwrap()
+        .signing_key = format_vkey(&format!("{FED}/24"), &key("24", 1).verifying_key());
+    let seven = [
+        ("01", 0),
+        ("04", 0),
+        ("15", 0),
+        ("19", 0),
+        ("20", 0),
+        ("22", 0),
+        ("24", 0),
+    ];
+    let v3 = signed_by(&m3, &seven);
+
+    let full = ManifestChain::from_versions(&[v1.clone(), v2.clone(), v3.clone()]).unwrap();
+    assert_eq!(full.current().version(), 3);
+    assert_eq!(full.key_at("24", 2), Some(&key("24", 0).verifying_key()));
+    assert_eq!(full.key_at("24", 3), Some(&key("24", 1).verifying_key()));
+    assert_eq!(full.key_at("75", 1), None);
+    assert_eq!(
+        full.keys_of("24"),
+        vec![key("24", 1).verifying_key(), key("24", 0).verifying_key()]
+    );
+    assert_eq!(
+        full.key_history("75"),
+        vec![(1, None), (2, Some(key("75", 0).verifying_key()))]
+    );
+    assert_eq!(full.signed_after(1).len(), 2);
+    // The wire form round-trips, agreement and all.
+    // (`quorum` comes back written out, which is the same manifest.)
+    for s in full.signed() {
+        let back = SignedManifest::from_proto(&s.to_proto()).unwrap();
+        assert_eq!(
+            back.manifest.canonical_bytes(),
+            s.manifest.canonical_bytes()
+        );
+        assert_eq!(back.signatures, s.signatures);
+    }
+
+    // A node at v1 adopts v2 and v3 from a peer, once, and nothing twice.
+    let mut behind = ManifestChain::from_versions(std::slice::from_ref(&v1)).unwrap();
+    assert_eq!(behind.merge(&full.signed_after(0)).unwrap(), 2);
+    assert_eq!(behind, full);
+    assert_eq!(behind.merge(&full.signed_after(0)).unwrap(), 0);
+
+    // A different version 2 signed by a majority is a fork: refused.
+    let mut other2 = with_dong_nai();
+    other2.members.retain(|m| m.code != "75");
+    other2.members.push(member("79", 0));
+    let mut at_v2 = ManifestChain::from_versions(&[v1.clone(), v2]).unwrap();
+    let err = at_v2.merge(&[signed_by(&other2, &MAJORITY)]).unwrap_err();
+    assert!(err.to_string().contains("forked"), "{err}");
+
+    // A version without its quorum is refused and changes nothing.
+    let mut short = ManifestChain::from_versions(&[v1]).unwrap();
+    let err = short
+        .merge(&[signed_by(&with_dong_nai(), &MAJORITY[..5])])
+        .unwrap_err();
+    assert!(matches!(err, ManifestError::QuorumNotMet { .. }));
+    assert_eq!(short.current().version(), 1);
+    assert!(ManifestChain::from_versions(&[v3]).is_err());
 }

@@ -1,0 +1,449 @@
+//! Members witness each other (issue 6, items 1–2).
+//!
+//! - **Author side** ([`cosigner`]): each new checkpoint of the own feed is
+//!   offered to every member with a consistency proof from the size that
+//!   member last cosigned; the cosignatures that come back are verified and
+//!   kept, and served appended to the checkpoint note.
+//! - **Witness side** ([`Witness::add_checkpoint`]): verify the author's
+//!   signature and the consistency proof (`lienthong_core::witness`),
+//!   persist the new checkpoint, and only then cosign.
+//! - **Gossip** ([`gossip`], [`Witness::check_shared`]): every member
+//!   periodically tells the others the newest checkpoint it cosigned of
+//!   each feed. Two checkpoints of one feed that cannot both be honest are
+//!   kept as signed evidence, logged, and counted in the status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use lienthong_core::proto as pb;
+use lienthong_core::witness::{AddDecision, Conflict, compare, decide_add};
+use lienthong_log::{Hash, VerifiedCheckpoint};
+use lienthong_store::Store;
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::peer::{Peering, client_for};
+
+/// How often members tell each other what they cosigned.
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
+/// How long to wait for one peer.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The witness: what it holds per member lives in the store.
+pub struct Witness {
+    pub peering: Arc<Peering>,
+    pub store: Store,
+    /// One add-checkpoint at a time, so "compare, persist, cosign" is atomic.
+    lock: Mutex<()>,
+    /// Equivocation evidence recorded since start (also in the store).
+    pub equivocations: std::sync::atomic::AtomicU64,
+}
+
+impl Witness {
+    pub fn new(peering: Arc<Peering>, store: Store) -> Arc<Self> {
+        Arc::new(Self {
+            peering,
+            store,
+            lock: Mutex::new(()),
+            equivocations: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn origin_of(&self, member: &str) -> String {
+        format!("{}/{member}", self.peering.federation())
+    }
+
+    /// Verifies `note` as a checkpoint of `member` under the key in force;
+    /// with `any_key`, under any key the member has held (for notes kept
+    /// from before a rotation).
+    fn verify(&self, member: &str, note: &str, any_key: bool) -> Result<VerifiedCheckpoint> {
+        let chain = self.peering.chain();
+        let keys = if any_key {
+            chain.keys_of(member)
+        } else {
+            chain
+                .current()
+                .member_key(member)
+                .into_iter()
+                .copied()
+                .collect()
+        };
+        let origin = self.origin_of(member);
+        let mut last = None;
+        for k in &keys {
+            match lienthong_log::verify_checkpoint_with_key(note.as_bytes(), &origin, k) {
+                Ok(cp) => return Ok(cp),
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(e) => Err(anyhow::Error::new(e).context(format!("checkpoint of {member}"))),
+            None => anyhow::bail!("{member} is not a member"),
+        }
+    }
+
+    /// The checkpoint of `member` this node last cosigned.
+    pub fn held(&self, member: &str) -> Result<Option<VerifiedCheckpoint>> {
+        match self.store.witnessed(member)? {
+            None => Ok(None),
+            Some(note) => self.verify(member, &note, true).map(Some),
+        }
+    }
+
+    /// Keeps evidence of a conflict between two signed checkpoints.
+    fn record_conflict(
+        &self,
+        member: &str,
+        from: &str,
+        conflict: &Conflict,
+        notes: [&str; 2],
+    ) -> Result<()> {
+        let kind = match conflict {
+            Conflict::SameSizeDifferentRoot { .. } => pb::EvidenceKind::Equivocation,
+            Conflict::NotConsistent { .. } => pb::EvidenceKind::Inconsistent,
+        };
+        tracing::error!(member, from, %conflict, "EQUIVOCATION: a member signed two checkpoints that cannot both be honest; both kept as evidence");
+        self.equivocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.store.add_evidence(pb::EvidenceRecord {
+            id: 0,
+            kind: kind as i32,
+            member: member.to_owned(),
+            received_from: from.to_owned(),
+            observed_unix_ms: now_unix_ms(),
+            reason: conflict.to_string(),
+            checkpoints: notes.iter().map(|n| (*n).to_owned()).collect(),
+            envelope: Vec::new(),
+            inclusion_proof: Vec::new(),
+        })?;
+        Ok(())
+    }
+
+    /// Witness side of `Federation.AddCheckpoint` for `caller`.
+    pub fn add_checkpoint(
+        &self,
+        caller: &str,
+        req: &pb::AddCheckpointRequest,
+    ) -> Result<pb::AddCheckpointResponse, Status> {
+        let new = self
+            .verify(caller, &req.checkpoint, false)
+            .map_err(|e| {
+                Status::invalid_argument(format!(
+                    "checkpoint: {e:#} (only a member's own checkpoint, signed with its key in force, is cosigned)"
+                ))
+            })?;
+        let proof = hashes(&req.consistency_proof).map_err(Status::invalid_argument)?;
+        let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held(caller).map_err(internal)?;
+        match decide_add(held.as_ref(), req.old_size, &proof, &new) {
+            AddDecision::Cosign => {
+                // The witness rule: durable before cosigned.
+                self.store
+                    .set_witnessed(caller, new.note_text())
+                    .map_err(internal)?;
+                let time = u64::try_from(now_unix_ms() / 1000).unwrap_or(0);
+                let line = lienthong_log::cosign(
+                    new.body().as_bytes(),
+                    time,
+                    self.store.origin(),
+                    self.peering.key(),
+                )
+                .map_err(internal)?;
+                self.peering
+                    .note_peer(caller, |s| s.witnessed_size = new.size());
+                Ok(pb::AddCheckpointResponse {
+                    cosignatures: vec![line],
+                    witness_size: new.size(),
+                })
+            }
+            AddDecision::SizeMismatch { witness_size } => Ok(pb::AddCheckpointResponse {
+                cosignatures: Vec::new(),
+                witness_size,
+            }),
+            AddDecision::Rollback { witness_size } => Err(Status::failed_precondition(format!(
+                "this witness already cosigned size {witness_size} of your feed; it never cosigns a smaller tree (was the store restored from an older backup?)"
+            ))),
+            AddDecision::Conflict(c) => {
+                let held_note = held.as_ref().map_or("", |h| h.note_text()).to_owned();
+                self.record_conflict(caller, caller, &c, [&held_note, new.note_text()])
+                    .map_err(internal)?;
+                Err(Status::failed_precondition(format!(
+                    "refused to cosign: {c}; both checkpoints are kept as evidence"
+                )))
+            }
+        }
+    }
+
+    /// Compares a checkpoint of `author` that came with a delivery with the
+    /// one this node cosigned: same size and a different root is proof.
+    pub fn check_delivered(&self, author: &str, cp: &VerifiedCheckpoint) -> Result<()> {
+        if let Some(held) = self.held(author)?
+            && held.size() == cp.size()
+            && let Err(c) = compare(&held, cp, &[])
+        {
+            self.record_conflict(author, author, &c, [held.note_text(), cp.note_text()])?;
+        }
+        Ok(())
+    }
+
+    /// Witness side of `Federation.ShareCheckpoint` from `from`: returns
+    /// the members whose checkpoints conflict with what this node holds.
+    pub async fn check_shared(&self, from: &str, notes: &[String]) -> Vec<String> {
+        let mut conflicts = Vec::new();
+        for note in notes {
+            let Some(member) = origin_member(note, &self.peering.federation()) else {
+                continue;
+            };
+            if member == self.peering.me {
+                continue;
+            }
+            let shared = match self.verify(&member, note, true) {
+                Ok(cp) => cp,
+                Err(e) => {
+                    tracing::warn!(from, member, error = %format!("{e:#}"), "gossiped checkpoint does not verify; ignored");
+                    continue;
+                }
+            };
+            let held = match self.held(&member) {
+                Ok(Some(h)) => h,
+                _ => continue,
+            };
+            let proof = if held.size() == shared.size() || held.size().min(shared.size()) == 0 {
+                Vec::new()
+            } else {
+                match self
+                    .consistency_from(
+                        &member,
+                        held.size().min(shared.size()),
+                        held.size().max(shared.size()),
+                    )
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The member may just be away: decide later.
+                        tracing::debug!(member, error = %format!("{e:#}"), "could not fetch a consistency proof; will check again");
+                        continue;
+                    }
+                }
+            };
+            if let Err(c) = compare(&held, &shared, &proof) {
+                if let Err(e) = self.record_conflict(&member, from, &c, [held.note_text(), note]) {
+                    tracing::error!(error = %format!("{e:#}"), "could not store evidence");
+                }
+                conflicts.push(member);
+            }
+        }
+        conflicts
+    }
+
+    async fn consistency_from(&self, member: &str, old: u64, new: u64) -> Result<Vec<Hash>> {
+        let mut c = tokio::time::timeout(PEER_TIMEOUT, client_for(&self.peering, member))
+            .await
+            .context("timed out")??;
+        let p = tokio::time::timeout(
+            PEER_TIMEOUT,
+            c.get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: old,
+                new_size: new,
+            }),
+        )
+        .await
+        .context("timed out")??
+        .into_inner();
+        hashes(&p.hashes).map_err(anyhow::Error::msg)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn hashes(v: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
+    v.iter()
+        .map(|h| {
+            h.as_slice().try_into().map(Hash).map_err(|_| {
+                format!(
+                    "consistency_proof: a hash of {} bytes; each must be 32",
+                    h.len()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The member code of a checkpoint note's origin line, if it is a feed of
+/// `federation`.
+fn origin_member(note: &str, federation: &str) -> Option<String> {
+    let origin = note.lines().next()?;
+    let code = origin.strip_prefix(federation)?.strip_prefix('/')?;
+    (!code.is_empty() && !code.contains('/')).then(|| code.to_owned())
+}
+
+/// Author side: offers every new own checkpoint to every member for
+/// cosigning, and keeps the cosignatures.
+pub async fn cosigner(w: Arc<Witness>, mut stopping: watch::Receiver<bool>) {
+    let store = w.store.clone();
+    let mut durable = store.subscribe();
+    // Size each witness holds, as far as we know, and the size it cosigned.
+    let mut believed: HashMap<String, u64> = HashMap::new();
+    let mut done: HashMap<String, u64> = HashMap::new();
+    loop {
+        if let Some(cp) = store.latest_checkpoint() {
+            let members: Vec<String> = w
+                .peering
+                .chain()
+                .current()
+                .member_codes()
+                .into_iter()
+                .filter(|m| *m != w.peering.me && done.get(m) != Some(&cp.size))
+                .collect();
+            let mut set = tokio::task::JoinSet::new();
+            for m in members {
+                let (w, cp, old) = (
+                    w.clone(),
+                    cp.clone(),
+                    believed.get(&m).copied().unwrap_or(0),
+                );
+                set.spawn(async move {
+                    let r = tokio::time::timeout(
+                        PEER_TIMEOUT * 2,
+                        request_cosignature(&w, &m, &cp, old),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+                    (m, r)
+                });
+            }
+            while let Some(Ok((m, r))) = set.join_next().await {
+                match r {
+                    Ok(size) => {
+                        believed.insert(m.clone(), size);
+                        done.insert(m.clone(), size);
+                        w.peering.note_peer(&m, |s| s.cosigned_ours = true);
+                    }
+                    Err(e) => {
+                        tracing::debug!(witness = %m, error = %format!("{e:#}"), "no cosignature yet");
+                        w.peering.note_peer(&m, |s| s.cosigned_ours = false);
+                        // Ask afresh next time: it may have restarted.
+                        believed.remove(&m);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = durable.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
+/// One add-checkpoint exchange with witness `m`, retried once from the
+/// size the witness reports. Returns the size cosigned.
+async fn request_cosignature(
+    w: &Witness,
+    m: &str,
+    cp: &lienthong_store::CheckpointRecord,
+    mut old: u64,
+) -> Result<u64> {
+    let mut client = client_for(&w.peering, m).await?;
+    for _ in 0..2 {
+        if old > cp.size {
+            anyhow::bail!(
+                "witness {m} already cosigned size {old} of this feed but it has only {}: was the store restored from an older backup?",
+                cp.size
+            );
+        }
+        let proof = if old == 0 || old == cp.size {
+            Vec::new()
+        } else {
+            w.store.consistency_proof(old, cp.size)?
+        };
+        let resp = client
+            .add_checkpoint(pb::AddCheckpointRequest {
+                old_size: old,
+                consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+                checkpoint: cp.note.clone(),
+            })
+            .await?
+            .into_inner();
+        if let Some(line) = resp.cosignatures.first() {
+            let key = *w
+                .peering
+                .chain()
+                .current()
+                .member_key(m)
+                .context("witness left the manifest")?;
+            let name = format!("{}/{m}", w.peering.federation());
+            let body = lienthong_log::verify_checkpoint_with_key(
+                cp.note.as_bytes(),
+                w.store.origin(),
+                &w.peering.key().verifying_key(),
+            )?;
+            lienthong_log::verify_cosignature(body.body().as_bytes(), line, &name, &key)
+                .with_context(|| format!("cosignature from {m}"))?;
+            w.store.add_cosignature(cp.size, m, line)?;
+            return Ok(cp.size);
+        }
+        old = resp.witness_size;
+    }
+    anyhow::bail!("witness {m} keeps reporting another size")
+}
+
+/// Tells every member, whenever it changes, the newest checkpoint this node
+/// cosigned of each feed and its own latest cosigned checkpoint.
+pub async fn gossip(w: Arc<Witness>, mut stopping: watch::Receiver<bool>) {
+    let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(GOSSIP_INTERVAL) => {}
+            _ = stopping.changed() => return,
+        }
+        let chain = w.peering.chain();
+        let members = chain.current().member_codes();
+        let mut notes: Vec<String> = members
+            .iter()
+            .filter(|m| **m != w.peering.me)
+            .filter_map(|m| w.store.witnessed(m).ok().flatten())
+            .collect();
+        if let Ok(Some((_, own))) = w.store.latest_cosigned_note() {
+            notes.push(own);
+        }
+        if notes.is_empty() {
+            continue;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for m in members.into_iter().filter(|m| *m != w.peering.me) {
+            if sent.get(&m) == Some(&notes) {
+                continue;
+            }
+            let (w, notes) = (w.clone(), notes.clone());
+            set.spawn(async move {
+                let r = tokio::time::timeout(PEER_TIMEOUT, async {
+                    let mut c = client_for(&w.peering, &m).await?;
+                    c.share_checkpoint(pb::ShareCheckpointRequest {
+                        checkpoints: notes.clone(),
+                    })
+                    .await?;
+                    anyhow::Ok(())
+                })
+                .await;
+                (m, notes, matches!(r, Ok(Ok(()))))
+            });
+        }
+        while let Some(Ok((m, notes, ok))) = set.join_next().await {
+            if ok {
+                sent.insert(m, notes);
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Playing a member from the test process: a pinned mTLS Federation client
+//! with a member's own TLS identity, for tests that need a peer that lies
+//! (e.g. one that shows different histories to different members).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use lienthong_federation::tls::{SpkiPin, TlsIdentity};
+use lienthong_proto::v1::federation_client::FederationClient;
+use tonic::transport::Channel;
+
+/// The peer TLS identity of the node initialised in `node_dir`.
+pub fn peer_identity(node_dir: &Path) -> Result<TlsIdentity> {
+    let read = |p: &str| {
+        std::fs::read_to_string(node_dir.join(p))
+            .with_context(|| format!("reading {p} in {}", node_dir.display()))
+    };
+    Ok(TlsIdentity {
+        cert_pem: read("tls/peer-cert.pem")?,
+        key_pem: read("tls/peer-key.pem")?,
+    })
+}
+
+/// A Federation client to `endpoint` presenting `identity`, accepting only
+/// the server key `pin` (as members do).
+pub async fn federation_client(
+    endpoint: &str,
+    identity: &TlsIdentity,
+    pin: SpkiPin,
+) -> Result<FederationClient<Channel>> {
+    let config = Arc::new(lienthong_federation::tls::client_config(identity, pin)?);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let addr = endpoint.to_owned();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let (connector, addr) = (connector.clone(), addr.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                let name = rustls_pki_types::ServerName::try_from("peer.lienthong.invalid")
+                    .map_err(std::io::Error::other)?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await?;
+    Ok(FederationClient::new(channel))
+}
