@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 echo "== installing the outside-client test's Python packages (tests/python/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
+echo "== installing the independent C2SP verifier's Debian packages (tests/independent/install.sh)"
+bash tests/independent/install.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
