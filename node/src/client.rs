@@ -409,3 +409,89 @@ fn to_hashes(v: &[Vec<u8>]) -> Result<Vec<lienthong_log::Hash>> {
         })
         .collect()
 }
+
+/// Prints the node's status (and, with `evidence`, every evidence record);
+/// returns how many equivocation records it holds.
+pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
+    let mut audit = AuditClient::new(connect(cfg).await?);
+    let s = audit
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!(explain(&s)))?
+        .into_inner();
+    let mut records = Vec::new();
+    if evidence {
+        let mut after = 0;
+        loop {
+            let page = audit
+                .list_evidence(pb::ListEvidenceRequest {
+                    after_id: after,
+                    limit: 1000,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!(explain(&s)))?
+                .into_inner()
+                .evidence;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            records.extend(page);
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "status": s,
+                "evidence": records,
+            }))?
+        );
+        return Ok(s.equivocations);
+    }
+    println!(
+        "member {} of {}: manifest version {} ({})",
+        s.member,
+        if s.federation.is_empty() { "no federation" } else { &s.federation },
+        s.manifest_version,
+        hex::encode(&s.manifest_hash).get(..16).unwrap_or("-")
+    );
+    println!(
+        "feed: {} entries, checkpoint {} cosigned by {} member(s)",
+        s.feed_size, s.checkpoint_size, s.cosignatures
+    );
+    if !s.peers.is_empty() {
+        println!(
+            "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8}  last error",
+            "peer", "name", "stream", "next idx", "checkpoint", "witnessed", "cosigned", "refused"
+        );
+        for p in &s.peers {
+            println!(
+                "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8}  {}",
+                p.member,
+                p.name,
+                if p.connected { "connected" } else { "down" },
+                p.replication_cursor,
+                p.checkpoint_size,
+                p.witnessed_size,
+                if p.cosigned_ours { "yes" } else { "no" },
+                p.refused,
+                p.last_error
+            );
+        }
+    }
+    println!(
+        "evidence: {} record(s), {} of equivocation",
+        s.evidence, s.equivocations
+    );
+    for e in &records {
+        println!(
+            "  #{} {:?} by {} (from {}, {}): {}",
+            e.id,
+            e.kind(),
+            e.member,
+            e.received_from,
+            time_str(e.observed_unix_ms),
+            e.reason
+        );
+    }
+    Ok(s.equivocations)
+}

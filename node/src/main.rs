@@ -83,6 +83,9 @@ enum Command {
     /// Check the node's feed as an auditor would.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Witnessing, evidence and audit bundles.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The federation manifest: members, keys, pins and the agreement.
     #[command(subcommand)]
     Federation(FederationCommand),
@@ -151,6 +154,33 @@ enum FederationCommand {
         /// The manifest file.
         #[arg(long)]
         file: PathBuf,
+    },
+    /// Ask the running node how the federation looks from here: manifest
+    /// in force, each peer's connection, replication cursor and
+    /// witnessing, and any evidence held.
+    #[command(after_help = "Example:\n  lienthong federation status --config lienthong.toml")]
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the GetStatus answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Witnessing and evidence as the running node sees them: who cosigned
+    /// its latest checkpoint, what it cosigned of each peer, and every
+    /// piece of evidence of equivocation or refused signed entries.
+    /// Exits with status 3 if it holds evidence of equivocation.
+    #[command(after_help = "Example:\n  lienthong audit status --config lienthong.toml")]
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print status and evidence as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -420,6 +450,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
+        Command::Audit(AuditCommand::Status { config, json }) => {
+            let cfg = config::load(&config.config, false)?;
+            let equivocations = runtime()?.block_on(client::status(&cfg, json, true))?;
+            if equivocations > 0 {
+                return Err(anyhow::anyhow!(
+                    "this node holds evidence that {equivocations} time(s) a member signed checkpoints that cannot both be honest; see above, and export it for the auditors"
+                ));
+            }
+            Ok(())
+        }
         Command::Federation(cmd) => federation(cmd),
         Command::Feed(FeedCommand::Verify {
             config,
@@ -568,6 +608,11 @@ fn federation(cmd: FederationCommand) -> Result<()> {
                 cfg.member,
                 file.display()
             );
+            Ok(())
+        }
+        FederationCommand::Status { config, json } => {
+            let cfg = config::load(&config.config, false)?;
+            runtime()?.block_on(client::status(&cfg, json, false))?;
             Ok(())
         }
         FederationCommand::Show { file } => {

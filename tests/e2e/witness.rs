@@ -232,6 +232,11 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
             .into_inner();
         assert!(status.equivocations >= 1, "{status:?}");
         assert!(n.log().contains("EQUIVOCATION"));
+        // The operator's view: non-zero exit, the evidence named.
+        let out = lienthong_tests::lienthong(&["audit", "status", "--config", &n.config_arg()])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("Equivocation by 20"), "{text}");
     }
 
     // Offering 24 the other history directly is refused, and kept too.
