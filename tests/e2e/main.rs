@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod durability;
 mod federation;
+mod hostile;
 mod independent;
 mod python;
 mod security;

@@ -48,3 +48,37 @@ pub async fn federation_client(
         .await?;
     Ok(FederationClient::new(channel))
 }
+
+/// Serves `service` as a member's Federation API on `listener`, with that
+/// member's TLS identity, accepting only clients whose key is in `pins`.
+/// Runs until the returned task is aborted.
+pub fn serve_federation<S>(
+    listener: tokio::net::TcpListener,
+    identity: &TlsIdentity,
+    pins: lienthong_federation::tls::PinSet,
+    service: S,
+) -> Result<tokio::task::JoinHandle<()>>
+where
+    S: lienthong_proto::v1::federation_server::Federation,
+{
+    let config = lienthong_federation::tls::server_config(identity, pins)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
+                }
+            });
+        }
+    });
+    let server = tonic::transport::Server::builder()
+        .add_service(lienthong_proto::v1::federation_server::FederationServer::new(service));
+    Ok(tokio::spawn(async move {
+        let _ = server
+            .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await;
+    }))
+}
