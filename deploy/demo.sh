@@ -5,8 +5,9 @@
 # deploy/federation/agreement-bac-bo-11.toml); five provinces submit
 # realistic alerts; each alert reaches exactly the provinces the agreement
 # names, verified on arrival, with personal data opened only for the
-# provinces allowed to see it, and signed receipts back to the author; an
-# auditor verifies a feed with nothing but its vkey. Stops cleanly.
+# provinces allowed to see it, and signed receipts back to the author;
+# every province cosigns the others' checkpoints as a witness; an auditor
+# verifies a feed with nothing but its vkey. Stops cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -107,6 +108,18 @@ aud = [m for m in own.get("audience", []) if m != me]
 print("  %s %s: rule audience %s; withheld from %s; receipts from %s" % (me, name, " ".join(aud) or "-",
       " ".join(c for c in codes if c not in own.get("audience", [])) or "-", " ".join(sorted(receipts)) or "-"))
 ' "$c" "${NAME[$c]}" "${CODES[*]}"
+done
+
+step "members witness each other: each checkpoint gathers the others' cosignatures (C2SP tlog-cosignature/v1)"
+sleep 1
+for c in "${CODES[@]}"; do
+    "$L" audit status --config "$WORK/$c/lienthong.toml" | python3 -c '
+import sys
+lines = sys.stdin.read().splitlines()
+feed = next((l for l in lines if l.startswith("feed:")), "?")
+ev = next((l for l in lines if l.startswith("evidence:")), "?")
+print("  %s %-12s %s; %s" % (sys.argv[1], sys.argv[2], feed, ev))
+' "$c" "${NAME[$c]}"
 done
 
 step "an auditor verifies Lạng Sơn's feed with nothing but its vkey"
