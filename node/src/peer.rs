@@ -12,7 +12,9 @@ use std::time::Duration;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use lienthong_core::delivery::{AuthorKeys, Delivery, Rejected, verify_delivery};
+use lienthong_core::delivery::{
+    AuthorKeys, Rejected, verify_author_checkpoint, verify_delivery_under,
+};
 use lienthong_core::manifest::{ManifestChain, SignedManifest};
 use lienthong_core::proto::{
     self as pb, federation_client::FederationClient, federation_server::Federation,
@@ -617,6 +619,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
         s.last_error.clear();
     });
     let mut last_checkpoint = 0u64;
+    let mut cached: Option<lienthong_log::VerifiedCheckpoint> = None;
     // Verified entries are queued to the writer in order without waiting
     // for each fsync, so many share one group commit; at most WINDOW wait.
     const WINDOW: usize = 1024;
@@ -631,12 +634,23 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             .iter()
             .filter_map(|h| h.as_slice().try_into().ok().map(lienthong_log::Hash))
             .collect();
-        match verify_delivery(
-            Delivery {
-                envelope: &d.envelope,
-                checkpoint: d.checkpoint.as_bytes(),
-                inclusion_proof: &proof,
-            },
+        // Many deliveries share one checkpoint: verify its signature once.
+        if cached.as_ref().is_none_or(|c| c.note_text() != d.checkpoint) {
+            match verify_author_checkpoint(d.checkpoint.as_bytes(), &author_key) {
+                Ok(cp) => cached = Some(cp),
+                Err(reason) => {
+                    peering.sync_now.notify_one();
+                    anyhow::bail!("{reason}; looking for a newer manifest version");
+                }
+            }
+        }
+        let Some(checkpoint) = cached.as_ref() else {
+            continue;
+        };
+        match verify_delivery_under(
+            &d.envelope,
+            &proof,
+            checkpoint,
             &author_key,
             &peering.me,
             next,

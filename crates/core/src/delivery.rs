@@ -181,7 +181,43 @@ pub fn verify_delivery(
     me: &str,
     next_expected: u64,
 ) -> Result<AcceptedDelivery, Rejected> {
-    let (_, body) = crate::entry::decode_envelope(d.envelope)?;
+    let checkpoint = verify_author_checkpoint(d.checkpoint, author)?;
+    verify_delivery_under(
+        d.envelope,
+        d.inclusion_proof,
+        &checkpoint,
+        author,
+        me,
+        next_expected,
+    )
+}
+
+/// The first half of [`verify_delivery`]: the author's checkpoint, signed
+/// with its key in force. A receiver that gets many entries under one
+/// checkpoint verifies it once and reuses it with
+/// [`verify_delivery_under`].
+pub fn verify_author_checkpoint(
+    note: &[u8],
+    author: &AuthorKeys,
+) -> Result<VerifiedCheckpoint, Rejected> {
+    Ok(lienthong_log::verify_checkpoint_with_key(
+        note,
+        &author.origin,
+        &author.current,
+    )?)
+}
+
+/// The second half of [`verify_delivery`]: the entry, under a checkpoint
+/// that [`verify_author_checkpoint`] accepted for the same `author`.
+pub fn verify_delivery_under(
+    envelope: &[u8],
+    inclusion_proof: &[Hash],
+    checkpoint: &VerifiedCheckpoint,
+    author: &AuthorKeys,
+    me: &str,
+    next_expected: u64,
+) -> Result<AcceptedDelivery, Rejected> {
+    let (_, body) = crate::entry::decode_envelope(envelope)?;
     let version = body.manifest_version;
     let key = author
         .at(version)
@@ -191,7 +227,7 @@ pub fn verify_delivery(
             version,
             known: author.known,
         })?;
-    let entry = verify_envelope(d.envelope, &author.member, key)?;
+    let entry = verify_envelope(envelope, &author.member, key)?;
     let index = entry.index();
     if index < next_expected {
         return Err(Rejected::Replayed {
@@ -208,8 +244,6 @@ pub fn verify_delivery(
             audience: entry.body().audience.clone(),
         });
     }
-    let checkpoint =
-        lienthong_log::verify_checkpoint_with_key(d.checkpoint, &author.origin, &author.current)?;
     if index >= checkpoint.size() {
         return Err(Rejected::BeyondCheckpoint {
             index,
@@ -220,9 +254,12 @@ pub fn verify_delivery(
         index,
         checkpoint.size(),
         Hash(entry.id().0),
-        d.inclusion_proof,
+        inclusion_proof,
         checkpoint.root(),
     )
     .map_err(|source| Rejected::NotIncluded { index, source })?;
-    Ok(AcceptedDelivery { entry, checkpoint })
+    Ok(AcceptedDelivery {
+        entry,
+        checkpoint: checkpoint.clone(),
+    })
 }
