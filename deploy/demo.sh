@@ -7,7 +7,8 @@
 # names, verified on arrival, with personal data opened only for the
 # provinces allowed to see it, and signed receipts back to the author;
 # every province cosigns the others' checkpoints as a witness; an auditor
-# verifies a feed with nothing but its vkey. Stops cleanly.
+# verifies a feed with nothing but its vkey, then all eleven provinces'
+# audit bundles together, receipts cross-checked. Stops cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -124,6 +125,14 @@ done
 
 step "an auditor verifies Lạng Sơn's feed with nothing but its vkey"
 "$L" feed verify --config "$WORK/20/lienthong.toml" --vkey "$("$L" key show --config "$WORK/20/lienthong.toml")" | sed 's/^/  /'
+
+step "each province exports its audit bundle; an auditor verifies all eleven with only Hà Nội's vkey"
+for c in "${CODES[@]}"; do
+    "$L" audit export --config "$WORK/$c/lienthong.toml" --out "$WORK/audit-$c.ltb" 2>/dev/null
+done
+"$L" audit verify "$WORK"/audit-*.ltb --vkey "$("$L" key show --config "$WORK/01/lienthong.toml")" \
+    --json "$WORK/audit-report.json" | sed 's/^/  /'
+echo "  (full report: $WORK/audit-report.json; format: docs/audit-format.md)"
 
 step "stopping the 11 nodes"
 cleanup; PIDS=()

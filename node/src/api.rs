@@ -58,6 +58,7 @@ fn random_salt() -> [u8; 32] {
 
 /// The Alerts service.
 pub struct AlertsService {
+    pub metrics: crate::metrics::Metrics,
     pub store: Store,
     pub writer: Arc<Writer>,
     pub in_flight: Arc<Semaphore>,
@@ -77,77 +78,18 @@ impl Alerts for AlertsService {
         &self,
         req: Request<pb::SubmitAlertRequest>,
     ) -> Result<Response<pb::SubmitAlertResponse>, Status> {
-        let alert =
-            validate_alert(req.get_ref().alert.as_ref(), now_unix_ms()).map_err(ApiError::from)?;
-        let reference = alert.get().reference.clone();
-        // The agreement decides the audience; its hash and the manifest
-        // version are signed into the entry so auditors can recompute it.
-        let mut alert = alert.into_inner();
-        let mut openings = pb::OpeningSet::default();
-        let (audience, manifest_version, agreement_hash, handling, deadline) = match &self.peering {
-            None => (Vec::new(), 0, Vec::new(), 0, 0),
-            Some(p) => {
-                let chain = p.chain();
-                let m = chain.current().manifest();
-                let d = lienthong_core::agreement::decide(
-                    &m.agreement,
-                    &m.member_codes(),
-                    &p.me,
-                    &alert,
-                );
-                // Fields withheld from any recipient are committed to in the
-                // signed alert; their values travel only to those allowed.
-                let withheld: std::collections::BTreeSet<String> =
-                    d.redactions.values().flatten().cloned().collect();
-                if !withheld.is_empty() {
-                    openings.openings =
-                        lienthong_core::redaction::redact(&mut alert, &withheld, &mut random_salt);
-                    openings.withheld = d
-                        .redactions
-                        .iter()
-                        .map(|(r, f)| pb::Withheld {
-                            recipient: r.clone(),
-                            fields: f.clone(),
-                        })
-                        .collect();
-                }
-                (
-                    d.audience,
-                    chain.current().version(),
-                    lienthong_core::agreement::agreement_hash(&m.agreement).to_vec(),
-                    d.handling.to_proto() as i32,
-                    d.response_deadline_hours.unwrap_or(0),
-                )
-            }
-        };
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("the node is shutting down"))?;
-        let a = self
-            .writer
-            .append(NewEntry {
-                payload: Payload::Alert(alert),
-                // Without a federation an entry is for its author only.
-                audience,
-                manifest_version,
-                agreement_hash,
-                reference: Some(reference),
-                handling,
-                response_deadline_hours: deadline,
-                openings,
-            })
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::SubmitAlertResponse {
-            entry_id: a.id.0.to_vec(),
-            index: a.index,
-            duplicate: a.duplicate,
-            created_unix_ms: a.created_unix_ms,
-            author: self.store.member().to_owned(),
-            cursor: a.cursor,
-        }))
+        let started = std::time::Instant::now();
+        let r = self.submit_alert(req).await.map(Response::into_inner);
+        self.metrics
+            .submitted
+            .get_or_create(&crate::metrics::outcome(&r))
+            .inc();
+        if r.is_ok() {
+            self.metrics
+                .submit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        r.map(Response::new)
     }
 
     async fn get(
@@ -374,11 +316,115 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
     })
 }
 
+impl AlertsService {
+    async fn submit_alert(
+        &self,
+        req: Request<pb::SubmitAlertRequest>,
+    ) -> Result<Response<pb::SubmitAlertResponse>, Status> {
+        let alert =
+            validate_alert(req.get_ref().alert.as_ref(), now_unix_ms()).map_err(ApiError::from)?;
+        let reference = alert.get().reference.clone();
+        // The agreement decides the audience; its hash and the manifest
+        // version are signed into the entry so auditors can recompute it.
+        let mut alert = alert.into_inner();
+        let mut openings = pb::OpeningSet::default();
+        let (audience, manifest_version, agreement_hash, handling, deadline) = match &self.peering {
+            None => (Vec::new(), 0, Vec::new(), 0, 0),
+            Some(p) => {
+                let chain = p.chain();
+                let m = chain.current().manifest();
+                let d = lienthong_core::agreement::decide(
+                    &m.agreement,
+                    &m.member_codes(),
+                    &p.me,
+                    &alert,
+                );
+                // Fields withheld from any recipient are committed to in the
+                // signed alert; their values travel only to those allowed.
+                let withheld: std::collections::BTreeSet<String> =
+                    d.redactions.values().flatten().cloned().collect();
+                if !withheld.is_empty() {
+                    openings.openings =
+                        lienthong_core::redaction::redact(&mut alert, &withheld, &mut random_salt);
+                    openings.withheld = d
+                        .redactions
+                        .iter()
+                        .map(|(r, f)| pb::Withheld {
+                            recipient: r.clone(),
+                            fields: f.clone(),
+                        })
+                        .collect();
+                }
+                (
+                    d.audience,
+                    chain.current().version(),
+                    lienthong_core::agreement::agreement_hash(&m.agreement).to_vec(),
+                    d.handling.to_proto() as i32,
+                    d.response_deadline_hours.unwrap_or(0),
+                )
+            }
+        };
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let a = self
+            .writer
+            .append(NewEntry {
+                payload: Payload::Alert(alert),
+                // Without a federation an entry is for its author only.
+                audience,
+                manifest_version,
+                agreement_hash,
+                reference: Some(reference),
+                handling,
+                response_deadline_hours: deadline,
+                openings,
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubmitAlertResponse {
+            entry_id: a.id.0.to_vec(),
+            index: a.index,
+            duplicate: a.duplicate,
+            created_unix_ms: a.created_unix_ms,
+            author: self.store.member().to_owned(),
+            cursor: a.cursor,
+        }))
+    }
+}
+
 /// The Audit service.
 pub struct AuditService {
     pub store: Store,
     pub peering: Option<Arc<crate::peer::Peering>>,
     pub witness: Option<Arc<crate::witness::Witness>>,
+}
+
+/// Sends what is written to it as `BundleChunk`s of about 64 KiB.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<pb::BundleChunk, Status>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let data = std::mem::take(&mut self.buf);
+            self.tx
+                .blocking_send(Ok(pb::BundleChunk { data }))
+                .map_err(|_| std::io::Error::other("the client went away"))?;
+        }
+        Ok(())
+    }
 }
 
 impl AuditService {
@@ -392,6 +438,52 @@ impl AuditService {
 
 #[tonic::async_trait]
 impl Audit for AuditService {
+    type ExportBundleStream = Pin<Box<dyn Stream<Item = Result<pb::BundleChunk, Status>> + Send>>;
+
+    async fn export_bundle(
+        &self,
+        req: Request<pb::ExportBundleRequest>,
+    ) -> Result<Response<Self::ExportBundleStream>, Status> {
+        let Some(p) = self.peering.clone() else {
+            return Err(ApiError::Precondition(
+                "this node has no federation manifest; an audit bundle carries the manifest chain that names its keys".into(),
+            )
+            .into());
+        };
+        let r = req.into_inner();
+        let sel = crate::export::Selection {
+            member: r.member,
+            from_unix_ms: r.from_unix_ms,
+            to_unix_ms: r.to_unix_ms,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChunkWriter {
+                tx: tx.clone(),
+                buf: Vec::new(),
+            };
+            let r =
+                crate::export::export(&store, &p.chain(), p.key(), &sel, &mut out).and_then(|n| {
+                    std::io::Write::flush(&mut out)?;
+                    Ok(n)
+                });
+            match r {
+                Ok((records, bytes)) => {
+                    tracing::info!(records, bytes, member = %sel.member, "exported an audit bundle")
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "audit export failed");
+                    let _ =
+                        tx.blocking_send(Err(Status::internal(format!("export failed: {e:#}"))));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn get_checkpoint(
         &self,
         _: Request<pb::GetCheckpointRequest>,

@@ -450,7 +450,11 @@ pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
     println!(
         "member {} of {}: manifest version {} ({})",
         s.member,
-        if s.federation.is_empty() { "no federation" } else { &s.federation },
+        if s.federation.is_empty() {
+            "no federation"
+        } else {
+            &s.federation
+        },
         s.manifest_version,
         hex::encode(&s.manifest_hash).get(..16).unwrap_or("-")
     );
@@ -494,4 +498,58 @@ pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
         );
     }
     Ok(s.equivocations)
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or Unix milliseconds.
+pub fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad =
+        || anyhow::anyhow!("{s:?} is not a date: write YYYY-MM-DD (UTC) or Unix milliseconds");
+    let mut parts = s
+        .splitn(3, '-')
+        .map(|p| p.parse::<i32>().map_err(|_| bad()));
+    let (y, m, d) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(y), Some(m), Some(d)) => (y?, m?, d?),
+        _ => return Err(bad()),
+    };
+    let month = u8::try_from(m)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or_else(bad)?;
+    let date = time::Date::from_calendar_date(y, month, u8::try_from(d).map_err(|_| bad())?)
+        .map_err(|_| bad())?;
+    Ok(i64::try_from(
+        date.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000,
+    )?)
+}
+
+/// Streams the node's audit bundle into `out` (via a temporary file, so a
+/// failed export never leaves a truncated bundle under the final name).
+pub async fn export(cfg: &Config, req: pb::ExportBundleRequest, out: &Path) -> Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut audit = AuditClient::new(connect(cfg).await?);
+    let mut stream = audit
+        .export_bundle(req)
+        .await
+        .map_err(|s| anyhow::anyhow!(explain(&s)))?
+        .into_inner();
+    let tmp = out.with_extension("partial");
+    let mut f = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!(explain(&s)))?
+    {
+        bytes += chunk.data.len() as u64;
+        f.write_all(&chunk.data).await?;
+    }
+    f.sync_all().await?;
+    tokio::fs::rename(&tmp, out).await?;
+    eprintln!("wrote {} ({bytes} bytes)", out.display());
+    Ok(())
 }

@@ -23,6 +23,13 @@ struct RawConfig {
     #[serde(default)]
     cli: RawCli,
     federation: Option<RawFederation>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +195,8 @@ pub struct Config {
     pub cli: CliConfig,
     /// Peering, if this node is part of a federation.
     pub peering: Option<FederationConfig>,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What the CLI uses to reach this node's API.
@@ -317,6 +326,19 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         ));
     }
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+    let metrics_listen = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| match m.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "metrics.listen = {:?} is not an address with a port, e.g. \"127.0.0.1:9464\"",
+                    m.listen
+                ));
+                None
+            }
+        });
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         problems.push(format!("log.level = {log_level:?} is not a filter: use e.g. \"info\" or \"lienthong=debug,info\""));
     }
@@ -396,6 +418,7 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         log_level,
         cli,
         peering: federation,
+        metrics_listen,
     })
 }
 

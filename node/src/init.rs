@@ -113,7 +113,11 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
          # tls_cert = \"tls/peer-cert.pem\"   # its key is pinned in the manifest (`lienthong key show --pin`)\n\
          # tls_key = \"tls/peer-key.pem\"\n\
          # manifest = \"manifest.json\"       # signed versions, applied with the quorum rule\n\
-         # manifest_poll_ms = 10000         # how often to look for newer versions (peers, and this file)\n",
+         # manifest_poll_ms = 10000         # how often to look for newer versions (peers, and this file)\n\
+         \n\
+         # Prometheus metrics on plain HTTP at /metrics (counts and sizes, no alert content).\n\
+         # [metrics]\n\
+         # listen = \"127.0.0.1:9464\"\n",
         member = o.member,
         name = o.name.replace('"', "'"),
         federation = o.federation,

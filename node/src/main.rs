@@ -6,8 +6,10 @@
 mod api;
 mod client;
 mod config;
+mod export;
 mod init;
 mod manifest_file;
+mod metrics;
 mod peer;
 mod pki;
 mod serve;
@@ -181,6 +183,54 @@ enum AuditCommand {
         /// Print status and evidence as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write an audit bundle from the running node: its feed with every
+    /// checkpoint and cosignature, the entries it received with their
+    /// proofs, the manifest chain and its evidence, signed by this member.
+    /// Format: docs/audit-format.md.
+    #[command(
+        after_help = "Example:\n  lienthong audit export --config lienthong.toml --out hn-2026.ltb --from 2026-01-01 --to 2027-01-01"
+    )]
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The bundle file to write (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only entries received from this member (this node's own feed is
+        /// always included: it holds the receipts).
+        #[arg(long)]
+        member: Option<String>,
+        /// Entries created on or after this date (YYYY-MM-DD, UTC) or Unix ms.
+        #[arg(long)]
+        from: Option<String>,
+        /// Entries created before this date (YYYY-MM-DD, UTC) or Unix ms.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Verify audit bundles without trusting any node: every signature,
+    /// Merkle root, inclusion and consistency proof, cosignature and
+    /// manifest version, and the cross-check of senders' feeds against
+    /// receivers' receipts. Needs no config and no network. Exits 0 only
+    /// if everything verifies.
+    #[command(
+        after_help = "Example:\n  lienthong audit verify hn.ltb bn.ltb --vkey \"$(cat hanoi.vkey)\" --json report.json"
+    )]
+    Verify {
+        /// Bundle files, verified together (one per member, or several).
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// A member's verifier key the auditor trusts (as `lienthong key
+        /// show` prints it); repeat for several. The manifest chain in the
+        /// bundles must list it and be signed with it.
+        #[arg(long = "vkey", required = true)]
+        vkeys: Vec<String>,
+        /// Also write the full report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// A receipt later than this after its entry is late (seconds).
+        #[arg(long, default_value_t = 3600)]
+        late_after_s: u64,
     },
 }
 
@@ -450,6 +500,35 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
+        Command::Audit(AuditCommand::Export {
+            config,
+            out,
+            member,
+            from,
+            to,
+        }) => {
+            let cfg = config::load(&config.config, false)?;
+            let req = pb::ExportBundleRequest {
+                member: member.unwrap_or_default(),
+                from_unix_ms: from
+                    .as_deref()
+                    .map(client::parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
+                to_unix_ms: to
+                    .as_deref()
+                    .map(client::parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
+            };
+            runtime()?.block_on(client::export(&cfg, req, &out))
+        }
+        Command::Audit(AuditCommand::Verify {
+            bundles,
+            vkeys,
+            json,
+            late_after_s,
+        }) => audit_verify(&bundles, &vkeys, json.as_deref(), late_after_s),
         Command::Audit(AuditCommand::Status { config, json }) => {
             let cfg = config::load(&config.config, false)?;
             let equivocations = runtime()?.block_on(client::status(&cfg, json, true))?;
@@ -481,6 +560,91 @@ fn run(cli: Cli) -> Result<()> {
                 save.as_deref(),
             ))
         }
+    }
+}
+
+fn audit_verify(
+    bundles: &[PathBuf],
+    vkeys: &[String],
+    json: Option<&std::path::Path>,
+    late_after_s: u64,
+) -> Result<()> {
+    let anchors = vkeys
+        .iter()
+        .map(|v| lienthong_audit::TrustAnchor::parse(v).with_context(|| format!("--vkey {v}")))
+        .collect::<Result<Vec<_>>>()?;
+    let inputs = bundles
+        .iter()
+        .map(|p| {
+            lienthong_audit::BundleInput::open(p)
+                .with_context(|| format!("opening {}", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let total: u64 = bundles
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let options = lienthong_audit::VerifyOptions {
+        late_after: std::time::Duration::from_secs(late_after_s),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let mut progress = |p: lienthong_audit::Progress| {
+        if last.elapsed() >= std::time::Duration::from_secs(1) {
+            last = std::time::Instant::now();
+            eprintln!(
+                "  {} records, {:.0}% of {} MB",
+                p.records,
+                100.0 * p.bytes as f64 / total.max(1) as f64,
+                total / 1_000_000
+            );
+        }
+    };
+    let report = lienthong_audit::verify(inputs, &anchors, &options, &mut progress);
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "federation {}: manifest versions 1..{}, {} bundle(s), {} feed(s), {:.1} s",
+        report.federation,
+        report.manifest_versions,
+        report.bundles.len(),
+        report.feeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for c in &report.checks {
+        println!(
+            "  {:<24} {:>10} passed {:>6} failed",
+            c.check.name(),
+            c.passed,
+            c.failed
+        );
+    }
+    let d = &report.deliveries;
+    println!(
+        "  deliveries: {} expected, {} delivered ({} late), {} missing, {} not checkable; {} receipts, {} unmatched",
+        d.expected,
+        d.delivered,
+        d.late,
+        d.missing,
+        d.not_checkable,
+        d.receipts,
+        d.receipts_unmatched
+    );
+    for f in &report.failures {
+        println!("FAILED {} at {}: {}", f.check, f.at, f.message);
+    }
+    if report.failures_not_listed > 0 {
+        println!("… and {} more failures", report.failures_not_listed);
+    }
+    if report.passed() {
+        println!("VERIFIED");
+        Ok(())
+    } else {
+        anyhow::bail!("the bundles do NOT verify (see the failures above)")
     }
 }
 

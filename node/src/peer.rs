@@ -52,6 +52,9 @@ pub struct Peering {
     key: ed25519_dalek::SigningKey,
     /// What this node knows of each peer, for `GetStatus`.
     status: Mutex<std::collections::BTreeMap<String, pb::PeerStatus>>,
+    /// Wakes a member's subscriber out of its backoff when that member
+    /// calls us (it is up again).
+    wake: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Peering {
@@ -79,7 +82,18 @@ impl Peering {
             sync_now: tokio::sync::Notify::new(),
             key,
             status: Mutex::new(std::collections::BTreeMap::new()),
+            wake: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// The notifier that wakes `member`'s subscriber.
+    pub fn waker(&self, member: &str) -> Arc<tokio::sync::Notify> {
+        self.wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(member.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// This node's signing key.
@@ -322,14 +336,17 @@ impl FederationService {
         let certs = req
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("a member certificate is required"))?;
-        certs
+        let member = certs
             .first()
             .and_then(|c| self.peering.pins.member_of(c))
             .ok_or_else(|| {
                 Status::permission_denied(
                     "this certificate is not pinned for any member in the manifest",
                 )
-            })
+            })?;
+        // It is up: if we were backing off from it, try again now.
+        self.peering.waker(&member).notify_one();
+        Ok(member)
     }
 }
 
@@ -569,6 +586,7 @@ pub async fn subscriber(
     mut stopping: watch::Receiver<bool>,
 ) {
     let peering = witness.peering.clone();
+    let wake = peering.waker(&author);
     let mut backoff = Duration::from_millis(100);
     loop {
         if peering.chain().current().member_key(&author).is_none() {
@@ -591,6 +609,7 @@ pub async fn subscriber(
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
+            () = wake.notified() => backoff = Duration::from_millis(100),
             _ = stopping.changed() => return,
         }
     }
@@ -635,7 +654,10 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             .filter_map(|h| h.as_slice().try_into().ok().map(lienthong_log::Hash))
             .collect();
         // Many deliveries share one checkpoint: verify its signature once.
-        if cached.as_ref().is_none_or(|c| c.note_text() != d.checkpoint) {
+        if cached
+            .as_ref()
+            .is_none_or(|c| c.note_text() != d.checkpoint)
+        {
             match verify_author_checkpoint(d.checkpoint.as_bytes(), &author_key) {
                 Ok(cp) => cached = Some(cp),
                 Err(reason) => {

@@ -178,7 +178,9 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .build_v1alpha()?;
 
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let metrics = crate::metrics::Metrics::default();
     let alerts = AlertsServer::new(AlertsService {
+        metrics: metrics.clone(),
         store: store.clone(),
         writer: writer.clone(),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -200,6 +202,21 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .await
         .with_context(|| format!("binding api.listen {}", config.listen))?;
     let mut peer_tasks = Vec::new();
+    if let Some(addr) = config.metrics_listen {
+        let src = Arc::new(crate::metrics::Sources {
+            metrics,
+            store: store.clone(),
+            peering: peering.clone(),
+        });
+        let stop = stopping.clone();
+        // Bind now, so a taken port fails the start like the others.
+        let task = crate::metrics::serve(crate::metrics::bind(addr).await?, src, stop);
+        peer_tasks.push(tokio::spawn(async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %format!("{e:#}"), "metrics endpoint stopped");
+            }
+        }));
+    }
     if let (Some(p), Some(witness)) = (&peering, &witness) {
         let fed_listener = tokio::net::TcpListener::bind(p.listen)
             .await

@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod bundle;
 mod durability;
 mod federation;
 mod hostile;

@@ -38,6 +38,7 @@ async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
         2,
         AGREEMENT_ALL,
     )?;
+    let metrics_port = f.nodes[0].enable_metrics()?;
     f.start_all()?;
     for n in &f.nodes {
         n.alerts()
@@ -82,7 +83,9 @@ async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
                 })
                 .map(|(m, _)| m.as_str())
                 .collect();
-            if cosigned.len() == 2 && cp.size >= 1 {
+            // Settled: its alert and a receipt for each other member's
+            // alert, all under one checkpoint cosigned by both others.
+            if cosigned.len() == 2 && cp.size == 3 {
                 break;
             }
             anyhow::ensure!(
@@ -111,6 +114,33 @@ async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
                 n.member,
                 p.member
             );
+        }
+        // Both replication streams are up (a peer that calls wakes the
+        // subscriber that was backing off from it).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text =
+                lienthong_tests::run_ok(&["federation", "status", "--config", &n.config_arg()])?;
+            assert!(text.contains("cosigned by 2 member(s)"), "{text}");
+            if text.matches(" connected ").count() == 2 {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "streams not up:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        lienthong_tests::run_ok(&["audit", "status", "--config", &n.config_arg()])?;
+        if n.member == "01" {
+            let m = lienthong_tests::http_get(metrics_port, "/metrics")?;
+            for expected in [
+                "lienthong_checkpoint_cosignatures 2",
+                "lienthong_peer_connected{peer=\"24\"} 1",
+                "lienthong_peer_cosigned_ours{peer=\"20\"} 1",
+                "lienthong_manifest_version 1",
+                "lienthong_submissions_total{outcome=\"stored\"} 1",
+            ] {
+                assert!(m.contains(expected), "{expected} not in\n{m}");
+            }
+            assert!(lienthong_tests::http_get(metrics_port, "/nope")?.starts_with("HTTP/1.1 404"));
         }
     }
     Ok(())
@@ -144,6 +174,7 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
         AGREEMENT_ALL,
     )?;
     // 24 and 01 are real nodes; 20 is the test.
+    let metrics_port = f.nodes[1].enable_metrics()?;
     f.nodes[1].start()?;
     f.nodes[2].start()?;
     let rogue_dir = f.nodes[0].path();
@@ -238,6 +269,17 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
         assert!(!out.status.success(), "{text}");
         assert!(text.contains("Equivocation by 20"), "{text}");
     }
+
+    // Monitoring sees it too.
+    let m = lienthong_tests::http_get(metrics_port, "/metrics")?;
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("lienthong_evidence_records{kind=\"equivocation\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{m}"
+    );
 
     // Offering 24 the other history directly is refused, and kept too.
     let err = to[0]

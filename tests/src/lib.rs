@@ -13,6 +13,20 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 pub mod peer;
 
+/// `GET path` over plain HTTP/1.1 on 127.0.0.1:`port`; the whole answer.
+pub fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 /// The `lienthong` binary built with this workspace (or `$LIENTHONG_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("LIENTHONG_BIN") {
@@ -265,6 +279,16 @@ impl Node {
             .replace("# manifest_poll_ms = 10000", "manifest_poll_ms = 300");
         std::fs::write(self.config(), cfg)?;
         Ok(())
+    }
+
+    /// Adds a `[metrics]` section on a free loopback port (takes effect at
+    /// the next start); returns the port.
+    pub fn enable_metrics(&self) -> Result<u16> {
+        let port = free_port();
+        let mut cfg = std::fs::read_to_string(self.config())?;
+        cfg.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+        std::fs::write(self.config(), cfg)?;
+        Ok(port)
     }
 
     /// The member's vkey, from `lienthong key show`.

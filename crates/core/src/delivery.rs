@@ -88,6 +88,7 @@ pub struct Delivery<'a> {
 pub struct AcceptedDelivery {
     entry: VerifiedEntry,
     checkpoint: VerifiedCheckpoint,
+    inclusion_proof: Vec<Hash>,
 }
 
 impl AcceptedDelivery {
@@ -98,6 +99,11 @@ impl AcceptedDelivery {
     /// The checkpoint it is included in.
     pub fn checkpoint(&self) -> &VerifiedCheckpoint {
         &self.checkpoint
+    }
+    /// The inclusion proof that was checked, kept so the receiver can
+    /// later prove what the author showed it.
+    pub fn inclusion_proof(&self) -> &[Hash] {
+        &self.inclusion_proof
     }
     /// Both parts.
     pub fn into_parts(self) -> (VerifiedEntry, VerifiedCheckpoint) {
@@ -261,5 +267,6 @@ pub fn verify_delivery_under(
     Ok(AcceptedDelivery {
         entry,
         checkpoint: checkpoint.clone(),
+        inclusion_proof: inclusion_proof.to_vec(),
     })
 }

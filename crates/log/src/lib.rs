@@ -39,7 +39,7 @@ pub use cosignature::{
 };
 pub use merkle::{
     HashStore, LogError, MAX_PROOF_HASHES, MAX_TREE_SIZE, MemoryHashStore, OverlayHashStore,
-    ProofError, consistency_proof, hashes_to_store, inclusion_proof, leaf_hash, tree_root,
-    verify_consistency, verify_inclusion,
+    ProofError, compact_range, consistency_proof, hashes_to_store, inclusion_proof, leaf_hash,
+    tree_root, verify_consistency, verify_inclusion,
 };
 pub use tlog_tiles::tlog::Hash;

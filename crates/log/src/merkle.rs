@@ -204,6 +204,32 @@ pub fn hashes_to_store(
     Ok((first..).zip(hashes).collect())
 }
 
+/// The compact range of the leaves `[0, size)`: the roots of the complete
+/// subtrees in its left-to-right decomposition, largest first (one per bit
+/// set in `size`). With them and the leaves from `size` on, anyone can
+/// compute the root of every later tree size.
+pub fn compact_range(size: u64, store: &impl HashStore) -> Result<Vec<Hash>, LogError> {
+    check_size(size)?;
+    let mut indexes = Vec::with_capacity(size.count_ones() as usize);
+    let mut offset = 0u64;
+    for level in (0..64u8).rev() {
+        let width = 1u64 << level;
+        if size & width != 0 {
+            indexes.push(tlog::stored_hash_index(level, offset >> level));
+            offset += width;
+        }
+    }
+    let hashes = store.read_hashes(&indexes)?;
+    if hashes.len() != indexes.len() {
+        return Err(LogError::Storage(format!(
+            "the hash store returned {} hashes for {} indexes",
+            hashes.len(),
+            indexes.len()
+        )));
+    }
+    Ok(hashes)
+}
+
 /// Root hash of the tree made of the first `size` leaves (RFC 9162 §2.1.1;
 /// the empty tree's root is SHA-256 of the empty string).
 pub fn tree_root(size: u64, store: &impl HashStore) -> Result<Hash, LogError> {

@@ -14,6 +14,23 @@ pub const CHECKPOINT_RETIRED: u8 = b'Q';
 pub const WITNESSED: u8 = b'W';
 pub const COSIGNATURE: u8 = b'S';
 pub const EVIDENCE: u8 = b'X';
+pub const PROOF: u8 = b'V';
+pub const PEER_CHECKPOINT: u8 = b'K';
+
+/// `K`, author length u8, author, tree size u64 BE.
+pub fn peer_checkpoint(author: &str, size: u64) -> Vec<u8> {
+    let mut k = peer_checkpoint_prefix(author);
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+pub fn peer_checkpoint_prefix(author: &str) -> Vec<u8> {
+    let a = author.as_bytes();
+    let len = u8::try_from(a.len()).unwrap_or(u8::MAX);
+    let mut k = vec![PEER_CHECKPOINT, len];
+    k.extend_from_slice(&a[..usize::from(len)]);
+    k
+}
 
 pub fn with_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

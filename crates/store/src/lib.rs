@@ -46,7 +46,9 @@
 //! | `Q` | tree size u64 BE | a checkpoint note signed with a retired key, kept when the same tree was signed again after a key rotation |
 //! | `W` | member code | the checkpoint of that member this node last cosigned as a witness (note text) |
 //! | `S` | own tree size u64 BE, witness member code | that witness's cosignature line on the own checkpoint of that size |
-//! | `X` | evidence id u64 BE | `Evidence` (protobuf): equivocating checkpoints or a refused signed entry |
+//! | `X` | evidence id u64 BE | `EvidenceRecord` (protobuf): equivocating checkpoints or a refused signed entry |
+//! | `V` | cursor u64 BE | for an entry received from a peer: the size of the author's checkpoint it was proven under, then the inclusion proof (32-byte hashes) |
+//! | `K` | author length u8, author, tree size u64 BE | that author's checkpoint note as delivered with entries |
 
 mod error;
 mod keys;

@@ -5,6 +5,7 @@
 //! durable here (the C2SP witness rule).
 
 use lienthong_core::proto::EvidenceRecord as Evidence;
+use lienthong_log::Hash;
 use prost::Message as _;
 
 use crate::error::StoreError;
@@ -114,5 +115,71 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// For an entry received from a peer (by cursor): the size of the
+    /// author's checkpoint it was proven under and the inclusion proof.
+    pub fn received_proof(&self, cursor: u64) -> Result<Option<(u64, Vec<Hash>)>, StoreError> {
+        let Some(v) = self.inner.db.get(keys::with_u64(keys::PROOF, cursor))? else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt {
+            key: format!("proof of cursor {cursor}"),
+            detail: "bad length".into(),
+        };
+        if v.len() < 8 || (v.len() - 8) % 32 != 0 {
+            return Err(corrupt());
+        }
+        let size = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
+        let hashes = v[8..]
+            .chunks_exact(32)
+            .filter_map(|c| c.try_into().ok().map(Hash))
+            .collect();
+        Ok(Some((size, hashes)))
+    }
+
+    /// A peer's checkpoint note of `size`, as it was delivered.
+    pub fn peer_checkpoint(&self, author: &str, size: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .inner
+            .db
+            .get(keys::peer_checkpoint(author, size))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every own checkpoint issued with a size in `(after, upto]`, each with
+    /// the cosignatures it gathered, in size order.
+    pub fn own_checkpoints(&self, after: u64, upto: u64) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.db.range(
+            keys::with_u64(keys::CHECKPOINT, after.saturating_add(1))
+                ..=keys::with_u64(keys::CHECKPOINT, upto),
+        ) {
+            let (k, v) = kv?;
+            let Some(size) = keys::tail_u64(&k) else {
+                continue;
+            };
+            let mut note = String::from_utf8_lossy(&v).into_owned();
+            for (_, line) in self.cosignatures(size)? {
+                note.push_str(&line);
+                if !line.ends_with('\n') {
+                    note.push('\n');
+                }
+            }
+            out.push((size, note));
+        }
+        Ok(out)
+    }
+
+    /// The compact range of the own feed's leaves `[0, size)`: the roots of
+    /// the complete subtrees of its left-to-right decomposition, largest
+    /// first (what an audit bundle segment starting at `size` needs).
+    pub fn compact_prefix(&self, size: u64) -> Result<Vec<Hash>, StoreError> {
+        Ok(lienthong_log::compact_range(
+            size,
+            &crate::store::TreeHashes(&self.inner.db),
+        )?)
     }
 }

@@ -383,6 +383,7 @@ impl State {
         let mut own_cursors: Vec<u64> = Vec::with_capacity(slots.len());
         let mut own_refs: Vec<Option<String>> = Vec::with_capacity(slots.len());
         let mut received: Vec<(&VerifiedEntry, u64, &[Opening])> = Vec::new();
+        let mut proofs: Vec<(u64, &AcceptedDelivery)> = Vec::new();
         let mut own_openings: Vec<Option<&OpeningSet>> = Vec::with_capacity(slots.len());
         let mut answer_of: Vec<Answer> = Vec::with_capacity(slots.len());
         let mut cursor = self.durable.next_cursor;
@@ -432,6 +433,7 @@ impl State {
                     let entry = d.0.entry();
                     answer_of.push(Answer::Received(received.len()));
                     received.push((entry, cursor, &d.1));
+                    proofs.push((cursor, &d.0));
                     cursor += 1;
                     // A receipt acknowledges an entry; acknowledging a
                     // receipt would make two members acknowledge each
@@ -520,6 +522,22 @@ impl State {
                     .extend_from_slice(&cursor.to_be_bytes());
             }
         }
+        // What the author showed: its checkpoint (once per size) and the
+        // inclusion proof, so this node can prove it later (audit export).
+        for (cursor, d) in &proofs {
+            let cp = d.checkpoint();
+            let mut proof = Vec::with_capacity(8 + 32 * d.inclusion_proof().len());
+            proof.extend_from_slice(&cp.size().to_be_bytes());
+            for h in d.inclusion_proof() {
+                proof.extend_from_slice(&h.0);
+            }
+            batch.insert(&keys::with_u64(keys::PROOF, *cursor), proof);
+            batch.insert(
+                keys::peer_checkpoint(d.entry().author(), cp.size()),
+                cp.note_text().as_bytes(),
+            );
+        }
+        drop(proofs);
         for (entry, cursor, openings) in &received {
             if !openings.is_empty() {
                 let set = OpeningSet {

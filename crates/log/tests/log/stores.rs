@@ -185,3 +185,57 @@ fn overlay_reads_pending_first_then_the_base_and_drains_in_order() {
     ));
     assert!(format!("{overlay:?}").contains("pending: 0"));
 }
+
+/// The compact range of `[0, size)` plus the leaves from `size` on gives
+/// the same root as the whole tree, for every split of every size up to 40.
+#[test]
+fn compact_range_and_later_leaves_give_every_root() {
+    let leaves: Vec<lienthong_log::Hash> =
+        (0..40u8).map(|i| lienthong_log::leaf_hash(&[i])).collect();
+    let mut full = lienthong_log::MemoryHashStore::new();
+    for l in &leaves {
+        full.append(*l).unwrap();
+    }
+    for split in 0..=40u64 {
+        let prefix = lienthong_log::compact_range(split, &full).unwrap();
+        assert_eq!(prefix.len(), split.count_ones() as usize);
+        // A compact range: (subtree hash, width) with widths decreasing;
+        // append each later leaf, merging equal neighbours, then fold the
+        // rest right to left.
+        for end in split..=40 {
+            let mut stack: Vec<(lienthong_log::Hash, u64)> = prefix
+                .iter()
+                .zip((0..64).rev().map(|b| 1u64 << b).filter(|w| split & w != 0))
+                .map(|(h, w)| (*h, w))
+                .collect();
+            for l in &leaves[split as usize..end as usize] {
+                stack.push((*l, 1));
+                while stack.len() >= 2 && stack[stack.len() - 1].1 == stack[stack.len() - 2].1 {
+                    let (r, w) = stack.pop().unwrap();
+                    let (l, _) = stack.pop().unwrap();
+                    stack.push((node(&l, &r), 2 * w));
+                }
+            }
+            let root = stack
+                .into_iter()
+                .map(|(h, _)| h)
+                .rev()
+                .reduce(|right, left| node(&left, &right))
+                .unwrap_or_else(|| lienthong_log::tree_root(0, &full).unwrap());
+            assert_eq!(
+                root,
+                lienthong_log::tree_root(end, &full).unwrap(),
+                "split {split} end {end}"
+            );
+        }
+    }
+}
+
+fn node(left: &lienthong_log::Hash, right: &lienthong_log::Hash) -> lienthong_log::Hash {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update([1u8]);
+    h.update(left.0);
+    h.update(right.0);
+    lienthong_log::Hash(h.finalize().into())
+}
