@@ -613,6 +613,7 @@ impl Audit for AuditService {
             cosignatures,
             evidence: all.len() as u64,
             equivocations,
+            writes_refused: self.store.failure().unwrap_or_default(),
             ..Default::default()
         };
         if let Some(p) = &self.peering {

@@ -462,6 +462,9 @@ pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
         "feed: {} entries, checkpoint {} cosigned by {} member(s)",
         s.feed_size, s.checkpoint_size, s.cosignatures
     );
+    if !s.writes_refused.is_empty() {
+        println!("WRITES REFUSED: {}", s.writes_refused);
+    }
     if !s.peers.is_empty() {
         println!(
             "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8}  last error",

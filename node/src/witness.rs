@@ -358,24 +358,43 @@ async fn request_cosignature(
     let mut client = client_for(&w.peering, m).await?;
     for _ in 0..2 {
         if old > cp.size {
-            anyhow::bail!(
-                "witness {m} already cosigned size {old} of this feed but it has only {}: was the store restored from an older backup?",
+            // Only this member's key could have signed that checkpoint: the
+            // store lost what it signed (restored from an older backup?).
+            // Writing on would fork the feed.
+            let why = format!(
+                "member {m} holds a checkpoint of size {old} of this feed, signed by this member, but the store has only {} entries checkpointed: it was restored from an older copy or lost writes. New entries would fork the feed, so none are accepted. Recover: stop the node, restore the newest backup (or the store from before the loss), start again and check with `lienthong audit status`",
                 cp.size
             );
+            w.store.halt(why.clone());
+            anyhow::bail!(why);
         }
         let proof = if old == 0 || old == cp.size {
             Vec::new()
         } else {
             w.store.consistency_proof(old, cp.size)?
         };
-        let resp = client
+        let resp = match client
             .add_checkpoint(pb::AddCheckpointRequest {
                 old_size: old,
                 consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
                 checkpoint: cp.note.clone(),
             })
-            .await?
-            .into_inner();
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                // The witness holds a checkpoint of ours this one
+                // contradicts: the feed on disk is not the one we signed.
+                let why = format!(
+                    "member {m} refuses to cosign this node's checkpoint of size {}: {}. The store is not the feed this member signed before (restored from an older copy?). New entries would deepen the fork, so none are accepted; restore the newest backup and check with `lienthong audit status`",
+                    cp.size,
+                    s.message()
+                );
+                w.store.halt(why.clone());
+                anyhow::bail!(why);
+            }
+            Err(s) => return Err(s.into()),
+        };
         if let Some(line) = resp.cosignatures.first() {
             let key = *w
                 .peering

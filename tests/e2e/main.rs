@@ -9,5 +9,6 @@ mod federation;
 mod hostile;
 mod independent;
 mod python;
+mod restore;
 mod security;
 mod witness;

@@ -290,6 +290,17 @@ impl Store {
             .clone()
     }
 
+    /// Stops all further writes (until restart) because continuing would
+    /// fork the feed, e.g. a peer proves this member signed a larger tree
+    /// than the store holds. The first reason is kept.
+    pub fn halt(&self, why: String) {
+        let mut f = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            tracing::error!(reason = %why, "refusing all writes");
+            *f = Some(why);
+        }
+    }
+
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
