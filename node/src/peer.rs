@@ -626,6 +626,9 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
         .context("author left the manifest")?;
     let pin = SpkiPin::from_hex(&member.tls_spki_sha256).context("bad pin in manifest")?;
     let author_key = AuthorKeys::from_chain(&chain, author).context("no key for author")?;
+    // Receipts are signed under this node's manifest version in force; a
+    // new version ends this stream (below) and the next one uses it.
+    let version = chain.current().version();
     let channel = connect_pinned(&member.endpoint, &peering.identity, pin).await?;
     let mut client = FederationClient::new(channel);
     let mut next = store.replication_cursor(author)?;
@@ -647,7 +650,16 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
     >;
     let mut in_flight: std::collections::VecDeque<(u64, Pending)> =
         std::collections::VecDeque::new();
-    while let Some(d) = stream.message().await? {
+    let mut versions = peering.versions();
+    loop {
+        let d = tokio::select! {
+            m = stream.message() => match m? {
+                Some(d) => d,
+                None => break,
+            },
+            // Keys and the version receipts carry changed: reconnect.
+            _ = versions.changed() => break,
+        };
         let proof: Vec<lienthong_log::Hash> = d
             .inclusion_proof
             .iter()
@@ -699,7 +711,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     }
                     _ => Vec::new(),
                 };
-                in_flight.push_back((index, writer.receive_queued(accepted, openings)?));
+                in_flight.push_back((index, writer.receive_queued(accepted, openings, version)?));
                 next = index + 1;
             }
             Err(reason @ (Rejected::UnknownManifestVersion { .. } | Rejected::Checkpoint(_))) => {

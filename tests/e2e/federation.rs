@@ -464,8 +464,13 @@ async fn a_member_rotates_its_key_and_a_peer_that_was_away_verifies_both() -> an
     let before = submit(&f.nodes[0], "bn-before-2").await?;
     wait_for(&f.nodes[1], &before.entry_id).await?;
 
+    // 24 stops for the rotation; 01 writes under version 1 meanwhile, so
+    // 24 will acknowledge a version-1 entry after its key changed.
+    f.nodes[0].stop()?;
+    let hn = submit(&f.nodes[1], "hn-while-24-rotates").await?;
+
     // 24 makes a new key; version 2 lists it; 24 and 01 sign (a majority
-    // of three), and it is handed to 01 only.
+    // of three). It is handed to 01 (running) and to 24's own file.
     let new_key = f.nodes[0].path().join("keys/signing-2.pem");
     let vkey_new = run_ok(&[
         "key",
@@ -509,11 +514,18 @@ async fn a_member_rotates_its_key_and_a_peer_that_was_away_verifies_both() -> an
         "--file",
         &m,
     ])?;
-    wait_for_manifest(&f.nodes[0], 2).await?;
+    run_ok(&[
+        "federation",
+        "publish",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--file",
+        &m,
+    ])?;
+    wait_for_manifest(&f.nodes[1], 2).await?;
 
     // 24 restarts with the new key; its store holds checkpoints signed
     // with the old one, which it must accept.
-    f.nodes[0].stop()?;
     let cfg = std::fs::read_to_string(f.nodes[0].config())?;
     let cfg = cfg.replace("keys/signing-key.pem", "keys/signing-2.pem");
     anyhow::ensure!(cfg.contains("signing-2.pem"), "config key path");
@@ -522,6 +534,8 @@ async fn a_member_rotates_its_key_and_a_peer_that_was_away_verifies_both() -> an
     assert_eq!(f.nodes[0].vkey()?.trim(), vkey_new.trim());
     let after = submit(&f.nodes[0], "bn-after-1").await?;
     wait_for(&f.nodes[1], &after.entry_id).await?;
+    // Its receipt for 01's version-1 entry is signed under version 2.
+    wait_for(&f.nodes[0], &hn.entry_id).await?;
 
     // 20 comes back still holding version 1 only.
     f.nodes[2].start()?;

@@ -152,29 +152,13 @@ pub fn root_from_inclusion_proof(
 }
 
 /// The compact range of the leaves `[0, size)` of a log whose stored hashes
-/// are in `store`: what an exporter writes in a segment's `prefix`.
+/// are in `store`: what an exporter writes in a segment's `prefix` (the
+/// one implementation lives in `lienthong_log`).
 pub fn compact_prefix(
     size: u64,
     store: &impl lienthong_log::HashStore,
 ) -> Result<Vec<Hash>, lienthong_log::LogError> {
-    let mut indexes = Vec::with_capacity(size.count_ones() as usize);
-    let mut offset = 0u64;
-    for level in (0..64u8).rev() {
-        let width = 1u64 << level;
-        if size & width != 0 {
-            indexes.push(tlog_tiles::tlog::stored_hash_index(level, offset >> level));
-            offset += width;
-        }
-    }
-    let hashes = store.read_hashes(&indexes)?;
-    if hashes.len() != indexes.len() {
-        return Err(lienthong_log::LogError::Storage(format!(
-            "the hash store returned {} hashes for {} indexes",
-            hashes.len(),
-            indexes.len()
-        )));
-    }
-    Ok(hashes)
+    lienthong_log::compact_range(size, store)
 }
 
 #[cfg(test)]

@@ -142,6 +142,13 @@ impl SignedManifest {
     pub fn from_proto(p: &crate::proto::SignedManifestVersion) -> Result<Self, ManifestError> {
         let manifest: Manifest = serde_json::from_slice(&p.canonical_manifest)
             .map_err(|e| ManifestError::Parse(format!("canonical manifest: {e}")))?;
+        // Signatures cover the canonical form; bytes that only parse to it
+        // are not what was signed.
+        if manifest.canonical_bytes() != p.canonical_manifest {
+            return Err(ManifestError::Parse(
+                "canonical_manifest is not in canonical form (keys sorted, members by code, quorum written out)".into(),
+            ));
+        }
         let signatures = p
             .signatures
             .iter()

@@ -91,8 +91,9 @@ type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 enum Work {
     /// Author a new entry in the own feed.
     Author(Box<NewEntry>),
-    /// Store a peer's verified entry and write its receipt.
-    Receive(Box<(AcceptedDelivery, Vec<Opening>)>),
+    /// Store a peer's verified entry and write its receipt (signed under
+    /// the receiver's manifest version, the last field).
+    Receive(Box<(AcceptedDelivery, Vec<Opening>, u64)>),
 }
 
 struct Job {
@@ -151,13 +152,21 @@ impl Writer {
     /// signed receipt for it into the own feed in the same atomic write.
     /// Resolves once both are durable; an entry stored before answers with
     /// `duplicate = true` and writes nothing.
+    ///
+    /// `manifest_version` is the receiver's manifest version in force: the
+    /// receipt is signed with the receiver's key of that version.
     pub async fn receive(
         &self,
         delivery: AcceptedDelivery,
         openings: Vec<Opening>,
+        manifest_version: u64,
     ) -> Result<Appended, StoreError> {
-        self.submit(Work::Receive(Box::new((delivery, openings))))
-            .await
+        self.submit(Work::Receive(Box::new((
+            delivery,
+            openings,
+            manifest_version,
+        ))))
+        .await
     }
 
     /// Queues a peer's verified entry (as [`Writer::receive`]) without
@@ -169,13 +178,14 @@ impl Writer {
         &self,
         delivery: AcceptedDelivery,
         openings: Vec<Opening>,
+        manifest_version: u64,
     ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .as_ref()
             .ok_or(StoreError::Closed)?
             .send(Job {
-                work: Work::Receive(Box::new((delivery, openings))),
+                work: Work::Receive(Box::new((delivery, openings, manifest_version))),
                 reply,
             })
             .map_err(|_| StoreError::Closed)?;
@@ -451,7 +461,7 @@ impl State {
                     own(
                         Payload::Receipt(receipt),
                         &[entry.author().to_owned()],
-                        entry.body().manifest_version,
+                        d.2,
                         Vec::new(),
                         &mut bodies,
                     );

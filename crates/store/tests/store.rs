@@ -466,11 +466,11 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
                 .await
                 .unwrap();
             for i in 0..3 {
-                let a = w.receive(deliver(i), vec![]).await.unwrap();
+                let a = w.receive(deliver(i), vec![], 1).await.unwrap();
                 assert!(!a.duplicate);
                 assert_eq!(a.index, i);
             }
-            let again = w.receive(deliver(1), vec![]).await.unwrap();
+            let again = w.receive(deliver(1), vec![], 1).await.unwrap();
             assert!(again.duplicate);
         });
         w.shutdown();
@@ -583,7 +583,7 @@ fn receipts_of_receipts_ping_pong() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).unwrap();
     let w = writer(&store);
-    rt().block_on(async { w.receive(accepted, vec![]).await.unwrap() });
+    rt().block_on(async { w.receive(accepted, vec![], 1).await.unwrap() });
     assert!(
         store.get_by_id(&receipt.id()).unwrap().is_some(),
         "the receipt is stored"
