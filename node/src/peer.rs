@@ -557,24 +557,7 @@ async fn connect_pinned(
     identity: &TlsIdentity,
     pin: SpkiPin,
 ) -> Result<tonic::transport::Channel> {
-    let config = Arc::new(lienthong_federation::tls::client_config(identity, pin)?);
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let addr = endpoint.to_owned();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let (connector, addr) = (connector.clone(), addr.clone());
-            async move {
-                let tcp = tokio::net::TcpStream::connect(&addr).await?;
-                tcp.set_nodelay(true)?;
-                let name = rustls_pki_types::ServerName::try_from("peer.lienthong.invalid")
-                    .map_err(std::io::Error::other)?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        }))
-        .await?;
-    Ok(channel)
+    Ok(lienthong_federation::channel::connect_pinned(endpoint, identity, pin).await?)
 }
 
 /// Receiver side: keeps a subscription to `author` open, verifying every

@@ -332,55 +332,20 @@ async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result
         ])?;
     let v2_path = f.dir.path().join("manifest-v2.toml");
     std::fs::write(&v2_path, v2)?;
-    run_ok(&[
-        "federation",
-        "propose",
-        "--toml",
-        &v2_path.display().to_string(),
-        "--file",
-        &m,
-    ])?;
+    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
     // 75's own signature does not count: only version 1's members can admit it.
-    run_ok(&[
-        "federation",
-        "sign",
-        "--config",
-        &dong_nai.config_arg(),
-        "--file",
-        &m,
-    ])?;
-    run_ok(&[
-        "federation",
-        "sign",
-        "--config",
-        &f.nodes[0].config_arg(),
-        "--file",
-        &m,
-    ])?;
+    manifest_cmd("sign", "--config", &dong_nai.config_arg(), &m)?;
+    manifest_cmd("sign", "--config", &f.nodes[0].config_arg(), &m)?;
     assert!(
         run_ok(&["federation", "show", "--file", &m])?.contains("not in force"),
         "one of two v1 signatures is not a majority"
     );
-    run_ok(&[
-        "federation",
-        "sign",
-        "--config",
-        &f.nodes[1].config_arg(),
-        "--file",
-        &m,
-    ])?;
+    manifest_cmd("sign", "--config", &f.nodes[1].config_arg(), &m)?;
     assert!(run_ok(&["federation", "show", "--file", &m])?.contains("in force: version 2"));
 
     // Version 2 is handed to 01 only, while everyone runs: 01 adopts it
     // from its file, 24 fetches it from 01 and checks the quorum itself.
-    run_ok(&[
-        "federation",
-        "publish",
-        "--config",
-        &f.nodes[0].config_arg(),
-        "--file",
-        &m,
-    ])?;
+    manifest_cmd("publish", "--config", &f.nodes[0].config_arg(), &m)?;
     for n in &f.nodes {
         wait_for_manifest(n, 2).await?;
     }
@@ -408,6 +373,11 @@ async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result
     wait_for(&f.nodes[0], &from_dn.entry_id).await?;
     wait_for(&f.nodes[1], &from_dn.entry_id).await?;
     Ok(())
+}
+
+/// `lienthong federation CMD FLAG VALUE --file MANIFEST`.
+fn manifest_cmd(cmd: &str, flag: &str, value: &str, manifest: &str) -> anyhow::Result<String> {
+    run_ok(&["federation", cmd, flag, value, "--file", manifest])
 }
 
 async fn submit(node: &Node, reference: &str) -> anyhow::Result<pb::SubmitAlertResponse> {
@@ -488,40 +458,12 @@ async fn a_member_rotates_its_key_and_a_peer_that_was_away_verifies_both() -> an
     anyhow::ensure!(v2.contains(vkey_new.trim()), "new key not in v2");
     let v2_path = f.dir.path().join("manifest-v2.toml");
     std::fs::write(&v2_path, v2)?;
-    run_ok(&[
-        "federation",
-        "propose",
-        "--toml",
-        &v2_path.display().to_string(),
-        "--file",
-        &m,
-    ])?;
+    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
     for n in 0..2 {
-        run_ok(&[
-            "federation",
-            "sign",
-            "--config",
-            &f.nodes[n].config_arg(),
-            "--file",
-            &m,
-        ])?;
+        manifest_cmd("sign", "--config", &f.nodes[n].config_arg(), &m)?;
     }
-    run_ok(&[
-        "federation",
-        "publish",
-        "--config",
-        &f.nodes[1].config_arg(),
-        "--file",
-        &m,
-    ])?;
-    run_ok(&[
-        "federation",
-        "publish",
-        "--config",
-        &f.nodes[0].config_arg(),
-        "--file",
-        &m,
-    ])?;
+    manifest_cmd("publish", "--config", &f.nodes[1].config_arg(), &m)?;
+    manifest_cmd("publish", "--config", &f.nodes[0].config_arg(), &m)?;
     wait_for_manifest(&f.nodes[1], 2).await?;
 
     // 24 restarts with the new key; its store holds checkpoints signed

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use lienthong_core::entry::{ENTRY_FORMAT, VerifiedEntry, sign_entry};
-use lienthong_federation::tls::{PinSet, SpkiPin};
+use lienthong_federation::tls::PinSet;
 use lienthong_log::{
     Hash, MemoryHashStore, NoteSigner, TreeHead, inclusion_proof, sign_checkpoint,
 };
@@ -148,25 +148,8 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     // Listen where the manifest says 20 is, with 20's TLS key.
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        f.dir.path().join("manifest.json"),
-    )?)?;
-    let members = manifest["versions"][0]["manifest"]["members"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let endpoint = members
-        .iter()
-        .find(|m| m["code"] == "20")
-        .and_then(|m| m["endpoint"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let pins = PinSet::new(members.iter().filter_map(|m| {
-        Some((
-            m["code"].as_str()?.to_owned(),
-            SpkiPin::from_hex(m["tls_spki_sha256"].as_str()?)?,
-        ))
-    }));
+    let (endpoint, _) = f.endpoint("20")?;
+    let pins = PinSet::new(f.members()?.into_iter().map(|(c, _, p)| (c, p)));
     let listener = tokio::net::TcpListener::bind(&endpoint).await?;
     let server = serve_federation(
         listener,

@@ -4,32 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use lienthong_federation::tls::SpkiPin;
 use lienthong_log::{MemoryHashStore, NoteSigner, TreeHead, leaf_hash, sign_checkpoint};
 use lienthong_proto::v1::{self as pb};
 use lienthong_tests::peer::{federation_client, peer_identity};
 use lienthong_tests::{AGREEMENT_ALL, federation, sample_alert};
 
 const FED: &str = "lienthong.example/bac-bo-11";
-
-/// (endpoint, pin) of `code` in the federation's manifest file.
-fn endpoint_of(dir: &std::path::Path, code: &str) -> anyhow::Result<(String, SpkiPin)> {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
-    let members = m["versions"][0]["manifest"]["members"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let me = members
-        .iter()
-        .find(|x| x["code"] == code)
-        .ok_or_else(|| anyhow::anyhow!("{code} not in manifest"))?;
-    Ok((
-        me["endpoint"].as_str().unwrap_or_default().to_owned(),
-        SpkiPin::from_hex(me["tls_spki_sha256"].as_str().unwrap_or_default())
-            .ok_or_else(|| anyhow::anyhow!("bad pin"))?,
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
@@ -198,7 +178,7 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
 
     let mut to = Vec::new();
     for code in ["24", "01"] {
-        let (endpoint, pin) = endpoint_of(f.dir.path(), code)?;
+        let (endpoint, pin) = f.endpoint(code)?;
         to.push(federation_client(&endpoint, &identity, pin).await?);
     }
     for (client, cp) in to.iter_mut().zip([&a, &b]) {
@@ -295,7 +275,7 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
 
     // A node's own pinned client certificate is not a member's: the
     // federation port refuses it at the handshake.
-    let (endpoint, pin) = endpoint_of(f.dir.path(), "24")?;
+    let (endpoint, pin) = f.endpoint("24")?;
     let admin = lienthong_federation::tls::TlsIdentity {
         cert_pem: std::fs::read_to_string(f.nodes[1].path().join("clients/admin-cert.pem"))?,
         key_pem: std::fs::read_to_string(f.nodes[1].path().join("clients/admin-key.pem"))?,

@@ -305,6 +305,33 @@ pub struct Federation {
 }
 
 impl Federation {
+    /// The members of the manifest's first version: (code, endpoint, pin).
+    pub fn members(&self) -> Result<Vec<(String, String, lienthong_federation::tls::SpkiPin)>> {
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            self.dir.path().join("manifest.json"),
+        )?)?;
+        m["versions"][0]["manifest"]["members"]
+            .as_array()
+            .context("manifest without members")?
+            .iter()
+            .map(|x| {
+                let s = |k: &str| x[k].as_str().map(str::to_owned).context("member field");
+                let pin = lienthong_federation::tls::SpkiPin::from_hex(&s("tls_spki_sha256")?)
+                    .context("bad pin")?;
+                Ok((s("code")?, s("endpoint")?, pin))
+            })
+            .collect()
+    }
+
+    /// Endpoint and pin of member `code`.
+    pub fn endpoint(&self, code: &str) -> Result<(String, lienthong_federation::tls::SpkiPin)> {
+        self.members()?
+            .into_iter()
+            .find(|(c, _, _)| c == code)
+            .map(|(_, e, p)| (e, p))
+            .with_context(|| format!("{code} is not in the manifest"))
+    }
+
     /// Starts every node and waits until each serves.
     pub fn start_all(&mut self) -> Result<()> {
         self.nodes.iter_mut().try_for_each(Node::start)

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use lienthong_federation::tls::{SpkiPin, TlsIdentity};
@@ -30,23 +29,9 @@ pub async fn federation_client(
     identity: &TlsIdentity,
     pin: SpkiPin,
 ) -> Result<FederationClient<Channel>> {
-    let config = Arc::new(lienthong_federation::tls::client_config(identity, pin)?);
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let addr = endpoint.to_owned();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let (connector, addr) = (connector.clone(), addr.clone());
-            async move {
-                let tcp = tokio::net::TcpStream::connect(&addr).await?;
-                let name = rustls_pki_types::ServerName::try_from("peer.lienthong.invalid")
-                    .map_err(std::io::Error::other)?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        }))
-        .await?;
-    Ok(FederationClient::new(channel))
+    Ok(FederationClient::new(
+        lienthong_federation::channel::connect_pinned(endpoint, identity, pin).await?,
+    ))
 }
 
 /// Serves `service` as a member's Federation API on `listener`, with that

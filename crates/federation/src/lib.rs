@@ -13,4 +13,5 @@
 //! - [`tls`]: member TLS identities (self-signed certificates with their
 //!   pins) and the rustls verifiers that enforce the pins.
 
+pub mod channel;
 pub mod tls;
