@@ -91,6 +91,7 @@ struct RawApi {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
+    client_crl: Option<PathBuf>,
     #[serde(default)]
     plaintext_dev: bool,
     #[serde(default = "default_max_in_flight")]
@@ -159,6 +160,9 @@ pub enum ApiSecurity {
         key: PathBuf,
         /// CA that signs local clients' certificates (PEM).
         client_ca: PathBuf,
+        /// Revoked client certificates (PEM CRL signed by `client_ca`),
+        /// re-read while the node runs.
+        client_crl: Option<PathBuf>,
     },
     /// No TLS, no authentication: development only, loopback only.
     PlaintextDev,
@@ -295,7 +299,11 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
                 raw.api.listen
             ));
         }
-        if raw.api.tls_cert.is_some() || raw.api.tls_key.is_some() || raw.api.client_ca.is_some() {
+        if raw.api.tls_cert.is_some()
+            || raw.api.tls_key.is_some()
+            || raw.api.client_ca.is_some()
+            || raw.api.client_crl.is_some()
+        {
             problems.push("api.plaintext_dev = true together with api.tls_*/api.client_ca: choose one (remove plaintext_dev for production)".into());
         }
         ApiSecurity::PlaintextDev
@@ -311,6 +319,7 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
             cert: need("tls_cert", &raw.api.tls_cert),
             key: need("tls_key", &raw.api.tls_key),
             client_ca: need("client_ca", &raw.api.client_ca),
+            client_crl: raw.api.client_crl.as_ref().map(|p| resolve(p)),
         }
     };
     if raw.api.max_in_flight == 0 || raw.api.max_in_flight > 1_000_000 {
@@ -350,12 +359,16 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
             cert,
             key,
             client_ca,
+            client_crl,
         } = &security
             && !cert.as_os_str().is_empty()
         {
             check_readable(&mut problems, "api.tls_cert", cert);
             check_secret(&mut problems, "api.tls_key", key);
             check_readable(&mut problems, "api.client_ca", client_ca);
+            if let Some(crl) = client_crl {
+                check_readable(&mut problems, "api.client_crl", crl);
+            }
         }
     }
 

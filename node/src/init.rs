@@ -66,10 +66,16 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
         write_public(&o.dir.join("tls/api-cert.pem"), &cert)?;
         write_private(&o.dir.join("tls/api-key.pem"), &k)?;
         add_client_files(&o.dir, "admin", &ca_cert, &ca_key)?;
+        write_public(
+            &o.dir.join("tls/clients-crl.pem"),
+            &pki::crl(&ca_cert, &ca_key, &[], 1)?,
+        )?;
         "tls_cert = \"tls/api-cert.pem\"    # server certificate, signed by tls/ca-cert.pem\n\
          tls_key = \"tls/api-key.pem\"      # its private key (0600)\n\
          client_ca = \"tls/ca-cert.pem\"    # local systems must present a certificate signed by this CA\n\
-         #                                  (issue one with `lienthong client add NAME`)\n"
+         #                                  (issue one with `lienthong client add NAME`)\n\
+         client_crl = \"tls/clients-crl.pem\" # certificates revoked with `lienthong client revoke NAME`;\n\
+         #                                  re-read by the running node within seconds\n"
             .to_owned()
     };
     let cli = if o.plaintext_dev {
@@ -149,6 +155,75 @@ fn add_client_files(
     write_public(&cert_path, &cert)?;
     write_private(&key_path, &key)?;
     Ok((cert_path, key_path))
+}
+
+/// Revokes the client certificate issued to `name`: adds it to
+/// `clients/revoked.json` and writes a new CRL signed by the CA to
+/// `api.client_crl`, which the running node re-reads.
+pub fn client_revoke(config_path: &Path, name: &str) -> Result<PathBuf> {
+    pki::check_client_name(name)?;
+    let cfg = crate::config::load(config_path, false)?;
+    let crate::config::ApiSecurity::Tls {
+        client_ca,
+        client_crl,
+        ..
+    } = &cfg.security
+    else {
+        bail!("this node's API runs with plaintext_dev (no TLS): client certificates are not used");
+    };
+    let Some(crl_path) = client_crl else {
+        bail!(
+            "api.client_crl is not set: add `client_crl = \"tls/clients-crl.pem\"` under [api] (nodes made by newer `lienthong init` have it), then revoke again"
+        );
+    };
+    let dir = cfg.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cert_path = dir.join(format!("clients/{name}-cert.pem"));
+    let cert = std::fs::read_to_string(&cert_path).with_context(|| {
+        format!(
+            "reading {} (revoke names a client issued with `lienthong client add`)",
+            cert_path.display()
+        )
+    })?;
+    let serial = hex::encode(pki::cert_serial(&cert)?);
+    let list_path = dir.join("clients/revoked.json");
+    let mut list: Vec<pki::Revoked> = match std::fs::read_to_string(&list_path) {
+        Ok(t) => serde_json::from_str(&t)
+            .with_context(|| format!("{} is not a revocation list", list_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", list_path.display())),
+    };
+    if list.iter().any(|r| r.serial == serial) {
+        bail!("the certificate of {name} (serial {serial}) is already revoked");
+    }
+    list.push(pki::Revoked {
+        name: name.to_owned(),
+        serial,
+        revoked_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+    });
+    let ca_key_path = client_ca.with_file_name("ca-key.pem");
+    let ca_cert = std::fs::read_to_string(client_ca)
+        .with_context(|| format!("reading {}", client_ca.display()))?;
+    let ca_key = std::fs::read_to_string(&ca_key_path)
+        .with_context(|| format!("reading the CA key {}", ca_key_path.display()))?;
+    // The list first (the record), then the CRL (what the node enforces).
+    replace_file(&list_path, &serde_json::to_string_pretty(&list)?)?;
+    replace_file(
+        crl_path,
+        &pki::crl(&ca_cert, &ca_key, &list, list.len() as u64 + 1)?,
+    )?;
+    Ok(crl_path.clone())
+}
+
+/// Writes `path` atomically (temporary file, fsync, rename).
+fn replace_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 /// Issues a client certificate for a local system.

@@ -4,6 +4,7 @@
 //! into the library crates. See README.md for the architecture.
 
 mod api;
+mod api_tls;
 mod client;
 mod config;
 mod export;
@@ -256,6 +257,19 @@ enum ClientCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Revoke a client certificate (lost laptop, retired system): it is
+    /// listed in clients/revoked.json and in the CRL at api.client_crl,
+    /// which the running node re-reads within seconds; new connections
+    /// with it are refused at the handshake.
+    #[command(
+        after_help = "Example:\n  lienthong client revoke hotline-1800 --config lienthong.toml"
+    )]
+    Revoke {
+        /// Name the certificate was issued to.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -461,6 +475,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("issued {} and {}", cert.display(), key.display());
             println!(
                 "give both, with the CA certificate (api.client_ca), to the system {name:?}; keep the key private"
+            );
+            Ok(())
+        }
+        Command::Client(ClientCommand::Revoke { name, config }) => {
+            let crl = init::client_revoke(&config.config, &name)?;
+            println!(
+                "revoked the certificate of {name}; {} updated (the running node refuses it for new connections within seconds)",
+                crl.display()
             );
             Ok(())
         }

@@ -501,11 +501,13 @@ fn collect(
     Ok((out, end))
 }
 
-/// Accepts TLS connections with the pinned verifier, handshaking off the
-/// accept loop; refused handshakes are logged.
-pub fn pinned_incoming(
+/// Accepts TLS connections with `config`'s verifier (pinned members on
+/// the federation port, the local CA on the API), handshaking off the
+/// accept loop; refused handshakes are logged with `port`.
+pub fn tls_incoming(
     listener: tokio::net::TcpListener,
     config: rustls::ServerConfig,
+    port: &'static str,
 ) -> tokio_stream::wrappers::ReceiverStream<
     Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
 > {
@@ -523,8 +525,8 @@ pub fn pinned_incoming(
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
-                    Ok(Err(e)) => tracing::warn!(%addr, error = %e, "peer TLS handshake refused"),
-                    Err(_) => tracing::warn!(%addr, "peer TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::warn!(port, %addr, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::warn!(port, %addr, "TLS handshake timed out"),
                 }
             });
         }

@@ -128,3 +128,61 @@ pub fn check_client_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// One revoked client certificate, as kept in `clients/revoked.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Revoked {
+    /// The client name the certificate was issued to.
+    pub name: String,
+    /// Its serial number, hex.
+    pub serial: String,
+    /// When it was revoked, Unix seconds.
+    pub revoked_unix: i64,
+}
+
+/// The serial number of a PEM certificate, as bytes.
+pub fn cert_serial(cert_pem: &str) -> Result<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
+    Ok(cert.tbs_certificate.raw_serial().to_vec())
+}
+
+/// A CRL signed by the CA listing `revoked` (PEM). `number` must grow with
+/// every new list.
+pub fn crl(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    revoked: &[Revoked],
+    number: u64,
+) -> Result<String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).context("reading the CA key")?;
+    let issuer =
+        Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).context("reading the CA certificate")?;
+    let now = OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        // Revocation never lapses: the list is replaced, not renewed.
+        next_update: now + Duration::days(CA_DAYS),
+        crl_number: rcgen::SerialNumber::from(number.to_be_bytes().to_vec()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|r| {
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(
+                        hex::decode(&r.serial).context("serial in revoked.json")?,
+                    ),
+                    revocation_time: OffsetDateTime::from_unix_timestamp(r.revoked_unix)
+                        .unwrap_or(now),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<_>>()?,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer)?.pem()?)
+}

@@ -12,7 +12,7 @@ use lienthong_core::proto::{alerts_server::AlertsServer, audit_server::AuditServ
 use lienthong_log::NoteSigner;
 use lienthong_store::{FeedSigner, OpenOptions, Store, Writer, WriterConfig};
 use tokio::sync::Semaphore;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::api::{AlertsService, AuditService};
 use crate::config::{ApiSecurity, Config};
@@ -28,7 +28,7 @@ pub struct Prepared {
     config: Config,
     store: Store,
     writer: Writer,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<rustls::ServerConfig>,
     peering: Option<Arc<Peering>>,
 }
 
@@ -104,15 +104,13 @@ pub fn prepare(config: Config) -> Result<Prepared> {
             cert,
             key,
             client_ca,
-        } => {
-            let read =
-                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-            Some(
-                ServerTlsConfig::new()
-                    .identity(Identity::from_pem(read(cert)?, read(key)?))
-                    .client_ca_root(Certificate::from_pem(read(client_ca)?)),
-            )
-        }
+            client_crl,
+        } => Some(crate::api_tls::server_config(
+            cert,
+            key,
+            client_ca,
+            client_crl.as_deref(),
+        )?),
     };
     let store = Store::open(&OpenOptions {
         dir: config.store_dir.clone(),
@@ -230,7 +228,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         })
         .max_decoding_message_size(MAX_MESSAGE);
         let mut stop = stopping.clone();
-        let incoming = crate::peer::pinned_incoming(fed_listener, tls);
+        let incoming = crate::peer::tls_incoming(fed_listener, tls, "federation");
         peer_tasks.push(tokio::spawn(async move {
             let r = Server::builder()
                 .add_service(service)
@@ -264,9 +262,6 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
     }
     let addr = listener.local_addr()?;
     let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).context("api TLS configuration")?;
-    }
     let router = builder
         .add_service(health)
         .add_service(reflection)
@@ -280,23 +275,36 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         std::fs::write(&tmp, addr.to_string())?;
         std::fs::rename(&tmp, f)?;
     }
-    // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and
-    // delayed ACKs add ~40 ms to every answer.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |s| {
-            s.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
-        },
-    );
-    router
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .context("serving the API")?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    match tls {
+        Some(cfg) => {
+            router
+                .serve_with_incoming_shutdown(
+                    crate::peer::tls_incoming(listener, cfg, "api"),
+                    shutdown,
+                )
+                .await
+        }
+        None => {
+            // Small request/response pairs: without TCP_NODELAY, Nagle's
+            // algorithm and delayed ACKs add ~40 ms to every answer.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |s| {
+                    s.inspect(|s| {
+                        let _ = s.set_nodelay(true);
+                    })
+                },
+            );
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    }
+    .context("serving the API")?;
 
     tracing::info!("stopping: finishing queued writes and a last checkpoint");
     for t in peer_tasks {

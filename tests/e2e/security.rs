@@ -89,13 +89,70 @@ async fn the_api_refuses_clients_without_a_certificate_from_its_ca() -> anyhow::
     assert_eq!(key_mode & 0o777, 0o600);
     assert_eq!(
         submit_via(
-            url,
+            url.clone(),
             Some(as_client(&ca, &node.path(), "hotline-1800")?),
             "cb-1"
         )
         .await?,
         0
     );
+
+    // A peer's certificate (pinned for the federation, not issued by this
+    // node's CA) is no key to the local API.
+    let peer = Identity::from_pem(
+        std::fs::read(node.path().join("tls/peer-cert.pem"))?,
+        std::fs::read(node.path().join("tls/peer-key.pem"))?,
+    );
+    let as_peer = ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .identity(peer)
+        .domain_name("localhost");
+    assert!(
+        submit_via(url.clone(), Some(as_peer), "x").await.is_err(),
+        "a member's peer certificate was accepted on the local API"
+    );
+
+    // Revoked while the node runs: refused on new connections within
+    // seconds; the other clients keep working.
+    let out = lienthong(&[
+        "client",
+        "revoke",
+        "hotline-1800",
+        "--config",
+        &node.config_arg(),
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = submit_via(
+            url.clone(),
+            Some(as_client(&ca, &node.path(), "hotline-1800")?),
+            "cb-2",
+        )
+        .await;
+        if r.is_err() {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "a revoked certificate is still accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(node.log().contains("reloaded the client revocation list"));
+    submit_via(url, Some(as_client(&ca, &node.path(), "admin")?), "cb-3").await?;
+    let again = lienthong(&[
+        "client",
+        "revoke",
+        "hotline-1800",
+        "--config",
+        &node.config_arg(),
+    ])?;
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
     Ok(())
 }
 
