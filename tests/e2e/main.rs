@@ -4,6 +4,7 @@
 mod api;
 mod audit;
 mod bundle;
+mod chaos;
 mod durability;
 mod federation;
 mod hostile;

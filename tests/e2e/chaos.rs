@@ -1,0 +1,176 @@
+//! Issue 8 item 1 (short form): three members under load while one of
+//! them is killed with SIGKILL at varying moments of ingest, replication
+//! and witnessing, six times (or `LIENTHONG_CHAOS_ROUNDS`). Afterwards every acknowledged alert is at its
+//! author and at both receivers exactly once, and the three members' audit
+//! bundles verify together: every signature, root and cosignature, and a
+//! receipt in each receiver's feed for every entry sent to it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lienthong_proto::v1::{self as pb, get_entry_request::Key};
+use lienthong_tests::{AGREEMENT_ALL, Node, federation, run_ok, sample_alert};
+
+/// Kill cycles: 6 in CI; `LIENTHONG_CHAOS_ROUNDS=1000` for the long run
+/// (docs/reliability.md).
+fn rounds() -> u64 {
+    std::env::var("LIENTHONG_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
+
+/// Submits to `node` until `until` (at most 400); returns reference → id
+/// of what was acknowledged. Stops at the first error (the node died).
+async fn load(node: &Node, tag: String, until: Instant) -> HashMap<String, Vec<u8>> {
+    let mut acked = HashMap::new();
+    let Ok(mut c) = node.alerts().await else {
+        return acked;
+    };
+    for k in 0..400 {
+        if Instant::now() > until {
+            break;
+        }
+        let reference = format!("{tag}-{k}");
+        match c
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert(&reference)),
+            })
+            .await
+        {
+            Ok(r) => {
+                acked.insert(reference, r.into_inner().entry_id);
+            }
+            Err(_) => break,
+        }
+    }
+    acked
+}
+
+async fn status(n: &Node) -> anyhow::Result<pb::GetStatusResponse> {
+    Ok(n.audit()
+        .await?
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_killed_under_load_lose_nothing_and_their_bundles_verify() -> anyhow::Result<()> {
+    let mut f = federation(
+        &[("01", "Hà Nội"), ("24", "Bắc Ninh"), ("20", "Lạng Sơn")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    f.start_all()?;
+    // author → (reference → entry id), acknowledged only.
+    let mut acked: HashMap<String, HashMap<String, Vec<u8>>> = HashMap::new();
+    let rounds = rounds();
+    for round in 0..rounds {
+        let victim = (round % 3) as usize;
+        let until = Instant::now() + Duration::from_millis(400);
+        let kill_after = Duration::from_millis(40 + 53 * (round % 7));
+        let pid = f.nodes[victim].pid().unwrap_or_default();
+        let tag = |i: usize| format!("r{round}-{}", f.nodes[i].member);
+        // SIGKILL lands while all three are loaded: mid-ingest for the
+        // victim, mid-replication and mid-witnessing for the others.
+        let killer = async {
+            tokio::time::sleep(kill_after).await;
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        };
+        let (a, b, c, ()) = tokio::join!(
+            load(&f.nodes[0], tag(0), until),
+            load(&f.nodes[1], tag(1), until),
+            load(&f.nodes[2], tag(2), until),
+            killer
+        );
+        for (n, got) in f.nodes.iter().zip([a, b, c]) {
+            acked.entry(n.member.clone()).or_default().extend(got);
+        }
+        f.nodes[victim].kill9(); // reaps the killed process
+        f.nodes[victim].start()?;
+    }
+
+    // Let replication, receipts and witnessing settle.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut settled = true;
+        for n in &f.nodes {
+            let s = status(n).await?;
+            let sent: usize = acked.values().map(HashMap::len).sum();
+            let own = acked.get(&n.member).map_or(0, HashMap::len);
+            // Its own alerts (at least those acknowledged) plus a receipt
+            // for every alert of the two others, all checkpointed and
+            // cosigned by both.
+            settled &= s.feed_size as usize >= own + (sent - own)
+                && s.checkpoint_size == s.feed_size
+                && s.cosignatures == 2
+                && s.writes_refused.is_empty();
+        }
+        if settled {
+            break;
+        }
+        if Instant::now() > deadline {
+            for n in &f.nodes {
+                println!("{}: {:?}", n.member, status(n).await?);
+            }
+            anyhow::bail!("the federation did not settle within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Every acknowledged alert is at its author and at both receivers.
+    let mut checked = 0;
+    for (author, refs) in &acked {
+        for n in &f.nodes {
+            let mut c = n.alerts().await?;
+            for (reference, id) in refs {
+                let e = c
+                    .get(pb::GetEntryRequest {
+                        key: Some(Key::EntryId(id.clone())),
+                    })
+                    .await
+                    .map_err(|s| {
+                        anyhow::anyhow!("{reference} of {author} missing at {}: {s}", n.member)
+                    })?
+                    .into_inner();
+                assert_eq!(e.body.unwrap_or_default().author, *author);
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} (alert, node) pairs checked after {rounds} kills");
+
+    // The auditor's view: everything verifies, nothing undelivered.
+    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
+    for n in &f.nodes {
+        let out = f.dir.path().join(format!("{}.ltb", n.member));
+        run_ok(&[
+            "audit",
+            "export",
+            "--config",
+            &n.config_arg(),
+            "--out",
+            &out.display().to_string(),
+        ])?;
+        args.push(out.display().to_string());
+    }
+    let report = f.dir.path().join("report.json");
+    args.extend([
+        "--vkey".to_owned(),
+        f.nodes[0].vkey()?.trim().to_owned(),
+        "--json".to_owned(),
+        report.display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_ok(&args)?;
+    assert!(out.contains("VERIFIED"), "{out}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    let d = &r["deliveries"];
+    assert_eq!(d["missing"], 0, "{d:#}");
+    assert_eq!(d["receipts_unmatched"], 0, "{d:#}");
+    assert_eq!(d["delivered"], d["expected"], "{d:#}");
+    Ok(())
+}
