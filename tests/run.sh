@@ -31,3 +31,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== benchmark smoke run (bench --quick; figures are not measurements here)"
+# Checks only that every scenario runs against real nodes; targets are
+# measured by a release run (docs/benchmarks.md), never asserted in CI.
+cargo run --locked -q -p lienthong-tests --bin bench -- --quick --json target/bench-quick.json
+

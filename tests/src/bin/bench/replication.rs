@@ -1,0 +1,233 @@
+//! Replication to ten peers: the eleven northern provinces as eleven node
+//! processes on loopback under an agreement that sends every alert to
+//! everyone. Lạng Sơn (20) takes alerts at a steady rate; every other node's
+//! `Alerts.Watch` stream tells when each entry was verified and stored
+//! there. The figure is, per alert, the time from the author's ack to the
+//! last of the ten peers storing it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use lienthong_proto::v1 as pb;
+use lienthong_tests::{AGREEMENT_ALL, federation, sample_alert};
+use serde_json::json;
+
+use crate::Ctx;
+use crate::load;
+use crate::report::{Baseline, Figure, Percentiles, Scenario, Target};
+use crate::single::check_errors;
+use crate::sys;
+
+const MEMBERS: [(&str, &str); 11] = [
+    ("20", "Lạng Sơn"),
+    ("01", "Hà Nội"),
+    ("04", "Cao Bằng"),
+    ("15", "Lào Cai"),
+    ("19", "Thái Nguyên"),
+    ("22", "Quảng Ninh"),
+    ("24", "Bắc Ninh"),
+    ("25", "Phú Thọ"),
+    ("31", "Hải Phòng"),
+    ("33", "Hưng Yên"),
+    ("37", "Ninh Bình"),
+];
+
+const RATE: f64 = 1000.0;
+
+/// Waits until every watcher has seen feed index `index`, at most `limit`.
+async fn all_have(
+    watchers: &[std::sync::Arc<load::Arrivals>],
+    index: u64,
+    limit: Duration,
+) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if watchers.iter().all(|w| w.get(index).is_some()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
+    let setup = Instant::now();
+    // Six signatures: a majority of eleven.
+    let mut fed = federation(&MEMBERS, 6, AGREEMENT_ALL)?;
+    for n in &fed.nodes {
+        n.set_checkpoint_interval_ms(ctx.checkpoint_ms)?;
+    }
+    fed.start_all()?;
+    let author_channel = fed.nodes[0].channel().await?;
+    let mut watchers = Vec::new();
+    let mut tasks = Vec::new();
+    for n in &fed.nodes[1..] {
+        let (a, t) = load::watch(n.channel().await?, "20", 0);
+        watchers.push(a);
+        tasks.push(t);
+    }
+
+    // One alert through first: every subscription is up before timing.
+    let mut c = pb::alerts_client::AlertsClient::new(author_channel.clone());
+    let first = c
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("replication-first")),
+        })
+        .await?
+        .into_inner();
+    let connected = all_have(&watchers, first.index, Duration::from_secs(60)).await;
+    anyhow::ensure!(
+        connected,
+        "the first alert did not reach all ten peers within 60 s"
+    );
+    s.note(format!(
+        "setup (11 × init, manifest signed by 6, 11 starts, first alert at all peers) took {:.1} s",
+        setup.elapsed().as_secs_f64()
+    ));
+
+    let pids: Vec<(String, u32)> = fed
+        .nodes
+        .iter()
+        .filter_map(|n| n.pid().map(|p| (format!("node {}", n.member), p)))
+        .collect();
+    let chans = load::channels(&fed.nodes[0], 16).await?;
+    let (seen, poller) = load::poll_checkpoints(author_channel, Duration::from_millis(5));
+    let window = ctx.secs(10.0, 2.0);
+    let usage = sys::Window::open(&pids);
+    let run = load::open_loop(&chans, RATE, window, "replication").await?;
+    check_errors(s, &run);
+    let last = run
+        .acks
+        .iter()
+        .map(|a| a.index)
+        .max()
+        .unwrap_or(first.index);
+    let arrived = all_have(&watchers, last, Duration::from_secs(60)).await;
+    let usage = usage.close();
+    poller.abort();
+    for t in &tasks {
+        t.abort();
+    }
+
+    // Per alert: the slowest of the ten peers, and every single delivery.
+    let mut to_all = Vec::new();
+    let mut each = Vec::new();
+    let mut missing = 0u64;
+    for a in &run.acks {
+        let mut worst = Duration::ZERO;
+        let mut complete = true;
+        for w in &watchers {
+            match w.get(a.index) {
+                Some(t) => {
+                    let d = t.saturating_duration_since(a.acked);
+                    each.push(d);
+                    worst = worst.max(d);
+                }
+                None => {
+                    missing += 1;
+                    complete = false;
+                }
+            }
+        }
+        if complete {
+            to_all.push(worst);
+        }
+    }
+    let all = Percentiles::of(to_all);
+    let single = Percentiles::of(each);
+    let sightings = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (lags, _) = load::checkpoint_lag(&run.acks, &sightings);
+    let cp = Percentiles::of(lags);
+    if !arrived || missing > 0 {
+        let why = watchers
+            .iter()
+            .filter_map(|w| w.error.lock().ok().and_then(|e| e.clone()))
+            .next()
+            .unwrap_or_default();
+        s.fail(format!(
+            "{missing} deliveries of {} acknowledged alerts never reached their peer within 60 s {why}",
+            run.acks.len()
+        ));
+    }
+
+    let b = &ctx.base;
+    let cp_b = Baseline {
+        key: "author_checkpoint_p99",
+        label: "ack → author's signed checkpoint p99 (peers are served only checkpointed entries)",
+        value: cp.p99,
+        unit: "ms",
+    };
+    s.figure(
+        Figure::new(
+            "to_all_p99_ms",
+            "ack → stored at all 10 peers p99",
+            all.p99,
+            "ms",
+        )
+        .target(Target::AtMost(25.0))
+        .against(&cp_b)
+        .against(&b.tls_rtt_p99),
+    );
+    s.figure(Figure::new(
+        "to_all_p50_ms",
+        "ack → stored at all 10 peers p50",
+        all.p50,
+        "ms",
+    ));
+    s.figure(Figure::new(
+        "delivery_p99_ms",
+        "ack → stored at one peer p99 (each delivery)",
+        single.p99,
+        "ms",
+    ));
+    s.figure(Figure::new(
+        "checkpoint_p50_ms",
+        "ack → author's signed checkpoint p50",
+        cp.p50,
+        "ms",
+    ));
+    s.figure(
+        Figure::new(
+            "offered_per_s",
+            "alerts acknowledged by the author /s",
+            run.throughput(),
+            "/s",
+        )
+        .against(&b.verify),
+    );
+    s.note(format!(
+        "{} alerts at {RATE:.0}/s for {:.0} s; to all peers: {}; per delivery: {}",
+        run.acks.len(),
+        window.as_secs_f64(),
+        all.text(),
+        single.text()
+    ));
+    s.note(format!(
+        "author checkpoint interval {} ms; ack → author checkpoint {}",
+        ctx.checkpoint_ms,
+        cp.text()
+    ));
+    s.note(usage.summary());
+    s.detail("to_all", all.to_json());
+    s.detail("per_delivery", single.to_json());
+    s.detail("author_checkpoint_lag", cp.to_json());
+    s.detail("usage", usage.to_json());
+    s.detail("ack_latency", run.latency().to_json());
+    s.detail("missing_deliveries", json!(missing));
+
+    drop(chans);
+    drop(c);
+    let mut stop_errors = Vec::new();
+    for n in &mut fed.nodes {
+        if let Err(e) = n.stop() {
+            stop_errors.push(format!("{}: {e:#}", n.member));
+        }
+    }
+    if !stop_errors.is_empty() {
+        s.fail(format!(
+            "nodes did not stop cleanly: {}",
+            stop_errors.join("; ")
+        ))
+    }
+    Ok(())
+}

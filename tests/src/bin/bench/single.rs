@@ -1,0 +1,232 @@
+//! Scenarios on one node alone: durable signed ingest, and the time from
+//! an acknowledgement to a signed checkpoint covering the entry.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use lienthong_tests::Node;
+use serde_json::json;
+
+use crate::Ctx;
+use crate::load::{self, ClosedLoop};
+use crate::report::{Baseline, Figure, Percentiles, Scenario, Target};
+use crate::sys;
+
+/// Concurrent local systems submitting alerts.
+const CLIENTS: usize = 64;
+
+/// How often the checkpoint is polled: the resolution of ack → checkpoint.
+const POLL: Duration = Duration::from_millis(5);
+
+/// A fresh standalone node with the run's checkpoint interval, started.
+pub fn fresh_node(ctx: &Ctx, member: &str, name: &str) -> Result<Node> {
+    let mut node = Node::init(member, name)?;
+    node.set_checkpoint_interval_ms(ctx.checkpoint_ms)?;
+    node.start()?;
+    Ok(node)
+}
+
+/// Fails the scenario if any submission failed.
+pub fn check_errors(s: &mut Scenario, run: &load::Run) {
+    if run.errors > 0 {
+        s.fail(format!(
+            "{} submissions failed; first: {}",
+            run.errors,
+            run.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+}
+
+/// Write bytes and write calls per acknowledged entry, from /proc/<pid>/io.
+pub fn io_note(usage: &sys::Usage, entries: usize) -> Option<String> {
+    let p = usage.procs.first()?;
+    let (bytes, calls) = (p.write_bytes?, p.write_calls?);
+    let n = entries.max(1) as f64;
+    Some(format!(
+        "node wrote {:.1} MiB to storage in the window: {:.0} bytes and {:.2} write calls per entry",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / n,
+        calls as f64 / n
+    ))
+}
+
+pub async fn ingest(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
+    let mut node = fresh_node(ctx, "01", "Hà Nội")?;
+    let pid = node.pid().context("node pid")?;
+    let chans = load::channels(&node, CLIENTS).await?;
+
+    // What the node's gRPC + mTLS stack costs when it does no work: the
+    // ceiling this client and this machine put on any RPC.
+    let (health_rate, health_lat) = load::health_loop(&chans, ctx.secs(4.0, 0.5)).await?;
+    let health_rate_b = Baseline {
+        key: "grpc_health_64",
+        label: "gRPC health check to this node, 64 clients (no work)",
+        value: health_rate,
+        unit: "/s",
+    };
+    let health_p99_b = Baseline {
+        key: "grpc_health_64_p99",
+        label: "gRPC health check to this node, 64 clients, p99",
+        value: health_lat.p99,
+        unit: "ms",
+    };
+
+    let (seen, poller) = load::poll_checkpoints(node.channel().await?, POLL);
+    let warmup = ctx.secs(2.0, 0.5);
+    let window = ctx.secs(20.0, 3.0);
+    let submit = ClosedLoop {
+        chans: &chans,
+        clients: CLIENTS,
+        warmup,
+        window,
+        max: 50_000_000,
+        tag: "ingest",
+        progress: None,
+    }
+    .run();
+    let measure = async {
+        tokio::time::sleep(warmup).await;
+        let w = sys::Window::open(&[("node 01".into(), pid)]);
+        tokio::time::sleep(window).await;
+        w.close()
+    };
+    let (run, usage) = tokio::join!(submit, measure);
+    let run = run?;
+    tokio::time::sleep(Duration::from_millis(3 * ctx.checkpoint_ms + 200)).await;
+    poller.abort();
+    check_errors(s, &run);
+
+    let rate = run.throughput();
+    let lat = run.latency();
+    let in_window = run.in_window();
+    let sightings = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (lags, uncovered) = load::checkpoint_lag(&in_window, &sightings);
+    let cp = Percentiles::of(lags);
+
+    let b = &ctx.base;
+    s.figure(
+        Figure::new(
+            "alerts_per_s",
+            "acknowledged alerts/s (fsynced)",
+            rate,
+            "/s",
+        )
+        .target(Target::AtLeast(5000.0))
+        .against(&b.sled_64)
+        .against(&b.sign)
+        .against(&health_rate_b)
+        .against(&b.tls_64_rate),
+    );
+    s.figure(
+        Figure::new("ack_p99_ms", "submit → ack p99", lat.p99, "ms")
+            .target(Target::AtMost(20.0))
+            .against(&health_p99_b)
+            .against(&b.tls_rtt_p99),
+    );
+    s.figure(Figure::new("ack_p50_ms", "submit → ack p50", lat.p50, "ms"));
+    s.figure(
+        Figure::new(
+            "checkpoint_p99_ms",
+            "ack → signed checkpoint p99, at this load",
+            cp.p99,
+            "ms",
+        )
+        .target(Target::AtMost(250.0)),
+    );
+    s.note(format!(
+        "{} alerts acknowledged in a {:.1} s window after {:.1} s of warm-up; latency {}",
+        in_window.len(),
+        window.as_secs_f64(),
+        warmup.as_secs_f64(),
+        lat.text()
+    ));
+    s.note(format!(
+        "gRPC health checks before the run: {health_rate:.0}/s, {}",
+        health_lat.text()
+    ));
+    s.note(usage.summary());
+    if let Some(n) = io_note(&usage, in_window.len()) {
+        s.note(n);
+    }
+    if uncovered > 0 {
+        s.fail(format!(
+            "{uncovered} acknowledged entries were never covered by a checkpoint"
+        ));
+    }
+    s.detail("latency", lat.to_json());
+    s.detail("checkpoint_lag", cp.to_json());
+    s.detail(
+        "grpc_health",
+        json!({"rate": health_rate, "latency": health_lat.to_json()}),
+    );
+    s.detail("usage", usage.to_json());
+    s.detail("clients", json!(CLIENTS));
+    drop(chans);
+    node.stop()?;
+    Ok(())
+}
+
+pub async fn checkpoint(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
+    const RATE: f64 = 1000.0;
+    let mut node = fresh_node(ctx, "01", "Hà Nội")?;
+    let pid = node.pid().context("node pid")?;
+    let chans = load::channels(&node, 16).await?;
+    let (seen, poller) = load::poll_checkpoints(node.channel().await?, POLL);
+    let window = ctx.secs(10.0, 2.0);
+    let usage = sys::Window::open(&[("node 01".into(), pid)]);
+    let run = load::open_loop(&chans, RATE, window, "checkpoint").await?;
+    let usage = usage.close();
+    tokio::time::sleep(Duration::from_millis(3 * ctx.checkpoint_ms + 200)).await;
+    poller.abort();
+    check_errors(s, &run);
+    let sightings = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (lags, uncovered) = load::checkpoint_lag(&run.acks, &sightings);
+    let cp = Percentiles::of(lags);
+    let one_fsync = Baseline {
+        key: "sled_batch_1_ms",
+        label: "one raw sled batch + flush + fsync",
+        value: 1000.0 / ctx.base.sled_1.value.max(1e-9),
+        unit: "ms",
+    };
+    s.figure(
+        Figure::new(
+            "checkpoint_p99_ms",
+            "ack → signed checkpoint p99",
+            cp.p99,
+            "ms",
+        )
+        .target(Target::AtMost(250.0))
+        .against(&one_fsync),
+    );
+    s.figure(Figure::new(
+        "checkpoint_p50_ms",
+        "ack → signed checkpoint p50",
+        cp.p50,
+        "ms",
+    ));
+    s.figure(Figure::new(
+        "ack_p99_ms",
+        "submit → ack p99 at 1,000/s",
+        run.latency().p99,
+        "ms",
+    ));
+    s.note(format!(
+        "{} alerts at {RATE:.0}/s (open loop); checkpoint interval {} ms, polled every {} ms; lag {}",
+        run.acks.len(),
+        ctx.checkpoint_ms,
+        POLL.as_millis(),
+        cp.text()
+    ));
+    s.note(usage.summary());
+    if uncovered > 0 {
+        s.fail(format!(
+            "{uncovered} acknowledged entries were never covered by a checkpoint"
+        ));
+    }
+    s.detail("checkpoint_lag", cp.to_json());
+    s.detail("ack_latency", run.latency().to_json());
+    s.detail("usage", usage.to_json());
+    drop(chans);
+    node.stop()?;
+    Ok(())
+}
