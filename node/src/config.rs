@@ -76,6 +76,12 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     dir: PathBuf,
+    #[serde(default = "default_cache_mb")]
+    cache_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    lienthong_store::DEFAULT_CACHE_BYTES / (1024 * 1024)
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +187,8 @@ pub struct Config {
     pub federation: String,
     /// Store directory.
     pub store_dir: PathBuf,
+    /// Store page cache, bytes.
+    pub store_cache_bytes: u64,
     /// Signing key file.
     pub signing_key: PathBuf,
     /// Local API address.
@@ -334,6 +342,13 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
             raw.checkpoint.interval_ms
         ));
     }
+    if !(4..=16_384).contains(&raw.store.cache_mb) {
+        problems.push(format!(
+            "store.cache_mb = {} is out of range: use 4 to 16384 (default {})",
+            raw.store.cache_mb,
+            default_cache_mb()
+        ));
+    }
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     let metrics_listen = raw
         .metrics
@@ -422,6 +437,7 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         name: raw.node.name,
         federation: raw.node.federation,
         store_dir: resolve(&raw.store.dir),
+        store_cache_bytes: raw.store.cache_mb * 1024 * 1024,
         signing_key,
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
         security,

@@ -94,6 +94,7 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
          \n\
          [store]\n\
          dir = \"store\"                # sled database; back it up, never edit it\n\
+         cache_mb = 32                  # page cache; more helps large searches, costs memory\n\
          \n\
          [keys]\n\
          signing_key = \"keys/signing-key.pem\"   # Ed25519, PKCS#8 PEM, 0600: signs entries and checkpoints\n\

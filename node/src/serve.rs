@@ -123,6 +123,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
             .map(|p| p.chain().keys_of(&config.member))
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| vec![key.verifying_key()]),
+        cache_bytes: config.store_cache_bytes,
     })
     .with_context(|| format!("opening the store {}", config.store_dir.display()))?;
     let note_signer = NoteSigner::new(&origin, key.clone()).context("checkpoint signer")?;

@@ -59,7 +59,7 @@ pub mod writer;
 
 pub use error::StoreError;
 pub use read::{Page, Query, StoredEntry, Verification};
-pub use store::{CheckpointRecord, Durable, OpenOptions, Store};
+pub use store::{CheckpointRecord, DEFAULT_CACHE_BYTES, Durable, OpenOptions, Store};
 pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 

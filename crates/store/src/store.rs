@@ -45,7 +45,13 @@ pub struct OpenOptions {
     /// last checkpoint on open must verify under one of them, since it may
     /// predate a key rotation.
     pub verifying_keys: Vec<VerifyingKey>,
+    /// Bytes sled may keep in its page cache (its own default, 1 GiB, is
+    /// most of a node's memory on a large feed).
+    pub cache_bytes: u64,
 }
+
+/// A cache that keeps a node with a million entries well under 100 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Handle to the store; cheap to clone, shared by readers and the writer.
 #[derive(Clone)]
@@ -84,6 +90,7 @@ impl Store {
         let db = sled::Config::new()
             .path(&opts.dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(opts.cache_bytes)
             .open()?;
         let data_path = opts.dir.join("db");
         let data_file = File::open(&data_path).map_err(io("open", &data_path))?;

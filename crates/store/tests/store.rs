@@ -33,6 +33,7 @@ fn open(dir: &Path) -> Result<Store, StoreError> {
             member: "20".into(),
             origin: ORIGIN.into(),
             verifying_keys: vec![key().verifying_key()],
+            cache_bytes: lienthong_store::DEFAULT_CACHE_BYTES,
         });
         match r {
             Err(StoreError::Sled(e))
@@ -195,6 +196,7 @@ fn a_store_opens_after_a_key_rotation_and_re_signs_its_checkpoint() {
         member: "20".into(),
         origin: ORIGIN.into(),
         verifying_keys: keys.iter().map(SigningKey::verifying_key).collect(),
+        cache_bytes: lienthong_store::DEFAULT_CACHE_BYTES,
     };
     let refused = Store::open(&opts(vec![new.clone()]));
     assert!(
@@ -321,6 +323,7 @@ fn a_store_of_another_member_is_refused() {
         member: "01".into(),
         origin: ORIGIN.into(),
         verifying_keys: vec![key().verifying_key()],
+        cache_bytes: lienthong_store::DEFAULT_CACHE_BYTES,
     })
     .err()
     .expect("refused");

@@ -325,7 +325,7 @@ pub async fn memory(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         peak.file_kib as f64 / 1024.0
     ));
     s.note(
-        "the store is sled with its default cache_capacity (1 GiB): its page cache is anonymous memory that grows with what is read and written",
+        "the store is sled (page cache store.cache_mb, default 32 MiB); sled also keeps write buffers and page tables beyond that cache, so the total grows with what is written",
     );
     s.detail("under_ingest_peak", peak.to_json());
     s.detail("after_ingest", after.to_json());
