@@ -45,28 +45,10 @@ async fn bundles_from_three_members_verify_together_and_tampering_is_named() -> 
         }
     }
     let dir = f.dir.path();
-    let mut bundles = Vec::new();
-    for n in &f.nodes {
-        let out = dir.join(format!("{}.ltb", n.member));
-        run_ok(&[
-            "audit",
-            "export",
-            "--config",
-            &n.config_arg(),
-            "--out",
-            &out.display().to_string(),
-        ])?;
-        bundles.push(out.display().to_string());
-    }
+    let bundles = f.export_bundles()?;
     let vkey = f.nodes[0].vkey()?.trim().to_owned();
-    let report = dir.join("report.json");
-    let mut args = vec!["audit", "verify"];
-    args.extend(bundles.iter().map(String::as_str));
-    let report_s = report.display().to_string();
-    args.extend(["--vkey", &vkey, "--json", &report_s]);
-    let out = run_ok(&args)?;
+    let (out, r) = f.verify_bundles(&bundles, &vkey)?;
     assert!(out.contains("VERIFIED"), "{out}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
     assert_eq!(r["verdict"], "pass", "{r:#}");
     // 9 alerts, each for 2 receivers, each with its receipt.
     assert_eq!(r["deliveries"]["expected"], 18, "{:#}", r["deliveries"]);

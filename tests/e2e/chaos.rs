@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lienthong_proto::v1::{self as pb, get_entry_request::Key};
-use lienthong_tests::{AGREEMENT_ALL, Node, federation, run_ok, sample_alert};
+use lienthong_tests::{AGREEMENT_ALL, Node, federation, sample_alert};
 
 /// Kill cycles: 6 in CI; `LIENTHONG_CHAOS_ROUNDS=1000` for the long run
 /// (docs/reliability.md).
@@ -144,30 +144,9 @@ async fn members_killed_under_load_lose_nothing_and_their_bundles_verify() -> an
     println!("{checked} (alert, node) pairs checked after {rounds} kills");
 
     // The auditor's view: everything verifies, nothing undelivered.
-    let mut args = vec!["audit".to_owned(), "verify".to_owned()];
-    for n in &f.nodes {
-        let out = f.dir.path().join(format!("{}.ltb", n.member));
-        run_ok(&[
-            "audit",
-            "export",
-            "--config",
-            &n.config_arg(),
-            "--out",
-            &out.display().to_string(),
-        ])?;
-        args.push(out.display().to_string());
-    }
-    let report = f.dir.path().join("report.json");
-    args.extend([
-        "--vkey".to_owned(),
-        f.nodes[0].vkey()?.trim().to_owned(),
-        "--json".to_owned(),
-        report.display().to_string(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run_ok(&args)?;
+    let bundles = f.export_bundles()?;
+    let (out, r) = f.verify_bundles(&bundles, f.nodes[0].vkey()?.trim())?;
     assert!(out.contains("VERIFIED"), "{out}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
     let d = &r["deliveries"];
     assert_eq!(d["missing"], 0, "{d:#}");
     assert_eq!(d["receipts_unmatched"], 0, "{d:#}");

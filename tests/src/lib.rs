@@ -332,6 +332,43 @@ impl Federation {
             .with_context(|| format!("{code} is not in the manifest"))
     }
 
+    /// `lienthong audit export` from every running node into the
+    /// federation's directory; the bundle paths, in node order.
+    pub fn export_bundles(&self) -> Result<Vec<String>> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let out = self.dir.path().join(format!("{}.ltb", n.member));
+                let out = out.display().to_string();
+                run_ok(&[
+                    "audit",
+                    "export",
+                    "--config",
+                    &n.config_arg(),
+                    "--out",
+                    &out,
+                ])?;
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// `lienthong audit verify BUNDLES --vkey VKEY --json …`: its output
+    /// and the JSON report; fails unless it verifies.
+    pub fn verify_bundles(
+        &self,
+        bundles: &[String],
+        vkey: &str,
+    ) -> Result<(String, serde_json::Value)> {
+        let report = self.dir.path().join("report.json").display().to_string();
+        let mut args = vec!["audit", "verify"];
+        args.extend(bundles.iter().map(String::as_str));
+        args.extend(["--vkey", vkey, "--json", &report]);
+        let out = run_ok(&args)?;
+        let r = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+        Ok((out, r))
+    }
+
     /// Starts every node and waits until each serves.
     pub fn start_all(&mut self) -> Result<()> {
         self.nodes.iter_mut().try_for_each(Node::start)
