@@ -40,7 +40,7 @@ pub enum StoreError {
     },
     /// An earlier write failed; the store refuses further writes.
     #[error(
-        "the store stopped accepting writes after an earlier failure ({0}); restart the node after fixing the cause (disk full? permissions?)"
+        "the store refuses writes: {0}. Fix that cause, then restart the node (a failed write, e.g. a full disk or wrong permissions, also stops it until restart)"
     )]
     Failed(String),
     /// The writer thread is gone (the node is shutting down).
