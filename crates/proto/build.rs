@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lienthong/v1/audit.proto",
         "lienthong/v1/federation.proto",
         "lienthong/v1/bundle.proto",
+        "lienthong/v1/cases.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

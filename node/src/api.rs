@@ -46,6 +46,8 @@ pub fn to_proto(e: StoredEntry) -> pb::StoredEntry {
         } as i32,
         stored_unix_ms: e.stored_unix_ms,
         openings: e.openings.openings,
+        retracted_by: e.retracted_by.map(|i| i.0.to_vec()).unwrap_or_default(),
+        replaced_by: e.replaced_by.map(|i| i.0.to_vec()).unwrap_or_default(),
     }
 }
 
@@ -68,6 +70,8 @@ pub struct AlertsService {
     /// The manifest in force, if the node is federated: its agreement
     /// decides each alert's audience.
     pub peering: Option<Arc<crate::peer::Peering>>,
+    /// Retraction, shared with the Cases service.
+    pub coordination: crate::cases::Coordination,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::StoredEntry, Status>> + Send>>;
@@ -194,6 +198,108 @@ impl Alerts for AlertsService {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+
+    async fn retract(
+        &self,
+        req: Request<pb::RetractRequest>,
+    ) -> Result<Response<pb::WrittenEntry>, Status> {
+        let r = req.get_ref();
+        self.coordination
+            .retract(&r.entry_id, &r.reason, None)
+            .await
+            .map(Response::new)
+    }
+
+    async fn correct(
+        &self,
+        req: Request<pb::CorrectRequest>,
+    ) -> Result<Response<pb::CorrectResponse>, Status> {
+        let r = req.into_inner();
+        let old = EntryId::from_slice(&r.entry_id).ok_or_else(|| {
+            ApiError::field(
+                "entry_id",
+                format!("{} bytes: an entry id is 32 bytes", r.entry_id.len()),
+            )
+        })?;
+        let reason = lienthong_core::coordination::validate::validate_reason("reason", &r.reason)
+            .map_err(ApiError::from)?;
+        let target = self
+            .store
+            .get_by_id(&old)
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("this node holds no entry {old}")))?;
+        let Some(Payload::Alert(old_alert)) = &target.body.payload else {
+            return Err(ApiError::Precondition(
+                "only alerts are corrected this way; retract other entries and write them again"
+                    .into(),
+            )
+            .into());
+        };
+        if target.body.author != self.store.member() {
+            return Err(ApiError::Precondition(format!(
+                "only its author ({}) can correct this alert",
+                target.body.author
+            ))
+            .into());
+        }
+        if r.alert
+            .as_ref()
+            .is_some_and(|a| a.reference == old_alert.reference)
+        {
+            return Err(ApiError::field(
+                "alert.reference",
+                "the corrected alert needs its own reference, not the old alert's",
+            )
+            .into());
+        }
+        if let Some(by) = &target.retracted_by {
+            // Retried after both were written: answer as then.
+            let retraction = self.store.get_by_id(by).map_err(ApiError::from)?;
+            let replacement = match target.replaced_by {
+                Some(id) => self.store.get_by_id(&id).map_err(ApiError::from)?,
+                None => None,
+            };
+            return match (retraction, replacement) {
+                (Some(x), Some(n))
+                    if r.alert.as_ref().map(|a| &a.reference)
+                        == match &n.body.payload {
+                            Some(Payload::Alert(a)) => Some(&a.reference),
+                            _ => None,
+                        } =>
+                {
+                    Ok(Response::new(pb::CorrectResponse {
+                        replacement: Some(crate::cases::stored_written(&n, true)),
+                        retraction: Some(crate::cases::stored_written(&x, true)),
+                    }))
+                }
+                _ => Err(ApiError::Precondition("the alert is already retracted".into()).into()),
+            };
+        }
+        let new = self
+            .submit_alert(Request::new(pb::SubmitAlertRequest { alert: r.alert }))
+            .await?
+            .into_inner();
+        let new_id: [u8; 32] = new
+            .entry_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| Status::internal("entry id"))?;
+        let retraction = self
+            .coordination
+            .retract(&r.entry_id, &reason, Some(new_id))
+            .await?;
+        Ok(Response::new(pb::CorrectResponse {
+            replacement: Some(pb::WrittenEntry {
+                entry_id: new.entry_id,
+                index: new.index,
+                duplicate: new.duplicate,
+                created_unix_ms: new.created_unix_ms,
+                author: new.author,
+                cursor: new.cursor,
+            }),
+            retraction: Some(retraction),
+        }))
+    }
 }
 
 /// Turns a query request into store terms; every field is checked.
@@ -267,6 +373,23 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
         }
         groups.extend(words.into_iter().map(|w| vec![w]));
     }
+    if !r.kinds.is_empty() {
+        for (i, k) in r.kinds.iter().enumerate() {
+            if !matches!(pb::EntryKind::try_from(*k), Ok(x) if x != pb::EntryKind::Unspecified) {
+                bad(
+                    format!("kinds[{i}]"),
+                    format!("{k} is not an entry kind: use 1–9 (see enum EntryKind)"),
+                );
+            }
+        }
+        groups.push(
+            r.kinds
+                .iter()
+                .filter_map(|k| pb::EntryKind::try_from(*k).ok())
+                .map(Term::kind)
+                .collect(),
+        );
+    }
     if r.observed_from_unix_ms < 0 || r.observed_to_unix_ms < 0 {
         bad(
             "observed_from_unix_ms".into(),
@@ -313,6 +436,7 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
             r.page_size as usize
         },
         max_scan: MAX_SCAN,
+        include_retracted: r.include_retracted,
     })
 }
 

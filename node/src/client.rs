@@ -187,12 +187,76 @@ fn print_entry(e: &pb::StoredEntry, json: bool) -> Result<()> {
             r.index,
             hex::encode(&r.entry_id)
         ),
+        Some(other) => println!(
+            "#{:<6} {when}  {}/{:<5} {}{}",
+            e.cursor,
+            body.author,
+            body.index,
+            describe(other),
+            if e.retracted_by.is_empty() {
+                ""
+            } else {
+                "  [retracted]"
+            }
+        ),
         None => println!(
             "#{:<6} {when}  {}/{} (empty)",
             e.cursor, body.author, body.index
         ),
     }
     Ok(())
+}
+
+/// One line about a coordination entry.
+fn describe(p: &Payload) -> String {
+    let short = |b: &[u8]| hex::encode(&b[..b.len().min(8)]);
+    match p {
+        Payload::CaseEvent(ev) => {
+            let kind = lienthong_core::coordination::case::event_kind(ev);
+            if ev.case_id.is_empty() {
+                match &ev.event {
+                    Some(pb::case_event::Event::Opened(o)) => format!("case opened: {}", o.title),
+                    _ => format!("case {kind}"),
+                }
+            } else {
+                format!("case {} {kind}", short(&ev.case_id))
+            }
+        }
+        Payload::AssistanceRequest(r) => format!(
+            "assistance request to {}: {}",
+            r.to,
+            first_line(&r.question)
+        ),
+        Payload::AssistanceAnswer(a) => format!("assistance answer to {}", short(&a.request_id)),
+        Payload::Escalation(x) => format!(
+            "escalation: request {} overdue at {}",
+            short(&x.request_id),
+            x.overdue_member
+        ),
+        Payload::Inspection(i) => match &i.event {
+            Some(pb::inspection_event::Event::Plan(p)) => format!("inspection plan: {}", p.title),
+            Some(pb::inspection_event::Event::Acceptance(a)) => format!(
+                "inspection {} {}",
+                short(&i.plan_id),
+                if a.accept { "accepted" } else { "declined" }
+            ),
+            Some(pb::inspection_event::Event::Report(_)) => {
+                format!("inspection {} report", short(&i.plan_id))
+            }
+            None => "inspection (empty)".into(),
+        },
+        Payload::Meeting(m) => format!("meeting: {}", m.title),
+        Payload::Retraction(r) => format!(
+            "retraction of {}: {}",
+            short(&r.target),
+            first_line(&r.reason)
+        ),
+        Payload::Alert(_) | Payload::Receipt(_) => String::new(),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 fn time_str(ms: i64) -> String {

@@ -5,6 +5,7 @@
 
 mod api;
 mod api_tls;
+mod cases;
 mod client;
 mod config;
 mod export;

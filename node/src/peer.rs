@@ -675,6 +675,35 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             next,
         ) {
             Ok(accepted) => {
+                // A case event may carry earlier events for a newcomer:
+                // each must verify too, or the whole delivery is refused.
+                if let Some(pb::entry_body::Payload::CaseEvent(ev)) =
+                    &accepted.entry().body().payload
+                    && !ev.history.is_empty()
+                    && let Err(why) = lienthong_core::coordination::case::verify_history(
+                        &accepted.entry().id().0,
+                        ev,
+                        |member, version| {
+                            AuthorKeys::from_chain(&chain, member)
+                                .and_then(|k| k.at(version).copied())
+                        },
+                    )
+                {
+                    tracing::warn!(peer = %author, %why, "refused a case event whose history does not verify");
+                    peering.note_peer(author, |s| s.refused += 1);
+                    store.add_evidence(pb::EvidenceRecord {
+                        id: 0,
+                        kind: pb::EvidenceKind::RefusedEntry as i32,
+                        member: author.to_owned(),
+                        received_from: author.to_owned(),
+                        observed_unix_ms: crate::witness::now_unix_ms(),
+                        reason: format!("case history does not verify: {why}"),
+                        checkpoints: vec![d.checkpoint.clone()],
+                        envelope: d.envelope.clone(),
+                        inclusion_proof: d.inclusion_proof.clone(),
+                    })?;
+                    continue;
+                }
                 let index = accepted.entry().index();
                 let size = accepted.checkpoint().size();
                 if size != last_checkpoint {

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use lienthong_core::proto::{alerts_server::AlertsServer, audit_server::AuditServer};
+use lienthong_core::proto::{
+    alerts_server::AlertsServer, audit_server::AuditServer, cases_server::CasesServer,
+};
 use lienthong_log::NoteSigner;
 use lienthong_store::{FeedSigner, OpenOptions, Store, Writer, WriterConfig};
 use tokio::sync::Semaphore;
@@ -167,6 +169,9 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
     health_reporter
         .set_serving::<AuditServer<AuditService>>()
         .await;
+    health_reporter
+        .set_serving::<CasesServer<crate::cases::CasesService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(lienthong_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -178,13 +183,26 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
 
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let metrics = crate::metrics::Metrics::default();
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+    let coordination = crate::cases::Coordination {
+        store: store.clone(),
+        writer: writer.clone(),
+        in_flight: in_flight.clone(),
+        peering: peering.clone(),
+        stopping: stopping.clone(),
+    };
     let alerts = AlertsServer::new(AlertsService {
         metrics: metrics.clone(),
         store: store.clone(),
         writer: writer.clone(),
-        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        in_flight,
         stopping: stopping.clone(),
         peering: peering.clone(),
+        coordination: coordination.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE);
+    let cases = CasesServer::new(crate::cases::CasesService {
+        c: coordination.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE);
     let witness = peering
@@ -201,6 +219,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .await
         .with_context(|| format!("binding api.listen {}", config.listen))?;
     let mut peer_tasks = Vec::new();
+    peer_tasks.push(tokio::spawn(crate::cases::escalate(coordination)));
     if let Some(addr) = config.metrics_listen {
         let src = Arc::new(crate::metrics::Sources {
             metrics,
@@ -268,6 +287,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(alerts)
+        .add_service(cases)
         .add_service(audit);
 
     tracing::info!(member = %config.member, name = %config.name, origin = %config.origin(), %addr, tls = !matches!(config.security, ApiSecurity::PlaintextDev), feed_size = store.durable().feed_size, "serving");

@@ -93,11 +93,56 @@ pub const REDACT_DOMAIN: &[u8] = b"lienthong:redact:v1\n";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agreement {
+    /// Deadlines and escalation for coordination requests. Omitted from the
+    /// canonical form when absent, so agreements written before it keep
+    /// their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<Coordination>,
     /// Province code → the province codes it shares a land border with.
     #[serde(default)]
     pub neighbours: BTreeMap<String, Vec<String>>,
     /// Evaluated in order; the first that matches decides.
     pub rules: Vec<Rule>,
+}
+
+/// What the agreement says about assistance requests. TOML:
+///
+/// ```toml
+/// [coordination]
+/// assistance_deadline_hours = 72
+/// escalate_to = ["01"]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coordination {
+    /// Hours the province asked has to answer an assistance request
+    /// (default [`DEFAULT_ASSISTANCE_DEADLINE_HOURS`]). A requester may ask
+    /// for an earlier deadline, never a later one.
+    #[serde(default)]
+    pub assistance_deadline_hours: Option<u32>,
+    /// Members who also receive the escalation of an overdue request (e.g.
+    /// the member that reports to the national steering committee).
+    #[serde(default)]
+    pub escalate_to: Vec<String>,
+}
+
+/// Answer time for assistance requests when the agreement sets none.
+pub const DEFAULT_ASSISTANCE_DEADLINE_HOURS: u32 = 72;
+
+impl Agreement {
+    /// Hours an assistance request may stay unanswered.
+    pub fn assistance_deadline_hours(&self) -> u32 {
+        self.coordination
+            .as_ref()
+            .and_then(|c| c.assistance_deadline_hours)
+            .unwrap_or(DEFAULT_ASSISTANCE_DEADLINE_HOURS)
+    }
+    /// Members to notify of overdue requests.
+    pub fn escalate_to(&self) -> &[String] {
+        self.coordination
+            .as_ref()
+            .map_or(&[][..], |c| c.escalate_to.as_slice())
+    }
 }
 
 /// One sharing rule.
@@ -434,6 +479,19 @@ impl Agreement {
             }
         };
 
+        if let Some(c) = &self.coordination {
+            if c.assistance_deadline_hours == Some(0) {
+                p(
+                    "coordination.assistance_deadline_hours".into(),
+                    "0 hours leaves no time to answer: give at least 1, or omit it for 72".into(),
+                );
+            }
+            for (i, m) in c.escalate_to.iter().enumerate() {
+                if let Some(msg) = check_member(m) {
+                    p(format!("coordination.escalate_to[{i}]"), msg);
+                }
+            }
+        }
         if self.rules.is_empty() {
             p(
                 "rules".into(),

@@ -53,10 +53,10 @@ impl InvalidInput {
 
 /// Collects field errors while walking an input.
 #[derive(Default)]
-struct Problems(Vec<FieldError>);
+pub(crate) struct Problems(pub(crate) Vec<FieldError>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             problem: problem.into(),
@@ -248,7 +248,7 @@ pub fn validate_alert(alert: Option<&Alert>, now_unix_ms: i64) -> Result<ValidAl
     }
 }
 
-fn text_field(
+pub(crate) fn text_field(
     p: &mut Problems,
     field: &str,
     value: &str,
@@ -305,7 +305,7 @@ fn location(p: &mut Problems, l: &Location) -> Location {
     }
 }
 
-fn subject_field(p: &mut Problems, field: &str, s: &Subject) -> Subject {
+pub(crate) fn subject_field(p: &mut Problems, field: &str, s: &Subject) -> Subject {
     let kind = match &s.kind {
         None => {
             p.add(

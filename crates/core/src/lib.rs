@@ -25,6 +25,7 @@
 
 pub mod agreement;
 pub mod alert;
+pub mod coordination;
 pub mod delivery;
 pub mod entry;
 pub mod keys;

@@ -3,9 +3,15 @@
 //!
 //! A term is a tag byte, then the value: `c` category, `v` severity, `p`
 //! province (observed in or concerned), `a` author, `i` subject identifier
-//! (canonical form), `w` folded word.
+//! (canonical form), `w` folded word, `k` entry kind, `t` thread (the case,
+//! request or plan an entry belongs to, by the id of the entry that opened
+//! it; the opening entry is in its own thread; a retraction is in its
+//! target's thread).
 
-use lienthong_proto::v1::{Alert, EntryBody, entry_body::Payload, subject};
+use lienthong_proto::v1::{
+    Alert, EntryBody, EntryKind, Location, Subject, case_event, entry_body::Payload,
+    inspection_event, subject,
+};
 
 use crate::alert::subject_identifiers;
 use crate::text::index_words;
@@ -45,17 +51,159 @@ impl Term {
     pub fn word(w: &str) -> Self {
         Self::new(b'w', w.as_bytes())
     }
+    /// Entries of this kind.
+    pub fn kind(k: EntryKind) -> Self {
+        Self::new(b'k', &(k as i32).to_be_bytes())
+    }
+    /// Entries that open a case, a request or a plan.
+    pub fn opening() -> Self {
+        Self::new(b'o', b"")
+    }
+    /// Entries of the case, request or plan opened by entry `id`.
+    pub fn thread(id: &[u8]) -> Self {
+        Self::new(b't', id)
+    }
 }
 
-/// Every term an entry is indexed under, sorted and unique.
-pub fn entry_terms(body: &EntryBody) -> Vec<Term> {
-    let mut t = vec![Term::author(&body.author)];
-    if let Some(Payload::Alert(a)) = &body.payload {
-        alert_terms(a, &mut t);
+/// What kind of entry a body is.
+pub fn entry_kind(body: &EntryBody) -> EntryKind {
+    match &body.payload {
+        None => EntryKind::Unspecified,
+        Some(Payload::Alert(_)) => EntryKind::Alert,
+        Some(Payload::Receipt(_)) => EntryKind::Receipt,
+        Some(Payload::CaseEvent(_)) => EntryKind::CaseEvent,
+        Some(Payload::AssistanceRequest(_)) => EntryKind::AssistanceRequest,
+        Some(Payload::AssistanceAnswer(_)) => EntryKind::AssistanceAnswer,
+        Some(Payload::Inspection(_)) => EntryKind::Inspection,
+        Some(Payload::Meeting(_)) => EntryKind::Meeting,
+        Some(Payload::Retraction(_)) => EntryKind::Retraction,
+        Some(Payload::Escalation(_)) => EntryKind::Escalation,
+    }
+}
+
+/// The thread an entry belongs to: the id of the entry that opened its
+/// case, request or plan (its own id if it opened one); a retraction's
+/// target. `None` for alerts, receipts and meetings.
+pub fn thread_of(id: &[u8; 32], body: &EntryBody) -> Option<Vec<u8>> {
+    let own_or = |t: &Vec<u8>| if t.is_empty() { id.to_vec() } else { t.clone() };
+    match &body.payload {
+        Some(Payload::CaseEvent(e)) => Some(own_or(&e.case_id)),
+        Some(Payload::AssistanceRequest(_)) => Some(id.to_vec()),
+        Some(Payload::AssistanceAnswer(a)) => Some(a.request_id.clone()),
+        Some(Payload::Escalation(e)) => Some(e.request_id.clone()),
+        Some(Payload::Inspection(e)) => Some(own_or(&e.plan_id)),
+        Some(Payload::Retraction(r)) => Some(r.target.clone()),
+        _ => None,
+    }
+}
+
+/// Every term the entry `id` with this body is indexed under, sorted and
+/// unique.
+pub fn entry_terms(id: &[u8; 32], body: &EntryBody) -> Vec<Term> {
+    let mut t = vec![Term::author(&body.author), Term::kind(entry_kind(body))];
+    if let Some(th) = thread_of(id, body) {
+        if th == id {
+            t.push(Term::opening());
+        }
+        t.push(Term::thread(&th));
+    }
+    match &body.payload {
+        Some(Payload::Alert(a)) => alert_terms(a, &mut t),
+        Some(Payload::CaseEvent(e)) => case_terms(e, &mut t),
+        Some(Payload::AssistanceRequest(r)) => {
+            t.push(Term::province(&r.to));
+            subject_terms(&r.subjects, &r.question, &mut t);
+        }
+        Some(Payload::AssistanceAnswer(a)) => subject_terms(&a.subjects, &a.answer, &mut t),
+        Some(Payload::Inspection(e)) => match &e.event {
+            Some(inspection_event::Event::Plan(p)) => {
+                t.extend(p.provinces.iter().map(|c| Term::province(c)));
+                if p.category != 0 {
+                    t.push(Term::category(p.category));
+                }
+                subject_terms(&p.targets, &format!("{}\n{}", p.title, p.scope), &mut t);
+            }
+            Some(inspection_event::Event::Report(r)) => subject_terms(&[], &r.findings, &mut t),
+            _ => {}
+        },
+        Some(Payload::Meeting(m)) => {
+            t.extend(m.participants.iter().map(|c| Term::province(c)));
+            let text = format!(
+                "{}\n{}\n{}\n{}",
+                m.title,
+                m.place,
+                m.minutes,
+                m.decisions.join("\n")
+            );
+            subject_terms(&[], &text, &mut t);
+        }
+        _ => {}
     }
     t.sort();
     t.dedup();
     t
+}
+
+fn case_terms(e: &lienthong_proto::v1::CaseEvent, t: &mut Vec<Term>) {
+    use case_event::Event;
+    let loc = |l: &Option<Location>, t: &mut Vec<Term>| {
+        if let Some(l) = l {
+            t.push(Term::province(&l.province));
+        }
+    };
+    match &e.event {
+        Some(Event::Opened(o)) => {
+            t.push(Term::category(o.category));
+            t.extend(o.invite.iter().map(|c| Term::province(c)));
+            subject_terms(&o.subjects, &format!("{}\n{}", o.title, o.summary), t);
+        }
+        Some(Event::Invitation(i)) => t.extend(i.provinces.iter().map(|c| Term::province(c))),
+        Some(Event::Handover(h)) => t.push(Term::province(&h.to)),
+        Some(Event::InspectionResult(r)) => {
+            loc(&r.location, t);
+            subject_terms(&[], &r.findings, t);
+        }
+        Some(Event::Seizure(s)) => {
+            loc(&s.location, t);
+            let goods: Vec<Subject> = s
+                .goods
+                .iter()
+                .map(|g| Subject {
+                    kind: Some(subject::Kind::Goods(g.clone())),
+                })
+                .collect();
+            subject_terms(&goods, &s.record_number, t);
+        }
+        Some(Event::Decision(d)) => subject_terms(
+            d.violator.as_slice(),
+            &format!("{}\n{}", d.decision_number, d.measures),
+            t,
+        ),
+        Some(Event::Transfer(tr)) => {
+            subject_terms(&[], &format!("{}\n{}", tr.agency, tr.reason), t)
+        }
+        Some(Event::Closure(c)) => subject_terms(&[], &c.summary, t),
+        _ => {}
+    }
+}
+
+/// Identifier and word terms of subjects plus free text.
+fn subject_terms(subjects: &[Subject], text: &str, t: &mut Vec<Term>) {
+    let as_alert = Alert {
+        title: text.to_owned(),
+        subjects: subjects.to_vec(),
+        ..Default::default()
+    };
+    t.extend(
+        subject_identifiers(&as_alert)
+            .iter()
+            .map(|i| Term::identifier(i)),
+    );
+    t.extend(
+        index_words(&alert_text(&as_alert))
+            .iter()
+            .map(|w| Term::word(w)),
+    );
 }
 
 fn alert_terms(a: &Alert, t: &mut Vec<Term>) {
@@ -125,7 +273,7 @@ mod tests {
             payload: Some(Payload::Alert(a)),
             ..Default::default()
         };
-        let terms = entry_terms(&body);
+        let terms = entry_terms(&[0; 32], &body);
         for q in ["hàng giả", "hang gia", "HANG GIA", "bich"] {
             for w in query_words(q) {
                 assert!(terms.contains(&w), "{q}");

@@ -16,6 +16,15 @@ pub const COSIGNATURE: u8 = b'S';
 pub const EVIDENCE: u8 = b'X';
 pub const PROOF: u8 = b'V';
 pub const PEER_CHECKPOINT: u8 = b'K';
+/// Retraction marks: `Z ‖ target id ‖ cursor of the retraction` → empty.
+pub const RETRACTED: u8 = b'Z';
+
+/// The retraction mark of `target` by the entry at `cursor`.
+pub fn retracted(target: &[u8], cursor: u64) -> Vec<u8> {
+    let mut k = with_bytes(RETRACTED, target);
+    k.extend_from_slice(&cursor.to_be_bytes());
+    k
+}
 
 /// `K`, author length u8, author, tree size u64 BE.
 pub fn peer_checkpoint(author: &str, size: u64) -> Vec<u8> {

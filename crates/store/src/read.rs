@@ -39,6 +39,10 @@ pub struct StoredEntry {
     /// Openings of withheld fields this node may see (and, on the author's
     /// node, who may see which).
     pub openings: OpeningSet,
+    /// The author's retraction of this entry, if it was retracted.
+    pub retracted_by: Option<EntryId>,
+    /// The entry that retraction names as the correction, if any.
+    pub replaced_by: Option<EntryId>,
 }
 
 const RECORD_VERSION: u8 = 1;
@@ -86,6 +90,8 @@ fn decode_record(cursor: u64, record: &[u8]) -> Result<StoredEntry, StoreError> 
         id: EntryId::of_envelope(envelope),
         body,
         openings: OpeningSet::default(),
+        retracted_by: None,
+        replaced_by: None,
     })
 }
 
@@ -103,6 +109,8 @@ pub struct Query {
     pub before_cursor: Option<u64>,
     /// Page size.
     pub limit: usize,
+    /// Also return entries their author retracted.
+    pub include_retracted: bool,
     /// Stop after examining this many candidates and return what was found
     /// with a continuation, so one query cannot occupy the node.
     pub max_scan: usize,
@@ -133,8 +141,36 @@ impl Store {
         }
     }
 
-    /// Adds the stored openings of an entry, if it has any.
-    fn with_openings(&self, mut e: StoredEntry) -> Result<StoredEntry, StoreError> {
+    /// Adds what is stored about an entry besides its record: openings of
+    /// withheld fields and its author's retraction.
+    fn with_openings(&self, e: StoredEntry) -> Result<StoredEntry, StoreError> {
+        let mut e = self.with_openings_only(e)?;
+        let end = self.durable().next_cursor;
+        for kv in self
+            .db()
+            .scan_prefix(keys::with_bytes(keys::RETRACTED, &e.id.0))
+        {
+            let (k, _) = kv?;
+            let Some(c) = keys::tail_u64(&k).filter(|c| *c < end) else {
+                continue;
+            };
+            let Some(r) = self.db().get(keys::with_u64(keys::ENTRY, c))? else {
+                continue;
+            };
+            let r = decode_record(c, &r)?;
+            if r.body.author != e.body.author {
+                continue;
+            }
+            if let Some(Payload::Retraction(x)) = &r.body.payload {
+                e.retracted_by = Some(r.id);
+                e.replaced_by = EntryId::from_slice(&x.replaced_by);
+                break;
+            }
+        }
+        Ok(e)
+    }
+
+    fn with_openings_only(&self, mut e: StoredEntry) -> Result<StoredEntry, StoreError> {
         if let Some(v) = self.db().get(keys::with_u64(keys::OPENINGS, e.cursor))? {
             e.openings = prost::Message::decode(v.as_ref()).map_err(|err| StoreError::Corrupt {
                 key: format!("openings of cursor {}", e.cursor),
@@ -269,6 +305,9 @@ impl Store {
             let Some(e) = self.get_by_cursor(c)? else {
                 continue;
             };
+            if e.retracted_by.is_some() && !q.include_retracted {
+                continue;
+            }
             if q.observed_from.is_some() || q.observed_to.is_some() {
                 let observed = match &e.body.payload {
                     Some(Payload::Alert(a)) => a.observed_unix_ms,

@@ -518,6 +518,7 @@ impl State {
                     &cursor.to_be_bytes(),
                 );
             }
+            mark_retraction(&mut batch, e.body(), cursor);
             let openings = own_openings[k].filter(|o| !o.openings.is_empty());
             if let Some(o) = openings {
                 batch.insert(
@@ -525,7 +526,11 @@ impl State {
                     prost::Message::encode_to_vec(o),
                 );
             }
-            for t in index_terms(e.body(), openings.map_or(&[][..], |o| &o.openings)) {
+            for t in index_terms(
+                &e.id().0,
+                e.body(),
+                openings.map_or(&[][..], |o| &o.openings),
+            ) {
                 postings
                     .entry(t.0)
                     .or_default()
@@ -571,7 +576,8 @@ impl State {
                 keys::with_bytes(keys::REPLICATION, entry.author().as_bytes()),
                 &(entry.index() + 1).to_be_bytes(),
             );
-            for t in index_terms(entry.body(), openings) {
+            mark_retraction(&mut batch, entry.body(), *cursor);
+            for t in index_terms(&entry.id().0, entry.body(), openings) {
                 postings
                     .entry(t.0)
                     .or_default()
@@ -772,16 +778,31 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
 
 /// Search terms of an entry as this node sees it: with the values of the
 /// withheld fields it may see.
-fn index_terms(body: &EntryBody, openings: &[Opening]) -> Vec<lienthong_core::terms::Term> {
+/// Marks the target of a retraction, in the same batch as the retraction
+/// itself. Readers honour the mark only if the retraction's author wrote
+/// the target, so a member cannot hide another's entry.
+fn mark_retraction(batch: &mut sled::Batch, body: &EntryBody, cursor: u64) {
+    if let Some(Payload::Retraction(r)) = &body.payload
+        && r.target.len() == 32
+    {
+        batch.insert(keys::retracted(&r.target, cursor), &[][..]);
+    }
+}
+
+fn index_terms(
+    id: &[u8; 32],
+    body: &EntryBody,
+    openings: &[Opening],
+) -> Vec<lienthong_core::terms::Term> {
     match (&body.payload, openings.is_empty()) {
         (Some(Payload::Alert(a)), false) => {
             let mut b = body.clone();
             b.payload = Some(Payload::Alert(lienthong_core::redaction::reveal(
                 a, openings,
             )));
-            entry_terms(&b)
+            entry_terms(id, &b)
         }
-        _ => entry_terms(body),
+        _ => entry_terms(id, body),
     }
 }
 
