@@ -533,6 +533,7 @@ impl Cases for CasesService {
         let st = self.c.store.clone();
         let (cases, next) = blocking(move || {
             let mut out = Vec::new();
+            let mut seen = BTreeSet::new();
             let mut before = before;
             let mut scanned = 0;
             loop {
@@ -551,7 +552,13 @@ impl Cases for CasesService {
                     {
                         continue;
                     }
-                    let (s, _) = case_state(&st, &e.id.0)?;
+                    // The opening itself, or (on a newcomer) the event
+                    // that brought it along.
+                    let case_id = case_of(e);
+                    if !seen.insert(case_id) {
+                        continue;
+                    }
+                    let (s, _) = case_state(&st, &case_id)?;
                     if !r.statuses.is_empty() && !r.statuses.contains(&s.status) {
                         continue;
                     }

@@ -8,6 +8,7 @@ mod api_tls;
 mod cases;
 mod client;
 mod config;
+mod coord_cli;
 mod export;
 mod init;
 mod manifest_file;
@@ -93,6 +94,74 @@ enum Command {
     /// The federation manifest: members, keys, pins and the agreement.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// Cases handled by several provinces: open, invite, hand over, record
+    /// inspections, seizures and decisions, close; show, list and watch.
+    #[command(subcommand)]
+    Case(coord_cli::CaseCommand),
+    /// Assistance requests between provinces, with deadlines.
+    #[command(subcommand)]
+    Assist(coord_cli::AssistCommand),
+    /// Coordinated inspections: plans, acceptances and reports.
+    #[command(subcommand)]
+    Inspection(coord_cli::InspectionCommand),
+    /// Record the minutes of a coordination meeting (a Meeting in proto3
+    /// JSON).
+    Meeting {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw an entry this node wrote; every recipient is told and
+    /// answers with a receipt. The entry stays provable in the log.
+    Retract {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Entry id (64 hex characters).
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace an alert this node wrote with a corrected one (an Alert in
+    /// proto3 JSON, with a new reference).
+    Correct {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Entry id of the alert to replace (64 hex characters).
+        id: String,
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// What was corrected.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Statistics over a period from the entries this node holds: per
+    /// province and per category; a table, or CSV.
+    #[command(
+        after_help = "Example:\n  lienthong report --from 2026-11-01 --to 2026-12-01 --csv > thang-11.csv"
+    )]
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// First day (YYYY-MM-DD, UTC) or Unix ms, inclusive.
+        #[arg(long)]
+        from: String,
+        /// Last day (YYYY-MM-DD, UTC) or Unix ms, exclusive.
+        #[arg(long)]
+        to: String,
+        /// CSV instead of a table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -523,6 +592,38 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
+        Command::Case(cmd) => runtime()?.block_on(coord_cli::case(cmd)),
+        Command::Assist(cmd) => runtime()?.block_on(coord_cli::assist(cmd)),
+        Command::Inspection(cmd) => runtime()?.block_on(coord_cli::inspection(cmd)),
+        Command::Meeting { config, file, json } => {
+            runtime()?.block_on(coord_cli::meeting(&config.config, &file, json))
+        }
+        Command::Retract {
+            config,
+            id,
+            reason,
+            json,
+        } => runtime()?.block_on(coord_cli::retract(&config.config, &id, &reason, json)),
+        Command::Correct {
+            config,
+            id,
+            file,
+            reason,
+            json,
+        } => runtime()?.block_on(coord_cli::correct(
+            &config.config,
+            &id,
+            &file,
+            &reason,
+            json,
+        )),
+        Command::Report {
+            config,
+            from,
+            to,
+            csv,
+            json,
+        } => runtime()?.block_on(coord_cli::report(&config.config, &from, &to, csv, json)),
         Command::Audit(AuditCommand::Export {
             config,
             out,

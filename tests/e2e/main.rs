@@ -4,6 +4,7 @@
 mod api;
 mod audit;
 mod bundle;
+mod cases;
 mod chaos;
 mod durability;
 mod federation;

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lienthong_proto::v1::{alerts_client::AlertsClient, audit_client::AuditClient};
+use lienthong_proto::v1::{
+    alerts_client::AlertsClient, audit_client::AuditClient, cases_client::CasesClient,
+};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub mod peer;
@@ -227,6 +229,11 @@ impl Node {
     /// Alerts client.
     pub async fn alerts(&self) -> Result<AlertsClient<Channel>> {
         Ok(AlertsClient::new(self.channel().await?))
+    }
+
+    /// Cases client.
+    pub async fn cases(&self) -> Result<CasesClient<Channel>> {
+        Ok(CasesClient::new(self.channel().await?))
     }
 
     /// Audit client.

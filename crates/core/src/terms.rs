@@ -109,7 +109,26 @@ pub fn entry_terms(id: &[u8; 32], body: &EntryBody) -> Vec<Term> {
     }
     match &body.payload {
         Some(Payload::Alert(a)) => alert_terms(a, &mut t),
-        Some(Payload::CaseEvent(e)) => case_terms(e, &mut t),
+        Some(Payload::CaseEvent(e)) => {
+            case_terms(e, &mut t);
+            // A newcomer holds the case's opening only inside the history
+            // it was sent: index that opening here, so it finds the case.
+            let opening = e.history.iter().find_map(|env| {
+                let (_, b) = crate::entry::decode_envelope(env).ok()?;
+                match b.payload {
+                    Some(Payload::CaseEvent(h))
+                        if matches!(h.event, Some(case_event::Event::Opened(_))) =>
+                    {
+                        Some(h)
+                    }
+                    _ => None,
+                }
+            });
+            if let Some(o) = opening {
+                t.push(Term::opening());
+                case_terms(&o, &mut t);
+            }
+        }
         Some(Payload::AssistanceRequest(r)) => {
             t.push(Term::province(&r.to));
             subject_terms(&r.subjects, &r.question, &mut t);
