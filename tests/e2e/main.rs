@@ -6,6 +6,7 @@ mod audit;
 mod bundle;
 mod cases;
 mod chaos;
+mod deploy;
 mod durability;
 mod federation;
 mod hostile;

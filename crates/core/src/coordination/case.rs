@@ -150,6 +150,8 @@ struct Tracker {
     handover_by: Option<usize>,
     /// Last answer per province (to an invitation).
     answered_by: BTreeMap<String, usize>,
+    /// The last answer to a handover.
+    handover_answered_by: Option<usize>,
 }
 
 /// Folds a case's events into its state. `events` may be in any order and
@@ -231,7 +233,7 @@ pub fn fold_case(case_id: &[u8; 32], events: &[CaseEntry<'_>]) -> CaseState {
             }
             _ if !opened => refuse(
                 &mut step,
-                "this node does not hold the case's opening event".into(),
+                "the case's opening event is not held here, or was retracted".into(),
                 None,
             ),
             _ if t.closed_by.is_some() => {
@@ -254,10 +256,15 @@ pub fn fold_case(case_id: &[u8; 32], events: &[CaseEntry<'_>]) -> CaseState {
                         .filter(|p| **p != s.lead && !members.contains(*p))
                         .collect();
                     if new.is_empty() {
+                        // Lost to the acceptance that made them members.
+                        let culprit = inv
+                            .provinces
+                            .iter()
+                            .find_map(|p| t.answered_by.get(p).copied());
                         refuse(
                             &mut step,
                             "every province invited is already a member".into(),
-                            None,
+                            culprit,
                         );
                     } else {
                         for p in new {
@@ -317,7 +324,7 @@ pub fn fold_case(case_id: &[u8; 32], events: &[CaseEntry<'_>]) -> CaseState {
                     refuse(
                         &mut step,
                         format!("{} was not asked to take the case over", e.author),
-                        t.handover_by.or(t.lead_by),
+                        t.handover_by.or(t.handover_answered_by).or(t.lead_by),
                     );
                 } else {
                     if a.accept {
@@ -325,10 +332,12 @@ pub fn fold_case(case_id: &[u8; 32], events: &[CaseEntry<'_>]) -> CaseState {
                         members.insert(old);
                         members.remove(e.author);
                         invited.remove(e.author);
+                        declined.remove(e.author);
                         t.lead_by = Some(i);
                     }
                     s.handover_to.clear();
                     t.handover_by = None;
+                    t.handover_answered_by = Some(i);
                     step.applied = true;
                 }
             }
@@ -381,6 +390,10 @@ pub fn fold_case(case_id: &[u8; 32], events: &[CaseEntry<'_>]) -> CaseState {
                     s.outcome = c.outcome;
                     s.closed_unix_ms = e.created_unix_ms;
                     t.closed_by = Some(i);
+                    // A pending handover or invitation ends with the case.
+                    s.handover_to.clear();
+                    t.handover_by = None;
+                    invited.clear();
                     step.applied = true;
                 }
             }
@@ -461,7 +474,12 @@ pub fn newcomers<'a>(state: &CaseState, event: &'a CaseEvent) -> Vec<&'a str> {
             || state.handover_to == p
     };
     match &event.event {
-        Some(Event::Opened(o)) => o.invite.iter().map(String::as_str).collect(),
+        Some(Event::Opened(o)) => o
+            .invite
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !in_circle(p))
+            .collect(),
         Some(Event::Invitation(i)) => i
             .provinces
             .iter()
