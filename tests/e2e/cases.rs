@@ -867,3 +867,137 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     assert_eq!(r["verdict"], "pass", "{out}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_and_handovers_can_be_declined_and_a_case_transferred() -> anyhow::Result<()> {
+    let mut f = federation(&THREE, 3, AGREEMENT)?;
+    f.start_all()?;
+    let [ls, bn, hn] = [&f.nodes[0], &f.nodes[1], &f.nodes[2]];
+    let id = record(
+        ls,
+        ev(
+            "t-open",
+            &[],
+            Event::Opened(pb::CaseOpened {
+                title: "Gian lận xuất xứ hàng dệt may".into(),
+                category: pb::Category::TradeFraud as i32,
+                ..Default::default()
+            }),
+        ),
+    )
+    .await?
+    .written
+    .unwrap()
+    .entry_id;
+    // An invitation after the opening brings Hà Nội in (with the history);
+    // it declines.
+    record(
+        ls,
+        ev(
+            "t-invite",
+            &id,
+            Event::Invitation(pb::CaseInvitation {
+                provinces: vec!["01".into()],
+                message: "Đề nghị phối hợp".into(),
+            }),
+        ),
+    )
+    .await?;
+    let s = steps_at(hn, &id, 2).await?;
+    assert_eq!(s.invited, ["01"]);
+    record(
+        hn,
+        ev("t-decline", &id, Event::InvitationAnswer(answer(false))),
+    )
+    .await?;
+    let s = steps_at(ls, &id, 3).await?;
+    assert_eq!(
+        (s.declined.clone(), s.invited.len()),
+        (vec!["01".to_owned()], 0)
+    );
+    // Declined, Hà Nội may not record anything.
+    let e = record(hn, ev("t-seize", &id, seizure(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.downcast::<tonic::Status>()?.code(),
+        Code::FailedPrecondition
+    );
+
+    // A handover to Bắc Ninh, declined: Lạng Sơn stays the lead.
+    record(
+        ls,
+        ev(
+            "t-handover",
+            &id,
+            Event::Handover(pb::CaseHandover {
+                to: "24".into(),
+                reason: "Kho hàng ở Bắc Ninh".into(),
+            }),
+        ),
+    )
+    .await?;
+    steps_at(bn, &id, 4).await?;
+    record(bn, ev("t-no", &id, Event::HandoverAnswer(answer(false)))).await?;
+    let s = steps_at(ls, &id, 5).await?;
+    assert_eq!((s.lead.as_str(), s.handover_to.as_str()), ("20", ""));
+    assert_eq!(s.status, pb::CaseStatus::Open as i32);
+
+    // Beyond administrative handling: transferred to the police.
+    let r = record(
+        ls,
+        ev(
+            "t-transfer",
+            &id,
+            Event::Transfer(pb::CaseTransfer {
+                target: pb::TransferTarget::Police as i32,
+                agency: "Phòng Cảnh sát kinh tế Công an tỉnh Lạng Sơn".into(),
+                reason: "Có dấu hiệu tội phạm".into(),
+            }),
+        ),
+    )
+    .await?;
+    let s = r.state.unwrap();
+    assert_eq!(s.status, pb::CaseStatus::Transferred as i32);
+    assert_eq!(s.transfers.len(), 1);
+    // Both declined, so the case's circle is Lạng Sơn alone: the transfer
+    // is signed for nobody else, and they keep the case as it was.
+    let transfer = ls
+        .alerts()
+        .await?
+        .get(pb::GetEntryRequest {
+            key: Some(Key::EntryId(r.written.unwrap().entry_id)),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(transfer.body.unwrap().audience, ["20"]);
+    // (Hà Nội left the circle when it declined, before the handover.)
+    for (n, held) in [(bn, 5), (hn, 3)] {
+        let there = steps_at(n, &id, held).await?;
+        assert_eq!(there.status, pb::CaseStatus::Open as i32, "{}", n.member);
+        assert_eq!(there.steps.len(), held, "{}", n.member);
+    }
+    // Bad input is refused before anything is written.
+    let e = ls
+        .cases()
+        .await?
+        .record_case_event(pb::CaseEvent {
+            case_id: vec![1; 5],
+            reference: "t-bad".into(),
+            parents: vec![vec![0; 32]],
+            event: Some(Event::Closure(pb::CaseClosure::default())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    for field in [
+        "case_event.case_id",
+        "case_event.parents",
+        "case_event.closure.outcome",
+        "case_event.closure.summary",
+    ] {
+        assert!(e.message().contains(field), "{field}: {}", e.message());
+    }
+    Ok(())
+}
