@@ -35,7 +35,7 @@ def main() -> int:
     out = pathlib.Path(tempfile.mkdtemp())
     generate(pathlib.Path(a.proto), out)
     sys.path.insert(0, str(out))
-    from lienthong.v1 import alerts_pb2, alerts_pb2_grpc, entry_pb2  # noqa: E402
+    from lienthong.v1 import alerts_pb2, alerts_pb2_grpc, cases_pb2, cases_pb2_grpc, entry_pb2  # noqa: E402
 
     creds = grpc.ssl_channel_credentials(
         root_certificates=pathlib.Path(a.ca).read_bytes(),
@@ -74,7 +74,35 @@ def main() -> int:
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
             assert "alert.category" in e.details(), e.details()
-    print("python client: submit, duplicate, get, query and validation OK")
+        # Cases: open one from the alert, record a step, read the folded
+        # state, find it without diacritics, retract the step.
+        cases = cases_pb2_grpc.CasesStub(ch)
+        opened = cases.RecordCaseEvent(entry_pb2.CaseEvent(
+            reference="python-case-1",
+            opened=entry_pb2.CaseOpened(title="Gian lận xuất xứ hạt điều", category=entry_pb2.CATEGORY_TRADE_FRAUD,
+                                        alert_ids=[r.entry_id]),
+        ), timeout=10)
+        case_id = opened.written.entry_id
+        assert opened.state.lead == opened.written.author and opened.state.status == cases_pb2.CASE_STATUS_OPEN
+        step = cases.RecordCaseEvent(entry_pb2.CaseEvent(
+            case_id=case_id, reference="python-case-1-kt",
+            inspection_result=entry_pb2.InspectionResult(
+                inspected_unix_ms=int(time.time() * 1000) - 1000,
+                location=entry_pb2.Location(province="75"),
+                findings="Kho không có hàng như kê khai", violation_found=True),
+        ), timeout=10)
+        assert step.state.inspections == 1, step.state
+        listed = cases.ListCases(cases_pb2.ListCasesRequest(text="gian lan xuat xu"), timeout=10)
+        assert [c.case_id for c in listed.cases] == [case_id], listed
+        stub.Retract(alerts_pb2.RetractRequest(entry_id=step.written.entry_id, reason="Nhập nhầm"), timeout=10)
+        state = cases.GetCase(cases_pb2.GetCaseRequest(case_id=case_id), timeout=10)
+        assert state.inspections == 0 and state.steps[1].retracted, state
+        try:
+            stub.Retract(alerts_pb2.RetractRequest(entry_id=case_id, reason="x"), timeout=10)
+            raise AssertionError("retracting a case's opening was accepted")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.code()
+    print("python client: submit, duplicate, get, query, validation, cases and retraction OK")
     return 0
 
 
