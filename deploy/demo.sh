@@ -6,6 +6,8 @@
 # realistic alerts; each alert reaches exactly the provinces the agreement
 # names, verified on arrival, with personal data opened only for the
 # provinces allowed to see it, and signed receipts back to the author;
+# a case is handled jointly from alert to closure (Lạng Sơn → Bắc Ninh →
+# Hà Nội) with an assistance request answered late and escalated;
 # every province cosigns the others' checkpoints as a witness; an auditor
 # verifies a feed with nothing but its vkey, then all eleven provinces'
 # audit bundles together, receipts cross-checked. Stops cleanly.
@@ -110,6 +112,62 @@ print("  %s %s: rule audience %s; withheld from %s; receipts from %s" % (me, nam
       " ".join(c for c in codes if c not in own.get("audience", [])) or "-", " ".join(sorted(receipts)) or "-"))
 ' "$c" "${NAME[$c]}" "${CODES[*]}"
 done
+
+step "a complex case across provinces: counterfeit cosmetics Lạng Sơn → Bắc Ninh → Hà Nội (deploy/federation/case/)"
+CASE_DIR="$ROOT/deploy/federation/case"
+cfg() { echo "$WORK/$1/lienthong.toml"; }
+idhex() { python3 -c 'import base64, json, sys; d = json.load(sys.stdin); [d := d[k] for k in sys.argv[1].split(".")]; print(base64.b64decode(d).hex())' "$1"; }
+filled() { sed "s/INSPECTED_MS/$(( $(date +%s) * 1000 - 7200000 ))/" "$CASE_DIR/$1" > "$WORK/$1"; echo "$WORK/$1"; }
+until_ok() { for _ in $(seq 1 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; "$@"; }
+ALERT=$("$L" alert get --config "$(cfg 20)" --reference ls-2026-0417 --json | idhex entryId)
+python3 - "$CASE_DIR/1-open.json" "$ALERT" > "$WORK/1-open.json" <<'PY'
+import base64, json, sys
+e = json.load(open(sys.argv[1], encoding="utf-8"))
+e["opened"]["alertIds"] = [base64.b64encode(bytes.fromhex(sys.argv[2])).decode()]
+print(json.dumps(e, ensure_ascii=False))
+PY
+CASE=$("$L" case record --config "$(cfg 20)" -f "$WORK/1-open.json" --json | idhex written.entryId)
+echo "  20 Lạng Sơn opens case ${CASE:0:16}… from its alert and invites 24 Bắc Ninh"
+until_ok "$L" case show --config "$(cfg 24)" "$CASE"
+"$L" case record --config "$(cfg 24)" --case "$CASE" -f "$CASE_DIR/2-join.json" >/dev/null
+echo "  24 Bắc Ninh accepts; inspects the warehouse in Từ Sơn and seizes 120 cartons"
+until_ok "$L" case record --config "$(cfg 24)" --case "$CASE" -f "$(filled 3-inspection.json)"
+"$L" case record --config "$(cfg 24)" --case "$CASE" -f "$(filled 4-seizure.json)" >/dev/null
+REQ=$("$L" assist request --config "$(cfg 20)" --case "$CASE" -f "$CASE_DIR/5-request.json" --due-in-seconds 4 --json | idhex entryId)
+echo "  20 asks 24 to verify the consignee company (due in 4 s, for the demo; the agreement allows 72 h)"
+sleep 6
+"$L" assist list --config "$(cfg 20)" --direction sent | sed 's/^/    at 20: /'
+"$L" assist list --config "$(cfg 24)" --direction received | sed 's/^/    at 24: /'
+"$L" alert list --config "$(cfg 01)" --json | python3 -c '
+import json, sys
+for line in sys.stdin:
+    b = json.loads(line)["body"]
+    if "escalation" in b:
+        print("    at 01 (escalation member): signed escalation from %s: request overdue at %s" % (b["author"], b["escalation"]["overdueMember"]))'
+"$L" assist answer --config "$(cfg 24)" --request "$REQ" -f "$CASE_DIR/6-answer.json" >/dev/null
+echo "  24 answers late:"
+until_ok bash -c "'$L' assist list --config '$(cfg 20)' --direction sent | grep -q answered-late"
+"$L" assist list --config "$(cfg 20)" --direction sent | sed 's/^/    at 20: /'
+until_ok bash -c "'$L' case show --config '$(cfg 20)' '$CASE' | grep -q seizure"
+"$L" case record --config "$(cfg 20)" --case "$CASE" -f "$CASE_DIR/7-handover.json" >/dev/null
+echo "  20 hands the case over to 01 Hà Nội, which was not in it: the handover carries the signed history"
+until_ok "$L" case record --config "$(cfg 01)" --case "$CASE" -f "$CASE_DIR/8-accept.json"
+"$L" case record --config "$(cfg 01)" --case "$CASE" -f "$(filled 9-decision.json)" >/dev/null
+"$L" case record --config "$(cfg 01)" --case "$CASE" -f "$CASE_DIR/10-close.json" >/dev/null
+echo "  01 accepts, fines the company 180,000,000 đ and closes the case; each province folds the same state:"
+sleep 1
+for c in 01 24 20; do
+    "$L" case show --config "$(cfg $c)" "$CASE" --json | python3 -c '
+import hashlib, json, sys
+s = json.load(sys.stdin)
+steps = [(x["entryId"], x.get("applied", False)) for x in s.get("steps", [])]
+print("    at %s: %s, lead %s, members %s, seized %s đ, fines %s đ, %d events, state digest %s" % (sys.argv[1],
+      s["status"].replace("CASE_STATUS_", "").lower(), s["lead"], " ".join(s.get("members", [])), s.get("seizedValueVnd", "0"), s.get("finesVnd", "0"),
+      len(steps), hashlib.sha256(json.dumps([steps, s.get("heads")]).encode()).hexdigest()[:16]))' "$c"
+done
+"$L" case show --config "$(cfg 01)" "$CASE" | sed 's/^/    /'
+echo "  statistics for today, as Bắc Ninh's node computes them from the entries it holds (also --csv):"
+"$L" report --config "$(cfg 24)" --from "$(date -u +%Y-%m-%d)" --to "$(date -u -d tomorrow +%Y-%m-%d)" | sed 's/^/    /'
 
 step "members witness each other: each checkpoint gathers the others' cosignatures (C2SP tlog-cosignature/v1)"
 sleep 1
