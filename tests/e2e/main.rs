@@ -14,4 +14,5 @@ mod independent;
 mod python;
 mod restore;
 mod security;
+mod tamper;
 mod witness;

@@ -53,6 +53,9 @@ pub struct OpenOptions {
 /// A cache that keeps a node with a million entries well under 100 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The file beside the database that records the newest signed checkpoint.
+pub const LAST_CHECKPOINT_FILE: &str = "checkpoint.last";
+
 /// Handle to the store; cheap to clone, shared by readers and the writer.
 #[derive(Clone)]
 pub struct Store {
@@ -161,6 +164,7 @@ impl Store {
         };
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
+        store.check_last_checkpoint(&opts.verifying_keys, cp.as_ref())?;
         *store
             .inner
             .checkpoint
@@ -243,6 +247,87 @@ impl Store {
             size: cp.size(),
             root: cp.root().0,
         }))
+    }
+
+    /// Writes the newest signed checkpoint beside the database, in its own
+    /// file (`checkpoint.last`), once sled holds it durably. sled answers a
+    /// damaged log by dropping everything after the damage, which would
+    /// silently take the feed back to an older, valid-looking state; this
+    /// file remembers how far the feed had been signed, so opening the
+    /// store notices. Written at most once per checkpoint (≤ 2 per second):
+    /// temp file, fsync, rename, fsync of the directory.
+    pub(crate) fn record_checkpoint(&self, note: &str) -> Result<(), StoreError> {
+        let dir = &self.inner.dir;
+        let path = dir.join(LAST_CHECKPOINT_FILE);
+        let tmp = dir.join(format!("{LAST_CHECKPOINT_FILE}.tmp"));
+        let io = |action: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| StoreError::Io {
+                action,
+                path: p,
+                source,
+            }
+        };
+        {
+            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+            std::io::Write::write_all(&mut f, note.as_bytes()).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync", dir))?;
+        Ok(())
+    }
+
+    /// Checks the store against `checkpoint.last` (see
+    /// [`Store::record_checkpoint`]): the store must hold at least the
+    /// checkpoint that file records.
+    fn check_last_checkpoint(
+        &self,
+        keys: &[VerifyingKey],
+        held: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError> {
+        let path = self.inner.dir.join(LAST_CHECKPOINT_FILE);
+        let note = match std::fs::read(&path) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A new store, or one from before this file existed.
+                if let Some(cp) = held {
+                    self.record_checkpoint(&cp.note)?;
+                }
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        let Some(last) = keys.iter().find_map(|k| {
+            lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, k).ok()
+        }) else {
+            return Err(StoreError::Integrity(format!(
+                "{} does not hold a checkpoint signed by this member: it was altered or belongs to another node;                  if the store itself verifies (`lienthong feed verify`), move the file aside and start again",
+                path.display()
+            )));
+        };
+        let held_size = held.map_or(0, |c| c.size);
+        if last.size() > held_size {
+            return Err(StoreError::Integrity(format!(
+                "this node signed a checkpoint of size {} ({}) but the store holds only up to size {held_size}:                  the database lost its newest part (damaged on disk, or a partial copy). Do not serve from it:                  move it aside, restore the newest backup, start the node again and check the feed with                  `lienthong feed verify`",
+                last.size(),
+                path.display()
+            )));
+        }
+        if last.size() < held_size
+            && let Some(cp) = held
+        {
+            self.record_checkpoint(&cp.note)?;
+        }
+        Ok(())
     }
 
     /// Flushes sled and fsyncs its data file: the commit point.

@@ -637,7 +637,11 @@ impl State {
         let written = db
             .apply_batch(batch)
             .map_err(StoreError::from)
-            .and_then(|()| self.store.sync());
+            .and_then(|()| self.store.sync())
+            .and_then(|()| match &checkpoint {
+                Some(cp) => self.store.record_checkpoint(&cp.note),
+                None => Ok(()),
+            });
         if let Err(err) = written {
             drop(received);
             return Err((err, replies(slots, repeats)));
@@ -760,6 +764,7 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
     batch.insert(&keys::with_u64(keys::CHECKPOINT, cp.size), note.as_bytes());
     store.inner.db.apply_batch(batch)?;
     store.sync()?;
+    store.record_checkpoint(&note)?;
     tracing::info!(
         size = cp.size,
         "signed the latest checkpoint again with the new key"
