@@ -220,14 +220,33 @@ fn fail(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("refused: {}", explain(&s))
 }
 
+/// `CASE_STATUS_HANDOVER_PENDING` → `handover-pending`: the form the CLI
+/// prints and accepts.
+fn label(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix)
+        .to_lowercase()
+        .replace('_', "-")
+}
+
+/// The inverse of [`label`] for a status list given on the command line.
+fn parse_labels(
+    given: &[String],
+    prefix: &str,
+    from_name: impl Fn(&str) -> Option<i32>,
+    choices: &str,
+) -> Result<Vec<i32>> {
+    given
+        .iter()
+        .map(|s| {
+            from_name(&format!("{prefix}{}", s.to_uppercase().replace('-', "_")))
+                .with_context(|| format!("unknown status {s:?}: use {choices}"))
+        })
+        .collect()
+}
+
 fn status_name(s: i32) -> String {
     pb::CaseStatus::try_from(s)
-        .map(|x| {
-            x.as_str_name()
-                .trim_start_matches("CASE_STATUS_")
-                .to_lowercase()
-                .replace('_', "-")
-        })
+        .map(|x| label(x.as_str_name(), "CASE_STATUS_"))
         .unwrap_or_else(|_| s.to_string())
 }
 
@@ -320,21 +339,11 @@ pub async fn case(cmd: CaseCommand) -> Result<()> {
                 .into_inner();
             if json {
                 println!("{}", serde_json::to_string(&r)?);
-            } else {
-                let w = r.written.unwrap_or_default();
-                println!(
-                    "{} entry {} at feed index {}",
-                    if w.duplicate {
-                        "already stored:"
-                    } else {
-                        "stored:"
-                    },
-                    hex::encode(&w.entry_id),
-                    w.index
-                );
-                if let Some(s) = &r.state {
-                    print_case(s, false)?;
-                }
+                return Ok(());
+            }
+            print_written(&r.written.unwrap_or_default(), false)?;
+            if let Some(s) = &r.state {
+                print_case(s, false)?;
             }
             Ok(())
         }
@@ -357,15 +366,12 @@ pub async fn case(cmd: CaseCommand) -> Result<()> {
             text,
             json,
         } => {
-            let statuses = statuses
-                .iter()
-                .map(|s| {
-                    let want = format!("CASE_STATUS_{}", s.to_uppercase().replace('-', "_"));
-                    pb::CaseStatus::from_str_name(&want)
-                        .map(|x| x as i32)
-                        .with_context(|| format!("unknown status {s:?}: use open, handover-pending, transferred or closed"))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let statuses = parse_labels(
+                &statuses,
+                "CASE_STATUS_",
+                |n| pb::CaseStatus::from_str_name(n).map(|x| x as i32),
+                "open, handover-pending, transferred or closed",
+            )?;
             let mut client = CasesClient::new(channel(&config).await?);
             let mut token = String::new();
             loop {
@@ -429,12 +435,7 @@ pub async fn case(cmd: CaseCommand) -> Result<()> {
 
 fn assistance_status_name(s: i32) -> String {
     pb::AssistanceStatus::try_from(s)
-        .map(|x| {
-            x.as_str_name()
-                .trim_start_matches("ASSISTANCE_STATUS_")
-                .to_lowercase()
-                .replace('_', "-")
-        })
+        .map(|x| label(x.as_str_name(), "ASSISTANCE_STATUS_"))
         .unwrap_or_else(|_| s.to_string())
 }
 
@@ -504,19 +505,12 @@ pub async fn assist(cmd: AssistCommand) -> Result<()> {
             statuses,
             json,
         } => {
-            let statuses = statuses
-                .iter()
-                .map(|s| {
-                    let want = format!("ASSISTANCE_STATUS_{}", s.to_uppercase().replace('-', "_"));
-                    pb::AssistanceStatus::from_str_name(&want)
-                        .map(|x| x as i32)
-                        .with_context(|| {
-                            format!(
-                                "unknown status {s:?}: use open, overdue, answered or answered-late"
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let statuses = parse_labels(
+                &statuses,
+                "ASSISTANCE_STATUS_",
+                |n| pb::AssistanceStatus::from_str_name(n).map(|x| x as i32),
+                "open, overdue, answered or answered-late",
+            )?;
             let mut client = CasesClient::new(channel(&config).await?);
             let mut token = String::new();
             loop {

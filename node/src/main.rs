@@ -9,12 +9,14 @@ mod cases;
 mod client;
 mod config;
 mod coord_cli;
+mod doctor;
 mod export;
 mod init;
 mod manifest_file;
 mod metrics;
 mod peer;
 mod pki;
+mod renew;
 mod serve;
 mod status;
 mod witness;
@@ -141,6 +143,20 @@ enum Command {
         reason: String,
         #[arg(long)]
         json: bool,
+    },
+    /// This node's TLS certificates: renew them before they expire.
+    #[command(subcommand)]
+    Tls(renew::TlsCommand),
+    /// Check this node's config, keys, certificates, manifest, store and
+    /// process; one line per check (OK, WARN, FAIL, SKIP) with its fix.
+    /// Exits 1 if any check fails. Changes nothing (it creates and removes
+    /// one probe file to see that the store directory is writable).
+    #[command(
+        after_help = "Example:\n  lienthong doctor --config /var/lib/lienthong/lienthong.toml"
+    )]
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Statistics over a period from the entries this node holds: per
     /// province and per category; a table, or CSV.
@@ -664,6 +680,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Federation(cmd) => federation(cmd),
+        Command::Tls(cmd) => renew::run(cmd),
+        Command::Doctor { config } => doctor::doctor(&config.config),
         Command::Feed(FeedCommand::Verify {
             config,
             vkey,

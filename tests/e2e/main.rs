@@ -11,6 +11,7 @@ mod durability;
 mod federation;
 mod hostile;
 mod independent;
+mod ops;
 mod python;
 mod restore;
 mod security;
