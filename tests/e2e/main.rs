@@ -11,6 +11,7 @@ mod durability;
 mod federation;
 mod hostile;
 mod independent;
+mod limits;
 mod ops;
 mod python;
 mod restore;

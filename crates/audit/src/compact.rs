@@ -101,7 +101,7 @@ impl CompactRange {
             n >>= 1;
         }
         self.hashes.push(hash);
-        self.size += 1;
+        self.size = self.size.saturating_add(1);
     }
 
     /// The RFC 6962 root of the tree so far.

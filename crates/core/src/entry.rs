@@ -182,6 +182,15 @@ pub fn decode_envelope(envelope: &[u8]) -> Result<(Envelope, EntryBody), EntryEr
         what: "envelope",
         detail: e.to_string(),
     })?;
+    // One signed entry, one id: the envelope must be exactly its two fields
+    // in order (what every protobuf encoder writes), not padded with unknown
+    // fields or repeated ones that would give the same entry another id.
+    if env.encoded_len() != envelope.len() || env.encode_to_vec() != envelope {
+        return Err(EntryError::Malformed {
+            what: "envelope",
+            detail: "not in canonical form (unknown, repeated or reordered fields)".into(),
+        });
+    }
     let body = EntryBody::decode(env.body.as_slice()).map_err(|e| EntryError::Malformed {
         what: "entry body",
         detail: e.to_string(),

@@ -280,6 +280,13 @@ impl<'a> Seq<'a> {
         prefix: Result<Vec<Hash>, String>,
     ) {
         self.close_unended(b, &format!("the segment starting at record {record}"));
+        if start >= 1 << 62 {
+            self.rec.fail(
+                Check::Structure,
+                at.clone().author(&author),
+                format!("a segment starting at position {start}, beyond any real feed"),
+            );
+        }
         if self.keys.bit(&author).is_none() {
             self.rec.fail(
                 Check::Structure,
@@ -336,6 +343,18 @@ impl<'a> Seq<'a> {
         };
         let id = open.id;
         let position = open.range.size();
+        // No feed comes near 2^62 entries; a segment claiming to is forged,
+        // and counting on would overflow.
+        if position >= 1 << 62 {
+            let at = self.rec.at(b, record, offset);
+            self.rec.fail(
+                Check::Structure,
+                at,
+                format!("a segment entry at position {position}, beyond any real feed"),
+            );
+            self.bundles[b].open = Some(open);
+            return;
+        }
         open.range.append(e.leaf);
         self.segments[id].end = position + 1;
         let names = &self.names;
