@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lienthong/v1/federation.proto",
         "lienthong/v1/bundle.proto",
         "lienthong/v1/cases.proto",
+        "lienthong/v1/admin.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -78,6 +78,10 @@ struct RawStore {
     dir: PathBuf,
     #[serde(default = "default_cache_mb")]
     cache_mb: u64,
+    /// Where `lienthong backup` writes (default "backups" beside the
+    /// config file).
+    #[serde(default)]
+    backup_dir: Option<PathBuf>,
 }
 
 fn default_cache_mb() -> u64 {
@@ -189,6 +193,8 @@ pub struct Config {
     pub store_dir: PathBuf,
     /// Store page cache, bytes.
     pub store_cache_bytes: u64,
+    /// Where online backups go.
+    pub backup_dir: PathBuf,
     /// Signing key file.
     pub signing_key: PathBuf,
     /// Local API address.
@@ -438,6 +444,12 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         federation: raw.node.federation,
         store_dir: resolve(&raw.store.dir),
         store_cache_bytes: raw.store.cache_mb * 1024 * 1024,
+        backup_dir: resolve(
+            raw.store
+                .backup_dir
+                .as_deref()
+                .unwrap_or(Path::new("backups")),
+        ),
         signing_key,
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
         security,

@@ -5,6 +5,7 @@
 
 mod api;
 mod api_tls;
+mod backup;
 mod cases;
 mod client;
 mod config;
@@ -157,6 +158,33 @@ enum Command {
     Doctor {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Write a consistent copy of the running node's store under
+    /// store.backup_dir (default "backups" beside the config), checked by
+    /// opening it; the node keeps serving.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Added to the backup directory's name.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a backup in place of the store, with the node stopped. Refuses a
+    /// backup older than the newest checkpoint this node signed (peers
+    /// hold it) unless --accept-older; the current store is moved aside,
+    /// never deleted.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The backup directory (as `lienthong backup` printed it).
+        #[arg(long)]
+        from: PathBuf,
+        /// Restore even if the backup is behind the newest signed
+        /// checkpoint (the node will refuse writes once a peer shows it).
+        #[arg(long)]
+        accept_older: bool,
     },
     /// Statistics over a period from the entries this node holds: per
     /// province and per category; a table, or CSV.
@@ -609,6 +637,33 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Alert(cmd) => runtime()?.block_on(alert(cmd)),
         Command::Case(cmd) => runtime()?.block_on(coord_cli::case(cmd)),
+        Command::Backup {
+            config,
+            label,
+            json,
+        } => runtime()?.block_on(async {
+            let cfg = config::load(&config.config, false)?;
+            let mut c = pb::admin_client::AdminClient::new(client::connect(&cfg).await?);
+            let r = c
+                .backup(pb::BackupRequest { label })
+                .await
+                .map_err(|s| anyhow::anyhow!("backup refused: {}", client::explain(&s)))?
+                .into_inner();
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "backup written to {}\n  feed size {}, checkpoint size {}, {} records ({} bytes); writes waited {} ms",
+                    r.path, r.feed_size, r.checkpoint_size, r.records, r.bytes, r.pause_ms
+                );
+            }
+            Ok(())
+        }),
+        Command::Restore {
+            config,
+            from,
+            accept_older,
+        } => backup::restore(&config::load(&config.config, false)?, &from, accept_older),
         Command::Assist(cmd) => runtime()?.block_on(coord_cli::assist(cmd)),
         Command::Inspection(cmd) => runtime()?.block_on(coord_cli::inspection(cmd)),
         Command::Meeting { config, file, json } => {

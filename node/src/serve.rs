@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use lienthong_core::proto::{
-    alerts_server::AlertsServer, audit_server::AuditServer, cases_server::CasesServer,
+    admin_server::AdminServer, alerts_server::AlertsServer, audit_server::AuditServer,
+    cases_server::CasesServer,
 };
 use lienthong_log::NoteSigner;
 use lienthong_store::{FeedSigner, OpenOptions, Store, Writer, WriterConfig};
@@ -91,6 +92,30 @@ fn prepare_peering(
     )))
 }
 
+/// How to open a store of this node at `dir`: after a key rotation the
+/// newest checkpoint on disk was signed with an earlier key of this member,
+/// so every key the manifest chain lists for it is accepted.
+pub fn open_options(config: &Config, dir: &Path) -> Result<OpenOptions> {
+    let key = config.load_signing_key()?;
+    let mut verifying_keys = Vec::new();
+    if let Some(f) = &config.peering {
+        verifying_keys = ManifestFile::read(&f.manifest)?
+            .verify()
+            .context("federation.manifest")?
+            .keys_of(&config.member);
+    }
+    if verifying_keys.is_empty() {
+        verifying_keys.push(key.verifying_key());
+    }
+    Ok(OpenOptions {
+        dir: dir.to_path_buf(),
+        member: config.member.clone(),
+        origin: config.origin(),
+        verifying_keys,
+        cache_bytes: config.store_cache_bytes,
+    })
+}
+
 /// Loads keys and certificates and opens the store (with its integrity
 /// check). Fails with every reason before anything listens.
 pub fn prepare(config: Config) -> Result<Prepared> {
@@ -114,20 +139,8 @@ pub fn prepare(config: Config) -> Result<Prepared> {
             client_crl.as_deref(),
         )?),
     };
-    let store = Store::open(&OpenOptions {
-        dir: config.store_dir.clone(),
-        member: config.member.clone(),
-        origin: origin.clone(),
-        // After a key rotation the newest checkpoint on disk was signed
-        // with an earlier key of this member.
-        verifying_keys: peering
-            .as_ref()
-            .map(|p| p.chain().keys_of(&config.member))
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| vec![key.verifying_key()]),
-        cache_bytes: config.store_cache_bytes,
-    })
-    .with_context(|| format!("opening the store {}", config.store_dir.display()))?;
+    let store = Store::open(&open_options(&config, &config.store_dir)?)
+        .with_context(|| format!("opening the store {}", config.store_dir.display()))?;
     let note_signer = NoteSigner::new(&origin, key.clone()).context("checkpoint signer")?;
     let writer = Writer::start(
         store.clone(),
@@ -205,6 +218,12 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         c: coordination.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE);
+    let admin = AdminServer::new(crate::backup::AdminService {
+        store: store.clone(),
+        backup_dir: config.backup_dir.clone(),
+        open: open_options(&config, &config.store_dir)?,
+        running: Arc::default(),
+    });
     let witness = peering
         .as_ref()
         .map(|p| crate::witness::Witness::new(p.clone(), store.clone()));
@@ -288,6 +307,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .add_service(reflection_alpha)
         .add_service(alerts)
         .add_service(cases)
+        .add_service(admin)
         .add_service(audit);
 
     tracing::info!(member = %config.member, name = %config.name, origin = %config.origin(), %addr, tls = !matches!(config.security, ApiSecurity::PlaintextDev), feed_size = store.durable().feed_size, "serving");

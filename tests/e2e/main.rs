@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod backup;
 mod bundle;
 mod cases;
 mod chaos;

@@ -59,7 +59,10 @@ pub mod writer;
 
 pub use error::StoreError;
 pub use read::{Page, Query, StoredEntry, Verification};
-pub use store::{CheckpointRecord, DEFAULT_CACHE_BYTES, Durable, OpenOptions, Store};
+pub use store::{
+    BackupInfo, CheckpointRecord, DEFAULT_CACHE_BYTES, Durable, LAST_CHECKPOINT_FILE, OpenOptions,
+    Store,
+};
 pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 

@@ -71,6 +71,23 @@ pub(crate) struct Inner {
     pub(crate) failed: Mutex<Option<String>>,
     pub(crate) origin: String,
     pub(crate) member: String,
+    /// Held by the writer while it commits a group, and by a backup while
+    /// it copies: a backup sees the store between two groups, never inside
+    /// one.
+    pub(crate) commit_lock: Mutex<()>,
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// Own feed size in the copy.
+    pub feed_size: u64,
+    /// Size of the newest signed checkpoint in the copy.
+    pub checkpoint_size: u64,
+    /// Records copied.
+    pub records: u64,
+    /// Bytes of keys and values copied.
+    pub bytes: u64,
 }
 
 /// How many of the newest entries are re-hashed on open.
@@ -160,6 +177,7 @@ impl Store {
                 failed: Mutex::new(None),
                 origin: opts.origin.clone(),
                 member: opts.member.clone(),
+                commit_lock: Mutex::new(()),
             }),
         };
         store.sync()?;
@@ -328,6 +346,83 @@ impl Store {
             self.record_checkpoint(&cp.note)?;
         }
         Ok(())
+    }
+
+    /// Copies the whole store, consistently, into a new store directory
+    /// `dest` (which must not exist) while the node keeps serving: the
+    /// writer waits between two groups for the length of the copy
+    /// (submissions queue meanwhile), reads go on. The copy is a complete
+    /// store, flushed and fsynced, with its `checkpoint.last`; restore it by
+    /// putting it in place of `store.dir` while the node is stopped
+    /// (`lienthong restore`).
+    pub fn backup_to(&self, dest: &Path) -> Result<BackupInfo, StoreError> {
+        let io = |action: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| StoreError::Io {
+                action,
+                path: p,
+                source,
+            }
+        };
+        if dest.exists() {
+            return Err(StoreError::Io {
+                action: "create backup (it already exists)",
+                path: dest.to_path_buf(),
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            });
+        }
+        std::fs::create_dir_all(dest).map_err(io("create directory", dest))?;
+        let copy = sled::Config::new()
+            .path(dest)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(DEFAULT_CACHE_BYTES)
+            .open()?;
+        let _quiet = self
+            .inner
+            .commit_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (mut records, mut bytes) = (0u64, 0u64);
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0usize;
+        for kv in self.inner.db.iter() {
+            let (k, v) = kv?;
+            records += 1;
+            bytes += (k.len() + v.len()) as u64;
+            batch.insert(k, v);
+            in_batch += 1;
+            if in_batch == 10_000 {
+                copy.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        copy.apply_batch(batch)?;
+        copy.flush()?;
+        let last = self.inner.dir.join(LAST_CHECKPOINT_FILE);
+        if last.exists() {
+            std::fs::copy(&last, dest.join(LAST_CHECKPOINT_FILE)).map_err(io("copy", &last))?;
+        }
+        let durable = self.durable();
+        let checkpoint_size = self.latest_checkpoint().map_or(0, |c| c.size);
+        drop(_quiet);
+        drop(copy);
+        for f in ["db", "conf", LAST_CHECKPOINT_FILE] {
+            let p = dest.join(f);
+            if p.exists() {
+                File::open(&p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io("fsync", &p))?;
+            }
+        }
+        File::open(dest)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync", dest))?;
+        Ok(BackupInfo {
+            feed_size: durable.feed_size,
+            checkpoint_size,
+            records,
+            bytes,
+        })
     }
 
     /// Flushes sled and fsyncs its data file: the commit point.

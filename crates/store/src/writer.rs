@@ -303,6 +303,12 @@ impl State {
                 }
                 continue;
             }
+            let store = self.store.clone();
+            let _group = store
+                .inner
+                .commit_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             self.commit(jobs, false);
         }
         // Shutting down: make sure the last entries are covered.
