@@ -14,6 +14,7 @@ mod hostile;
 mod independent;
 mod limits;
 mod ops;
+mod partition;
 mod python;
 mod restore;
 mod security;

@@ -13,6 +13,8 @@ use lienthong_proto::v1::{
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub mod proxy;
+
 pub mod peer;
 
 /// `GET path` over plain HTTP/1.1 on 127.0.0.1:`port`; the whole answer.
@@ -401,6 +403,19 @@ pub fn run_ok(args: &[&str]) -> Result<String> {
 /// version 1 with `agreement` (TOML under `[agreement]`), and gives every
 /// node the file and an enabled `[federation]` section.
 pub fn federation(members: &[(&str, &str)], signers: usize, agreement: &str) -> Result<Federation> {
+    Ok(federation_with(members, signers, agreement, false)?.0)
+}
+
+/// As [`federation`]; with `via_proxy`, each member's manifest endpoint is
+/// a port of its own where the test puts a [`proxy::Proxy`] in front of
+/// the node's real federation port. Returns (endpoint port, listen port)
+/// per node.
+pub fn federation_with(
+    members: &[(&str, &str)],
+    signers: usize,
+    agreement: &str,
+    via_proxy: bool,
+) -> Result<(Federation, Vec<(u16, u16)>)> {
     let dir = tempfile::tempdir()?;
     let mut nodes = Vec::new();
     let mut toml = String::from("federation = \"lienthong.example/bac-bo-11\"\nversion = 1\n\n");
@@ -408,16 +423,17 @@ pub fn federation(members: &[(&str, &str)], signers: usize, agreement: &str) -> 
     for (code, name) in members {
         let node = Node::init(code, name)?;
         let port = free_port();
+        let endpoint = if via_proxy { free_port() } else { port };
         toml.push_str(&run_ok(&[
             "federation",
             "member",
             "--config",
             &node.config_arg(),
             "--endpoint",
-            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{endpoint}"),
         ])?);
         toml.push('\n');
-        ports.push(port);
+        ports.push((endpoint, port));
         nodes.push(node);
     }
     toml.push_str(agreement);
@@ -443,10 +459,10 @@ pub fn federation(members: &[(&str, &str)], signers: usize, agreement: &str) -> 
             &m,
         ])?;
     }
-    for (node, port) in nodes.iter().zip(&ports) {
+    for (node, (_, port)) in nodes.iter().zip(&ports) {
         node.join_federation(*port, &manifest)?;
     }
-    Ok(Federation { nodes, dir })
+    Ok((Federation { nodes, dir }, ports))
 }
 
 impl Drop for Node {
