@@ -26,6 +26,8 @@ const MAX_PAGE: u32 = 1000;
 const MAX_SCAN: usize = 50_000;
 /// Most envelopes per GetEntries call.
 const MAX_ENTRIES: usize = 1000;
+/// Most bytes of envelopes per GetEntries answer.
+const MAX_ANSWER_BYTES: usize = 3 * 1024 * 1024;
 
 pub fn now_unix_ms() -> i64 {
     SystemTime::now()
@@ -643,10 +645,22 @@ impl Audit for AuditService {
             )
             .into());
         }
-        let envelopes = self
+        let mut envelopes = self
             .store
             .feed_envelopes(r.start, r.end, MAX_ENTRIES)
             .map_err(ApiError::from)?;
+        // Keep the answer under every client's default 4 MiB message limit:
+        // at least one envelope (≤ 1 MiB), then up to about 3 MiB.
+        let mut total = 0usize;
+        let keep = envelopes
+            .iter()
+            .take_while(|e| {
+                total += e.len() + 8;
+                total <= MAX_ANSWER_BYTES
+            })
+            .count()
+            .max(1);
+        envelopes.truncate(keep);
         Ok(Response::new(pb::GetEntriesResponse { envelopes }))
     }
 

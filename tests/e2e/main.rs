@@ -8,6 +8,7 @@ mod bundle;
 mod cases;
 mod chaos;
 mod deploy;
+mod diskfull;
 mod durability;
 mod federation;
 mod hostile;
