@@ -799,6 +799,7 @@ fn check_federation(
             "restore the peer key and certificate from the backup (`tls renew` keeps the key), or pin the new key in a new manifest version",
         ),
     }
+    check_peers(r, cfg, f, &chain);
 }
 
 fn check_store(r: &mut Report, cfg: &Config) {
@@ -854,13 +855,7 @@ fn check_store(r: &mut Report, cfg: &Config) {
             }
         }
     }
-    r.skip(
-        "disk space",
-        format!(
-            "doctor cannot measure free space (no statvfs available to it): run `df -h {}` and keep more than 1 GiB free",
-            dir.display()
-        ),
-    );
+    check_disk(r, dir);
     let state = node_state(dir);
     let api = probe_addr(cfg.listen);
     let config = cfg.path.display();
@@ -934,4 +929,260 @@ fn probe_addr(addr: std::net::SocketAddr) -> std::io::Result<()> {
         });
     }
     std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).map(drop)
+}
+
+/// Free space below this is a failure: the node cannot write much longer.
+const DISK_FAIL_BYTES: u64 = 100 * 1024 * 1024;
+/// Free space below this (or below [`DISK_WARN_PERCENT`]) is a warning.
+const DISK_WARN_BYTES: u64 = 1024 * 1024 * 1024;
+const DISK_WARN_PERCENT: u64 = 5;
+
+/// `n` bytes in MiB or GiB, for people.
+fn fmt_bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let n = n as f64;
+    if n >= 1024.0 * MIB {
+        format!("{:.1} GiB", n / (1024.0 * MIB))
+    } else {
+        format!("{:.0} MiB", n / MIB)
+    }
+}
+
+/// Free space of the file system holding the store (or, if the store
+/// directory does not exist yet, its nearest existing parent), as the
+/// node's user sees it (`f_bavail`: blocks reserved for root excluded).
+fn check_disk(r: &mut Report, dir: &Path) {
+    let what = "disk space";
+    let mut at = dir;
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => break,
+        }
+    }
+    let st = match rustix::fs::statvfs(at) {
+        Ok(st) => st,
+        Err(e) => {
+            r.skip(
+                what,
+                format!(
+                    "cannot measure free space of {} ({e}): run `df -h {}` and keep more than 1 GiB free",
+                    at.display(),
+                    at.display()
+                ),
+            );
+            return;
+        }
+    };
+    let unit = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
+    let free = st.f_bavail.saturating_mul(unit);
+    let total = st.f_blocks.saturating_mul(unit);
+    let percent = free.saturating_mul(100).checked_div(total).unwrap_or(100);
+    let detail = format!(
+        "{} free of {} ({percent}%) on the file system of {}",
+        fmt_bytes(free),
+        fmt_bytes(total),
+        at.display()
+    );
+    let fix = format!(
+        "free space on that file system (old logs, backups copied next to the store) or move store.dir to a larger disk with the node stopped; `du -sh {}` shows the store's own size",
+        dir.display()
+    );
+    if free < DISK_FAIL_BYTES {
+        r.fail(
+            what,
+            format!("{detail}: below 100 MiB, the node will soon fail to write"),
+            fix,
+        );
+    } else if free < DISK_WARN_BYTES || percent < DISK_WARN_PERCENT {
+        r.warn(what, format!("{detail}: below 1 GiB or 5%"), fix);
+    } else {
+        r.ok(what, detail);
+    }
+}
+
+/// How long doctor waits for each peer (TCP, TLS and one read-only call).
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a peer could not be reached, from an error's source chain.
+fn peer_failure(e: &(dyn std::error::Error + 'static), pin: &str) -> String {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "connection refused (nothing listens there: the peer's node is down or its [federation] listen differs)".to_owned();
+                }
+                std::io::ErrorKind::TimedOut => {
+                    return "connection timed out".to_owned();
+                }
+                _ => {}
+            }
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return tls_failure(tls, pin);
+            }
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return tls_failure(tls, pin);
+        }
+        cur = err.source();
+    }
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cur = err.source();
+    }
+    text
+}
+
+fn tls_failure(e: &rustls::Error, pin: &str) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ) => format!(
+            "pin mismatch: the server there presents a TLS key other than the one the manifest pins ({pin})"
+        ),
+        rustls::Error::AlertReceived(a) => format!(
+            "the peer refused this node's TLS certificate (alert {a:?}): its manifest does not pin this node's key"
+        ),
+        other => format!("TLS handshake failed: {other}"),
+    }
+}
+
+/// Dials `endpoint` with the node's peer identity, accepting only `pin`,
+/// and makes one read-only call (GetManifest) so that the peer, too, has
+/// accepted this node's certificate.
+async fn probe_peer(
+    endpoint: &str,
+    identity: &lienthong_federation::tls::TlsIdentity,
+    pin: lienthong_federation::tls::SpkiPin,
+    version: u64,
+) -> std::result::Result<(), String> {
+    let pin_hex = pin.to_hex();
+    let channel = lienthong_federation::channel::connect_pinned(endpoint, identity, pin)
+        .await
+        .map_err(|e| peer_failure(&e, &pin_hex))?;
+    let mut client = lienthong_core::proto::federation_client::FederationClient::new(channel);
+    match client
+        .get_manifest(lienthong_core::proto::GetManifestRequest {
+            after_version: version,
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(s)
+            if s.code() == tonic::Code::PermissionDenied
+                || s.code() == tonic::Code::Unauthenticated =>
+        {
+            Err(format!(
+                "the peer refused this node: {} (its manifest in force does not list this node's key)",
+                s.message()
+            ))
+        }
+        Err(s) => Err(match std::error::Error::source(&s) {
+            Some(src) => format!("the call failed: {}", peer_failure(src, &pin_hex)),
+            None => format!("the call failed: {s}"),
+        }),
+    }
+}
+
+/// Every other member of the manifest in force: its endpoint answers and
+/// presents the key the manifest pins.
+fn check_peers(
+    r: &mut Report,
+    cfg: &Config,
+    f: &crate::config::FederationConfig,
+    chain: &lienthong_core::manifest::ManifestChain,
+) {
+    let current = chain.current();
+    let others: Vec<_> = current
+        .manifest()
+        .members
+        .iter()
+        .filter(|m| m.code != cfg.member)
+        .collect();
+    if others.is_empty() {
+        r.skip("peers", "the manifest in force lists no other member");
+        return;
+    }
+    let identity = match (
+        std::fs::read_to_string(&f.tls_cert),
+        std::fs::read_to_string(&f.tls_key),
+    ) {
+        (Ok(cert_pem), Ok(key_pem)) => lienthong_federation::tls::TlsIdentity { cert_pem, key_pem },
+        _ => {
+            r.skip(
+                "peers",
+                "not dialled: the peer TLS certificate or key did not load (see above)",
+            );
+            return;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            r.skip("peers", format!("not dialled: no async runtime ({e})"));
+            return;
+        }
+    };
+    for m in others {
+        let what = format!("peer {}", m.code);
+        let Some(pin) = lienthong_federation::tls::SpkiPin::from_hex(&m.tls_spki_sha256) else {
+            r.fail(
+                &what,
+                format!(
+                    "the manifest's pin {:?} is not a SHA-256",
+                    m.tls_spki_sha256
+                ),
+                "the manifest is damaged: install the signed manifest the members agreed on",
+            );
+            continue;
+        };
+        let result = rt.block_on(async {
+            tokio::time::timeout(
+                PEER_TIMEOUT,
+                probe_peer(&m.endpoint, &identity, pin, current.version()),
+            )
+            .await
+        });
+        match result {
+            Ok(Ok(())) => r.ok(
+                &what,
+                format!(
+                    "{} ({}) answers and presents the pinned TLS key {}",
+                    m.endpoint, m.name, m.tls_spki_sha256
+                ),
+            ),
+            Ok(Err(why)) => r.fail(
+                &what,
+                format!("{} ({}): {why}", m.endpoint, m.name),
+                format!(
+                    "ask {} whether its node runs and serves its Federation API on {}; check the firewall between the nodes; if it changed its TLS key or address, install the manifest version that says so",
+                    m.name, m.endpoint
+                ),
+            ),
+            Err(_) => r.fail(
+                &what,
+                format!(
+                    "{} ({}): timeout: no answer within {} s",
+                    m.endpoint,
+                    m.name,
+                    PEER_TIMEOUT.as_secs()
+                ),
+                format!(
+                    "check the route and firewall to {} (the Federation API port must be open to this node), and ask {} whether its node runs",
+                    m.endpoint, m.name
+                ),
+            ),
+        }
+    }
 }

@@ -15,9 +15,12 @@
 //!   flags the binary accepts (checked against its `--help`), and the unit's
 //!   `ExecStartPre` passes on a production config.
 //!
-//! `deploy/container/compose.yaml` is not parsed as YAML: no YAML crate is
-//! in Cargo.lock and this suite adds no dependencies. A line-level check
-//! ties it to the Containerfile and the node volume instead.
+//! - `deploy/container/compose.yaml` has one service per province file, each
+//!   with its own volume and distinct published ports; it is not parsed as
+//!   YAML (no YAML crate is in Cargo.lock and this suite adds no
+//!   dependencies): a line-level reader of its layout does.
+//! - `deploy/grafana/lienthong-dashboard.json` queries only metric names a
+//!   real federated node exports.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::TcpStream;
@@ -518,12 +521,15 @@ fn shown(path: &[String]) -> String {
 }
 
 /// The entries of a clap help section (`Commands:`, `Options:`), one per
-/// line, continuation lines of long descriptions left out.
+/// line, continuation lines of long descriptions left out. The section runs
+/// to the next unindented line: long help (`--help` when an argument has a
+/// long description) separates entries with blank lines.
 fn section<'a>(help: &'a str, title: &str) -> Vec<&'a str> {
     help.lines()
         .skip_while(|l| *l != title)
         .skip(1)
-        .take_while(|l| !l.trim().is_empty())
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter(|l| !l.trim().is_empty())
         .filter(|l| {
             let indent = l.len() - l.trim_start().len();
             indent == 2 || (indent <= 6 && l.trim_start().starts_with('-'))
@@ -721,11 +727,67 @@ fn the_container_image_runs_what_the_binary_accepts() -> Result<()> {
     Ok(())
 }
 
-/// Without a YAML parser: compose.yaml builds with the Containerfile, gives
-/// each of its three provinces its own volume at the node directory, and
-/// maps only ports the image serves.
+/// One service of compose.yaml: its hostname, volumes and port mappings.
+#[derive(Default, Debug)]
+struct ComposeService {
+    hostname: Option<String>,
+    volumes: Vec<String>,
+    ports: Vec<String>,
+}
+
+/// The services and top-level volumes of compose.yaml, read line by line
+/// for the layout it uses (two-space indentation, block lists).
+fn compose_file(text: &str) -> (BTreeMap<String, ComposeService>, BTreeSet<String>) {
+    let mut services: BTreeMap<String, ComposeService> = BTreeMap::new();
+    let mut volumes = BTreeSet::new();
+    let (mut top, mut service, mut key) = (String::new(), String::new(), String::new());
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let unquote = |v: &str| v.trim().trim_matches('"').to_owned();
+        match indent {
+            0 => top = t.split(':').next().unwrap_or_default().to_owned(),
+            2 if top == "services" => {
+                service = t.trim_end_matches(':').to_owned();
+                services.entry(service.clone()).or_default();
+            }
+            2 if top == "volumes" => {
+                volumes.insert(t.split(':').next().unwrap_or_default().to_owned());
+            }
+            4 if top == "services" => {
+                let (k, v) = t.split_once(':').unwrap_or((t, ""));
+                key = k.to_owned();
+                if k == "hostname"
+                    && let Some(s) = services.get_mut(&service)
+                {
+                    s.hostname = Some(unquote(v));
+                }
+            }
+            6 if top == "services" => {
+                if let (Some(item), Some(s)) = (t.strip_prefix("- "), services.get_mut(&service)) {
+                    match key.as_str() {
+                        "volumes" => s.volumes.push(unquote(item)),
+                        "ports" => s.ports.push(unquote(item)),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (services, volumes)
+}
+
+/// Without a YAML parser: compose.yaml builds with the Containerfile, has
+/// one service per province of deploy/provinces (named after the file),
+/// each with its own volume at the node directory, publishing the API and
+/// Federation API and metrics on the host's loopback only, on host ports
+/// no other service uses.
 #[test]
-fn compose_uses_the_containerfile_and_one_volume_per_province() -> Result<()> {
+fn compose_has_every_province_with_its_volume_and_distinct_ports() -> Result<()> {
     let text = read(&repo("deploy/container/compose.yaml"))?;
     let dockerfile = text
         .lines()
@@ -733,31 +795,342 @@ fn compose_uses_the_containerfile_and_one_volume_per_province() -> Result<()> {
         .context("no build.dockerfile")?
         .trim();
     assert!(repo(dockerfile).is_file(), "{dockerfile} does not exist");
-    for service in ["lang-son", "bac-ninh", "ha-noi"] {
-        assert!(
-            text.contains(&format!("\n  {service}:\n")),
-            "no service {service}"
-        );
-        assert!(
-            text.contains(&format!("- {service}:{PROD_DIR}\n")),
-            "{service} has no volume at {PROD_DIR}"
-        );
-        assert!(
-            text.contains(&format!("\n  {service}: {{}}\n")),
-            "no volume {service}"
-        );
+    let (services, volumes) = compose_file(&text);
+    let mut expected = BTreeSet::new();
+    let mut published: HashMap<String, String> = HashMap::new();
+    let mut problems = Vec::new();
+    for file in province_files()? {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("file name")?;
+        let (code, slug) = stem.split_once('-').context("file name without a code")?;
+        expected.insert(slug.to_owned());
+        let Some(s) = services.get(slug) else {
+            problems.push(format!("{code}: no service {slug}"));
+            continue;
+        };
+        if s.hostname.as_deref() != Some(slug) {
+            problems.push(format!("{slug}: hostname {:?}", s.hostname));
+        }
+        if s.volumes != [format!("{slug}:{PROD_DIR}")] {
+            problems.push(format!(
+                "{slug}: volumes {:?}, not its own volume at {PROD_DIR}",
+                s.volumes
+            ));
+        }
+        if !volumes.contains(slug) {
+            problems.push(format!("no top-level volume {slug}"));
+        }
+        let mut container_ports = BTreeSet::new();
+        for mapping in &s.ports {
+            let parts: Vec<&str> = mapping.split(':').collect();
+            let (host_ip, host, container) = match parts.as_slice() {
+                [h, c] => (None, *h, *c),
+                [ip, h, c] => (Some(*ip), *h, *c),
+                _ => {
+                    problems.push(format!("{slug}: port mapping {mapping:?}"));
+                    continue;
+                }
+            };
+            if !["7401", "7501", "9464"].contains(&container) {
+                problems.push(format!(
+                    "{slug}: {mapping}: the image serves no port {container}"
+                ));
+            }
+            if container == "9464" && host_ip != Some("127.0.0.1") {
+                problems.push(format!(
+                    "{slug}: {mapping}: metrics are plain HTTP, publish them on 127.0.0.1 only"
+                ));
+            }
+            container_ports.insert(container);
+            if let Some(other) = published.insert(host.to_owned(), slug.to_owned()) {
+                problems.push(format!(
+                    "host port {host} is published by {other} and {slug}"
+                ));
+            }
+        }
+        for port in ["7401", "7501"] {
+            if !container_ports.contains(port) {
+                problems.push(format!("{slug} does not publish port {port}"));
+            }
+        }
     }
-    for mapping in text.lines().filter_map(|l| l.trim().strip_prefix("- \"")) {
-        let container = mapping
-            .trim_end_matches('"')
-            .rsplit(':')
-            .next()
-            .unwrap_or_default();
-        assert!(
-            ["7401", "7501", "9464"].contains(&container),
-            "port mapping {mapping}"
-        );
+    let names: BTreeSet<String> = services.keys().cloned().collect();
+    if names != expected {
+        problems.push(format!(
+            "services {names:?} are not the provinces of deploy/provinces {expected:?}"
+        ));
     }
+    assert_eq!(expected.len(), PROVINCES.len());
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    Ok(())
+}
+
+/// Metric names in a PromQL expression: identifiers starting with
+/// `lienthong_`, outside string literals.
+fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut word = String::new();
+    let mut quote = None;
+    for c in expr.chars().chain([' ']) {
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            None if c == '"' || c == '\'' || c == '`' => {
+                quote = Some(c);
+                word.clear();
+                continue;
+            }
+            None => {}
+        }
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            if word.starts_with("lienthong_") {
+                out.insert(std::mem::take(&mut word));
+            }
+            word.clear();
+        }
+    }
+    out
+}
+
+/// Every sample name a scrape can hold: the names of its samples, and for
+/// each `# TYPE` line (families without samples yet) the names of that type.
+fn exported_names(scrape: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in scrape.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (w.next(), w.next()) {
+                let suffixes: &[&str] = match kind {
+                    "counter" => &["_total", "_created"],
+                    "histogram" => &["_bucket", "_sum", "_count", "_created"],
+                    "summary" => &["", "_sum", "_count", "_created"],
+                    _ => &[""],
+                };
+                names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            names.insert(name);
+        }
+    }
+    names
+}
+
+/// (where, expression) of every query in a Grafana dashboard: panel
+/// targets (rows' nested panels too) and template variable queries.
+fn dashboard_queries(d: &serde_json::Value) -> Vec<(String, String)> {
+    fn panels(list: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for p in list.as_array().into_iter().flatten() {
+            let title = p["title"].as_str().unwrap_or("(untitled)");
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = t["expr"].as_str() {
+                    let r = t["refId"].as_str().unwrap_or("?");
+                    out.push((format!("panel {title:?} {r}"), e.to_owned()));
+                }
+            }
+            panels(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    panels(&d["panels"], &mut out);
+    for v in d["templating"]["list"].as_array().into_iter().flatten() {
+        let q = match &v["query"] {
+            serde_json::Value::String(s) => Some(s.as_str()),
+            o => o["query"].as_str(),
+        };
+        if let (Some(q), Some("query")) = (q, v["type"].as_str()) {
+            let name = v["name"].as_str().unwrap_or("?");
+            out.push((format!("variable {name}"), q.to_owned()));
+        }
+    }
+    out
+}
+
+/// The Grafana dashboard queries only metrics a federated node exports
+/// (per-peer series included), and every panel queries at least one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_uses_only_metrics_the_node_exports() -> Result<()> {
+    let text = read(&repo("deploy/grafana/lienthong-dashboard.json"))?;
+    let d: serde_json::Value = serde_json::from_str(&text).context("dashboard JSON")?;
+    let schema = d["schemaVersion"].as_u64().context("no schemaVersion")?;
+    ensure!((36..=41).contains(&schema), "schemaVersion {schema}");
+    let variables: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .context("no templating")?
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    ensure!(
+        variables.contains(&"DS_PROMETHEUS")
+            && (variables.contains(&"instance") || variables.contains(&"member")),
+        "variables {variables:?}"
+    );
+    // Every panel but rows has a query and uses the datasource variable.
+    let mut problems = Vec::new();
+    let mut stack: Vec<&serde_json::Value> = d["panels"]
+        .as_array()
+        .context("no panels")?
+        .iter()
+        .collect();
+    let mut count = 0;
+    while let Some(p) = stack.pop() {
+        stack.extend(p["panels"].as_array().into_iter().flatten());
+        if p["type"] == "row" {
+            continue;
+        }
+        count += 1;
+        let title = p["title"].as_str().unwrap_or("(untitled)");
+        let targets = p["targets"].as_array().map(Vec::len).unwrap_or(0);
+        if targets == 0 {
+            problems.push(format!("panel {title:?} has no query"));
+        }
+        if p["datasource"]["uid"] != "${DS_PROMETHEUS}" {
+            problems.push(format!("panel {title:?} does not use ${{DS_PROMETHEUS}}"));
+        }
+    }
+    ensure!(count >= 8, "only {count} panels");
+
+    // A real federated node's scrape, with every family populated: a
+    // submission, peers (24 real and connected, 20 played by the test and
+    // down), and evidence (20 shows 01 two histories of the same size).
+    let mut f = lienthong_tests::federation(
+        &[("01", "Hà Nội"), ("24", "Bắc Ninh"), ("20", "Lạng Sơn")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    let port = f.nodes[0].enable_metrics()?;
+    f.nodes[0].start()?;
+    f.nodes[1].start()?;
+    f.nodes[0]
+        .alerts()
+        .await?
+        .submit(lienthong_proto::v1::SubmitAlertRequest {
+            alert: Some(lienthong_tests::sample_alert("dashboard-1")),
+        })
+        .await?;
+    equivocate_to(&f, "20", "01").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scrape = loop {
+        let s = http_get(port, "/metrics")?;
+        let ready = [
+            "lienthong_peer_connected{peer=\"24\"} 1",
+            "lienthong_evidence_records{kind=\"equivocation\"}",
+            "lienthong_submissions_total{outcome=\"stored\"}",
+        ]
+        .iter()
+        .all(|l| s.contains(l));
+        if ready || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    let body = scrape.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let exported = exported_names(body);
+    ensure!(
+        exported.contains("lienthong_peer_replication_lag_entries"),
+        "no per-peer series in the scrape:\n{scrape}"
+    );
+    let mut used = BTreeSet::new();
+    for (place, expr) in dashboard_queries(&d) {
+        let names = promql_metrics(&expr);
+        if names.is_empty() {
+            problems.push(format!("{place} queries no lienthong metric: {expr}"));
+        }
+        for n in names {
+            if !exported.contains(&n) {
+                problems.push(format!("{place}: {n} is not exported (in {expr})"));
+            }
+            used.insert(n);
+        }
+    }
+    // The panels the issue asks for.
+    for needed in [
+        "lienthong_submissions_total",
+        "lienthong_submit_seconds_bucket",
+        "lienthong_peer_replication_lag_entries",
+        "lienthong_peer_connected",
+        "lienthong_checkpoint_size",
+        "lienthong_peer_cosigned_ours",
+        "lienthong_store_bytes",
+        "lienthong_peer_refused_deliveries",
+        "lienthong_evidence_records",
+    ] {
+        if !used.contains(needed) {
+            problems.push(format!("no panel uses {needed}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "\n{}\nexported: {exported:?}",
+        problems.join("\n")
+    );
+    f.nodes[0].stop()?;
+    f.nodes[1].stop()?;
+    Ok(())
+}
+
+/// Member `rogue`, played by the test with its keys, shows `to` two
+/// checkpoints of the same size with different roots: `to` cosigns the
+/// first, refuses the second and keeps both as evidence of equivocation.
+async fn equivocate_to(f: &lienthong_tests::Federation, rogue: &str, to: &str) -> Result<()> {
+    use lienthong_log::{MemoryHashStore, NoteSigner, TreeHead, leaf_hash, sign_checkpoint};
+    let node = f
+        .nodes
+        .iter()
+        .find(|n| n.member == rogue)
+        .context("no such member")?;
+    let dir = node.path();
+    let key =
+        lienthong_core::keys::signing_key_from_pem(&read(&dir.join("keys/signing-key.pem"))?)?;
+    let origin = format!("lienthong.example/bac-bo-11/{rogue}");
+    let signer = NoteSigner::new(&origin, key)?;
+    let note = |fork: u8| -> Result<String> {
+        let mut t = MemoryHashStore::new();
+        for i in 0..3u8 {
+            t.append(leaf_hash(&[if i == 0 { 0 } else { fork }, i]))?;
+        }
+        Ok(sign_checkpoint(
+            &TreeHead {
+                origin: origin.clone(),
+                size: t.size(),
+                root: t.root()?,
+            },
+            &signer,
+        )?)
+    };
+    let (endpoint, pin) = f.endpoint(to)?;
+    let identity = lienthong_tests::peer::peer_identity(&dir)?;
+    let mut client = lienthong_tests::peer::federation_client(&endpoint, &identity, pin).await?;
+    client
+        .add_checkpoint(lienthong_proto::v1::AddCheckpointRequest {
+            old_size: 0,
+            consistency_proof: vec![],
+            checkpoint: note(1)?,
+        })
+        .await?;
+    let second = client
+        .add_checkpoint(lienthong_proto::v1::AddCheckpointRequest {
+            old_size: 3,
+            consistency_proof: vec![],
+            checkpoint: note(2)?,
+        })
+        .await;
+    ensure!(
+        second.is_err(),
+        "a second history of the same size was accepted"
+    );
     Ok(())
 }
 

@@ -268,6 +268,70 @@ async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers(
     ] {
         ensure!(out.contains(line), "no {line:?} in:\n{out}");
     }
+
+    // doctor dials every peer of the manifest in force with the node's
+    // pinned identity: both nodes see the other OK at its endpoint.
+    let (e01, _) = f.endpoint("01")?;
+    let (e24, _) = f.endpoint("24")?;
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("OK    peer 24:") && l.contains(&e24) && l.contains("pinned")),
+        "peer 24 OK at {e24}:\n{out}"
+    );
+    let (code, out) = doctor(&f.nodes[1])?;
+    ensure!(code == 0, "doctor on 24 exited {code}:\n{out}");
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("OK    peer 01:") && l.contains(&e01) && l.contains("pinned")),
+        "peer 01 OK at {e01}:\n{out}"
+    );
+
+    // One peer stopped: doctor names it, its endpoint and why, and fails.
+    f.nodes[1].stop()?;
+    let started = Instant::now();
+    let (code, out) = doctor(&f.nodes[0])?;
+    ensure!(code == 1, "doctor exited {code} with peer 24 down:\n{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    ensure!(
+        fails.len() == 1
+            && fails[0].starts_with("FAIL  peer 24:")
+            && fails[0].contains(&e24)
+            && fails[0].contains("refused"),
+        "one FAIL, peer 24 refused at {e24}:\n{out}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(20),
+        "doctor took {:?}",
+        started.elapsed()
+    );
+
+    // Something else answers at 24's endpoint with another TLS key: doctor
+    // names the pin mismatch.
+    let other = TlsIdentity::generate("24", time::OffsetDateTime::now_utc(), 30)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+        lienthong_federation::tls::server_config(&other, Default::default())?,
+    ));
+    let listener = tokio::net::TcpListener::bind(&e24).await?;
+    let impostor = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let (code, out) = tokio::task::block_in_place(|| doctor(&f.nodes[0]))?;
+    impostor.abort();
+    ensure!(
+        code == 1,
+        "doctor exited {code} with an impostor at {e24}:\n{out}"
+    );
+    ensure!(
+        out.lines().any(|l| l.starts_with("FAIL  peer 24:")
+            && l.contains(&e24)
+            && l.contains("pin mismatch")),
+        "pin mismatch at {e24}:\n{out}"
+    );
     Ok(())
 }
 
@@ -290,12 +354,17 @@ fn doctor_on_a_fresh_node_passes() -> Result<()> {
         "OK    peer TLS key:",
         "OK    store.dir:",
         "SKIP  federation:",
-        "SKIP  disk space:",
         "WARN  node: not running",
         "SKIP  store integrity:",
     ] {
         ensure!(out.contains(line), "no {line:?} in:\n{out}");
     }
+    ensure!(
+        out.lines().any(|l| (l.starts_with("OK    disk space:")
+            || l.starts_with("WARN  disk space:"))
+            && l.contains(" free of ")),
+        "free disk space measured:\n{out}"
+    );
     ensure!(
         !out.lines().any(|l| l.starts_with("FAIL")) && out.contains(" 0 FAIL"),
         "{out}"
