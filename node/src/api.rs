@@ -590,7 +590,7 @@ impl Audit for AuditService {
                 buf: Vec::new(),
             };
             let r =
-                crate::export::export(&store, &p.chain(), p.key(), &sel, &mut out).and_then(|n| {
+                crate::export::export(&store, &p.chain(), &p.key(), &sel, &mut out).and_then(|n| {
                     std::io::Write::flush(&mut out)?;
                     Ok(n)
                 });

@@ -240,6 +240,34 @@ impl Config {
             .with_context(|| format!("keys.signing_key {}", self.signing_key.display()))
     }
 
+    /// A signing key in the directory of `keys.signing_key` whose public
+    /// key is `wanted` (the one a new manifest version lists for this
+    /// member after a rotation, made there by `lienthong key new`). Only
+    /// files readable by this user alone (0600) are considered.
+    pub fn find_signing_key(
+        &self,
+        wanted: &ed25519_dalek::VerifyingKey,
+    ) -> Option<(PathBuf, ed25519_dalek::SigningKey)> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = self.signing_key.parent()?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+            .collect();
+        files.sort();
+        files.into_iter().find_map(|p| {
+            let meta = std::fs::metadata(&p).ok()?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return None;
+            }
+            let key =
+                lienthong_core::keys::signing_key_from_pem(&std::fs::read_to_string(&p).ok()?)
+                    .ok()?;
+            (key.verifying_key() == *wanted).then_some((p, key))
+        })
+    }
+
     /// The checkpoint origin and signed-note key name of this member's feed.
     pub fn origin(&self) -> String {
         format!("{}/{}", self.federation, self.member)

@@ -28,6 +28,13 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+/// What a running node needs to rotate its key when a manifest version
+/// says so: where key files are, and the writer to switch.
+pub struct Rotation {
+    pub config: crate::config::Config,
+    pub writer: Arc<lienthong_store::Writer>,
+}
+
 /// Federation settings that passed every check, and the manifest chain in
 /// force, which changes at run time when a newer version is adopted.
 pub struct Peering {
@@ -49,7 +56,10 @@ pub struct Peering {
     pub sync_now: tokio::sync::Notify,
     /// This node's signing key: cosigns peers' checkpoints as a witness,
     /// and tells when a new version rotates it.
-    key: ed25519_dalek::SigningKey,
+    key: RwLock<ed25519_dalek::SigningKey>,
+    /// Switches the feed writer to a new key when an adopted version
+    /// rotates this member's key (set once the writer runs).
+    rotate: std::sync::OnceLock<Rotation>,
     /// What this node knows of each peer, for `GetStatus`.
     status: Mutex<std::collections::BTreeMap<String, pb::PeerStatus>>,
     /// Wakes a member's subscriber out of its backoff when that member
@@ -80,7 +90,8 @@ impl Peering {
             manifest_path,
             file_stamp: Mutex::new(stamp),
             sync_now: tokio::sync::Notify::new(),
-            key,
+            key: RwLock::new(key),
+            rotate: std::sync::OnceLock::new(),
             status: Mutex::new(std::collections::BTreeMap::new()),
             wake: Mutex::new(std::collections::HashMap::new()),
         })
@@ -96,9 +107,54 @@ impl Peering {
             .clone()
     }
 
-    /// This node's signing key.
-    pub fn key(&self) -> &ed25519_dalek::SigningKey {
-        &self.key
+    /// This node's signing key in force.
+    pub fn key(&self) -> ed25519_dalek::SigningKey {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lets adopted manifest versions rotate the feed's key without a
+    /// restart (see [`Rotation`]).
+    pub fn enable_rotation(&self, r: Rotation) {
+        let _ = self.rotate.set(r);
+    }
+
+    /// If `version` lists another key for this member than the one in use,
+    /// finds it beside the configured key and switches the writer to it,
+    /// before the version is published to the rest of the node (so no
+    /// entry of the new version is ever signed with the old key).
+    fn rotate_to(&self, version: u64, listed: &ed25519_dalek::VerifyingKey) {
+        if *listed == self.key().verifying_key() {
+            return;
+        }
+        let Some(r) = self.rotate.get() else {
+            tracing::error!(
+                version,
+                "the manifest in force rotates this member's signing key: restart the node with the new key (keys.signing_key); until then peers refuse its checkpoints"
+            );
+            return;
+        };
+        let Some((path, key)) = r.config.find_signing_key(listed) else {
+            tracing::error!(version, dir = %r.config.signing_key.parent().map(|d| d.display().to_string()).unwrap_or_default(), "the manifest in force rotates this member's signing key, but no key file (0600) beside keys.signing_key holds it: put it there (lienthong key new) or restart with it; until then peers refuse this node's checkpoints");
+            return;
+        };
+        let signer = match lienthong_log::NoteSigner::new(&r.config.origin(), key.clone()) {
+            Ok(note_signer) => lienthong_store::FeedSigner {
+                author: self.me.clone(),
+                key: key.clone(),
+                note_signer,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign checkpoints with the new key");
+                return;
+            }
+        };
+        match r.writer.rekey(version, signer) {
+            Ok(()) => {
+                *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
+                tracing::warn!(version, key = %path.display(), "rotated this member's signing key without a restart; set keys.signing_key to this file before the next restart");
+            }
+            Err(e) => tracing::error!(error = %e, "could not switch the feed to the new key"),
+        }
     }
 
     /// The federation name.
@@ -171,11 +227,7 @@ impl Peering {
                 version = cur.version(),
                 "this member is not in the manifest in force any more: peers will refuse it"
             ),
-            Some(k) if *k != self.key.verifying_key() => tracing::error!(
-                version = cur.version(),
-                "the manifest in force rotates this member's signing key: restart the node with the new key (keys.signing_key); until then peers refuse its checkpoints"
-            ),
-            Some(_) => {}
+            Some(k) => self.rotate_to(cur.version(), k),
         }
         let version = cur.version();
         *guard = Arc::new(next);

@@ -92,6 +92,35 @@ fn prepare_peering(
     )))
 }
 
+/// The key to sign with: the configured one, unless the manifest in force
+/// lists another key for this member and a key file beside the configured
+/// one holds it (a rotation done while the node ran, or prepared for this
+/// start); then that one, with a warning to update the config.
+fn rotated_key(
+    config: &Config,
+    key: ed25519_dalek::SigningKey,
+) -> Result<ed25519_dalek::SigningKey> {
+    let Some(f) = &config.peering else {
+        return Ok(key);
+    };
+    let Ok(file) = ManifestFile::read(&f.manifest) else {
+        return Ok(key);
+    };
+    let Ok(chain) = file.verify() else {
+        return Ok(key);
+    };
+    match chain.current().member_key(&config.member) {
+        Some(listed) if *listed != key.verifying_key() => match config.find_signing_key(listed) {
+            Some((path, found)) => {
+                tracing::warn!(key = %path.display(), configured = %config.signing_key.display(), "the manifest in force lists a newer key for this member: signing with it; set keys.signing_key to it");
+                Ok(found)
+            }
+            None => Ok(key),
+        },
+        _ => Ok(key),
+    }
+}
+
 /// How to open a store of this node at `dir`: after a key rotation the
 /// newest checkpoint on disk was signed with an earlier key of this member,
 /// so every key the manifest chain lists for it is accepted.
@@ -119,7 +148,7 @@ pub fn open_options(config: &Config, dir: &Path) -> Result<OpenOptions> {
 /// Loads keys and certificates and opens the store (with its integrity
 /// check). Fails with every reason before anything listens.
 pub fn prepare(config: Config) -> Result<Prepared> {
-    let key = config.load_signing_key()?;
+    let key = rotated_key(&config, config.load_signing_key()?)?;
     let origin = config.origin();
     let peering = prepare_peering(&config, &key)?;
     let tls = match &config.security {
@@ -174,6 +203,12 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         peering,
     } = p;
     let writer = Arc::new(writer);
+    if let Some(p) = &peering {
+        p.enable_rotation(crate::peer::Rotation {
+            config: config.clone(),
+            writer: writer.clone(),
+        });
+    }
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -154,7 +154,7 @@ impl Witness {
                     new.body().as_bytes(),
                     time,
                     self.store.origin(),
-                    self.peering.key(),
+                    &self.peering.key(),
                 )
                 .map_err(internal)?;
                 self.peering

@@ -659,3 +659,132 @@ async fn a_receiver_killed_mid_stream_resumes_without_loss_or_duplicates() -> an
     );
     Ok(())
 }
+
+/// Issue 9 item 5: a member rotates its signing key through a manifest
+/// change while it runs and clients keep submitting; no entry is refused by
+/// a peer, and a restart with the old config still signs with the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_rotates_its_key_without_a_restart() -> anyhow::Result<()> {
+    let mut f = federation(
+        &[("24", "Bắc Ninh"), ("01", "Hà Nội"), ("20", "Lạng Sơn")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    f.start_all()?;
+    let m = f.dir.path().join("manifest.json").display().to_string();
+    let first = submit(&f.nodes[0], "hot-before").await?;
+    wait_for(&f.nodes[1], &first.entry_id).await?;
+
+    // Clients keep submitting at 24 throughout the rotation.
+    let mut load = Vec::new();
+    for k in 0..2 {
+        let mut c = f.nodes[0].alerts().await?;
+        load.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..150 {
+                let r = c
+                    .submit(pb::SubmitAlertRequest {
+                        alert: Some(sample_alert(&format!("hot-{k}-{i}"))),
+                    })
+                    .await?
+                    .into_inner();
+                ids.push(r.entry_id);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+
+    // The new key is made beside the old one; version 2 lists it; 24 and 01
+    // sign; it is handed to the running 24.
+    let new_key = f.nodes[0].path().join("keys/signing-2.pem");
+    let vkey_new = run_ok(&[
+        "key",
+        "new",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--out",
+        &new_key.display().to_string(),
+    ])?;
+    let vkey_old = f.nodes[0].vkey()?;
+    let toml = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?;
+    let v2 = toml
+        .replace("version = 1", "version = 2")
+        .replace(vkey_old.trim(), vkey_new.trim());
+    let v2_path = f.dir.path().join("manifest-v2.toml");
+    std::fs::write(&v2_path, v2)?;
+    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
+    for n in 0..2 {
+        manifest_cmd("sign", "--config", &f.nodes[n].config_arg(), &m)?;
+    }
+    manifest_cmd("publish", "--config", &f.nodes[0].config_arg(), &m)?;
+    wait_for_manifest(&f.nodes[0], 2).await?;
+
+    let mut ids = Vec::new();
+    for t in load {
+        ids.extend(t.await??);
+    }
+    let after = submit(&f.nodes[0], "hot-after").await?;
+    // Every entry, before, during and after the switch, reaches both peers.
+    for n in [&f.nodes[1], &f.nodes[2]] {
+        for id in ids.iter().chain([&first.entry_id, &after.entry_id]) {
+            wait_for(n, id).await?;
+        }
+        let st = n
+            .audit()
+            .await?
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        let p24 = st.peers.iter().find(|p| p.member == "24").unwrap();
+        assert_eq!(
+            p24.refused, 0,
+            "{} refused deliveries of 24: {p24:?}",
+            n.member
+        );
+    }
+    let got = wait_for(&f.nodes[1], &after.entry_id).await?;
+    assert_eq!(got.body.unwrap().manifest_version, 2);
+    // The switch happened while clients were submitting: entries of both
+    // versions (signed with the old and the new key) came from the load.
+    let mut versions = std::collections::BTreeSet::new();
+    for id in &ids {
+        versions.insert(
+            wait_for(&f.nodes[1], id)
+                .await?
+                .body
+                .unwrap()
+                .manifest_version,
+        );
+    }
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        [1, 2],
+        "the load did not span the switch"
+    );
+    assert!(
+        f.nodes[0]
+            .log()
+            .contains("rotated this member's signing key without a restart"),
+        "{}",
+        f.nodes[0].log()
+    );
+
+    // The config still names the old key; a restart signs with the new one.
+    f.nodes[0].stop()?;
+    f.nodes[0].start()?;
+    let again = submit(&f.nodes[0], "hot-after-restart").await?;
+    wait_for(&f.nodes[2], &again.entry_id).await?;
+    let out = run_ok(&[
+        "feed",
+        "verify",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--vkey",
+        vkey_old.trim(),
+        "--manifest",
+        &m,
+    ])?;
+    assert!(out.contains("VERIFIED"), "{out}");
+    Ok(())
+}

@@ -25,10 +25,29 @@ use crate::store::{CheckpointRecord, Durable, Store, TreeHashes, read_meta_u64};
 pub struct FeedSigner {
     /// Member code written as author.
     pub author: String,
-    /// The member's entry-signing key.
+    /// The member's entry-signing key in force now.
     pub key: SigningKey,
     /// Signs checkpoints (same key, named by the feed origin).
     pub note_signer: NoteSigner,
+}
+
+/// Keys of earlier manifest versions, kept by the writer after a key
+/// rotation while the node runs: an entry is signed with the key of its
+/// own `manifest_version`, so one decided under the version before the
+/// rotation still verifies under that version.
+#[derive(Default)]
+struct EarlierKeys {
+    /// (first version the *next* key is in force from, key before it).
+    before: Vec<(u64, SigningKey)>,
+}
+
+impl EarlierKeys {
+    fn key_for<'a>(&'a self, version: u64, current: &'a SigningKey) -> &'a SigningKey {
+        self.before
+            .iter()
+            .find(|(until, _)| version < *until)
+            .map_or(current, |(_, k)| k)
+    }
 }
 
 /// Writer tuning.
@@ -114,9 +133,17 @@ enum Answer {
     Received(usize),
 }
 
+/// A new key for the own feed, in force from a manifest version.
+type Rekey = (
+    u64,
+    FeedSigner,
+    std::sync::mpsc::Sender<Result<(), StoreError>>,
+);
+
 /// Handle to the writer thread.
 pub struct Writer {
     tx: Option<mpsc::Sender<Job>>,
+    rekey: mpsc::Sender<Rekey>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -128,10 +155,11 @@ impl Writer {
         config: WriterConfig,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
+        let (rekey, rekey_rx) = mpsc::channel();
         let state = State::load(store, signer, config)?;
         let thread = std::thread::Builder::new()
             .name("feed-writer".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || state.run(rx, rekey_rx))
             .map_err(|source| StoreError::Io {
                 action: "start writer thread",
                 path: "-".into(),
@@ -139,8 +167,23 @@ impl Writer {
             })?;
         Ok(Self {
             tx: Some(tx),
+            rekey,
             thread: Some(thread),
         })
+    }
+
+    /// Switches the feed to a new key (a rotation the manifest version
+    /// `from_version` brought) without stopping: entries of earlier
+    /// manifest versions still queued or still being submitted are signed
+    /// with the key of their version; new checkpoints, and the latest one
+    /// again, with the new key. Returns once the writer uses it. Blocks
+    /// the calling thread briefly (one checkpoint signature and fsync).
+    pub fn rekey(&self, from_version: u64, signer: FeedSigner) -> Result<(), StoreError> {
+        let (reply, answer) = mpsc::channel();
+        self.rekey
+            .send((from_version, signer, reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Appends an entry; resolves once it is durable.
@@ -225,6 +268,7 @@ impl Drop for Writer {
 struct State {
     store: Store,
     signer: Arc<FeedSigner>,
+    earlier: EarlierKeys,
     config: WriterConfig,
     durable: Durable,
     last_created: i64,
@@ -269,6 +313,7 @@ impl State {
         Ok(Self {
             store,
             signer: Arc::new(signer),
+            earlier: EarlierKeys::default(),
             config,
             durable,
             last_created,
@@ -277,14 +322,18 @@ impl State {
         })
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
+    fn run(mut self, rx: mpsc::Receiver<Job>, rekeys: mpsc::Receiver<Rekey>) {
         loop {
+            while let Ok((from, signer, reply)) = rekeys.try_recv() {
+                let _ = reply.send(self.rekey(from, signer));
+            }
             let wait = if self.checkpoint_size < self.durable.feed_size {
                 self.config
                     .checkpoint_interval
                     .saturating_sub(self.last_checkpoint.elapsed())
             } else {
-                Duration::from_secs(3600)
+                // Idle: wake now and then for a key rotation.
+                Duration::from_millis(200)
             };
             let mut jobs = match rx.recv_timeout(wait) {
                 Ok(j) => vec![j],
@@ -315,6 +364,27 @@ impl State {
         if self.store.failure().is_none() && self.checkpoint_size < self.durable.feed_size {
             self.commit(Vec::new(), true);
         }
+    }
+
+    /// Takes `signer` as the key in force from manifest version `from`,
+    /// keeps the previous one for entries of earlier versions, and signs
+    /// the latest checkpoint again with the new key.
+    fn rekey(&mut self, from: u64, signer: FeedSigner) -> Result<(), StoreError> {
+        let old = std::mem::replace(&mut self.signer, Arc::new(signer));
+        let old_key = old.key.clone();
+        if old_key.verifying_key() == self.signer.key.verifying_key() {
+            return Ok(());
+        }
+        self.earlier.before.retain(|(until, _)| *until < from);
+        self.earlier.before.push((from, old_key));
+        if let Some(cp) = self.store.latest_checkpoint() {
+            resign(&self.store, &self.signer, &cp)?;
+        }
+        tracing::info!(
+            from_version = from,
+            "the feed signs with its new key from now on"
+        );
+        Ok(())
     }
 
     /// Steps 2–8 of the write path for one group.
@@ -487,7 +557,17 @@ impl State {
         };
 
         // Step 4: sign, in parallel for large groups.
-        let signed = sign_all(bodies, &self.signer.key);
+        let signed = if self.earlier.before.is_empty() {
+            sign_all(bodies, &self.signer.key)
+        } else {
+            bodies
+                .into_iter()
+                .map(|b| {
+                    let k = self.earlier.key_for(b.manifest_version, &self.signer.key);
+                    sign_entry(b, k)
+                })
+                .collect()
+        };
 
         // Step 5: Merkle hashes and, if due, a checkpoint.
         let base = TreeHashes(db);
