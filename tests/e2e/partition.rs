@@ -165,7 +165,7 @@ async fn cut_and_slow_links_heal_with_nothing_lost_or_doubled() -> anyhow::Resul
     // While its peer was away, the author kept within the node's memory
     // budget under ingest (issue 7: 256 MiB); receivers pull, so nothing is
     // buffered per absent peer. (The store itself grows with the load: a
-    // 240 s cut with ~29k new entries took Lạng Sơn from 33 to 128 MiB.)
+    // 240 s cut with ~58k new entries took Lạng Sơn from 33 to 128 MiB.)
     assert!(
         during < 256 * 1024,
         "Lạng Sơn grew from {before} KiB to {during} KiB while Bắc Ninh was cut off"
