@@ -1,6 +1,7 @@
 //! TLS of the local API: client certificates must chain to the node's
 //! local CA and must not be on its revocation list, which is re-read while
-//! the node runs (`lienthong client revoke` replaces it).
+//! the node runs (`lienthong client revoke` replaces it); the API's own
+//! certificate is re-read too when `lienthong tls renew` replaces it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,6 +17,73 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureS
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The API's own certificate and key, re-read when either file changes
+/// (checked at most every 2 s, on a handshake), so `lienthong tls renew`
+/// takes effect without a restart. A file caught half-written keeps the
+/// previous certificate in use and is tried again later.
+#[derive(Debug)]
+struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
+    /// (last check, modification times seen then)
+    seen: Mutex<(Instant, Option<(SystemTime, SystemTime)>)>,
+}
+
+fn stamps(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
+}
+
+fn load_certified(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading api.tls_cert {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("api.tls_cert {}", cert.display()))?;
+    let der = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading api.tls_key {}", key.display()))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .with_context(|| format!("api.tls_key {}", key.display()))?;
+    let ck = rustls::sign::CertifiedKey::new(certs, signing);
+    ck.keys_match()
+        .context("api.tls_cert and api.tls_key do not match")?;
+    Ok(Arc::new(ck))
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        if let Ok(mut seen) = self.seen.try_lock()
+            && seen.0.elapsed().as_secs() >= 2
+        {
+            seen.0 = Instant::now();
+            let now = stamps(&self.cert, &self.key);
+            if now != seen.1 {
+                match load_certified(&self.cert, &self.key) {
+                    Ok(ck) => {
+                        *self.current.write().unwrap_or_else(|e| e.into_inner()) = ck;
+                        seen.1 = now;
+                        tracing::info!(cert = %self.cert.display(), "re-read the API certificate");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "kept the previous API certificate")
+                    }
+                }
+            }
+        }
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
 }
 
 /// Reads the CRL file (absent: nothing revoked).
@@ -117,12 +185,12 @@ pub fn server_config(
     client_ca: &Path,
     client_crl: Option<&Path>,
 ) -> Result<rustls::ServerConfig> {
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading api.tls_cert {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("api.tls_cert {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading api.tls_key {}", key.display()))?;
+    let resolver = Arc::new(ReloadingCert {
+        current: RwLock::new(load_certified(cert, key)?),
+        seen: Mutex::new((Instant::now(), stamps(cert, key))),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    });
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(client_ca)
         .with_context(|| format!("reading api.client_ca {}", client_ca.display()))?
@@ -145,8 +213,7 @@ pub fn server_config(
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("api.tls_cert and api.tls_key do not match")?;
+        .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
 }

@@ -247,11 +247,15 @@ fn renew(config_path: &Path, days: i64, what: What) -> Result<()> {
             );
         }
     }
-    // Neither the local API (api_tls.rs re-reads only the CRL) nor the
-    // Federation API re-reads certificates while running.
+    // The local API re-reads its certificate within seconds (api_tls.rs);
+    // the Federation API reads the peer certificate only at start.
+    let peer_renewed = plan.iter().any(|p| p.label.starts_with("peer"));
     match crate::doctor::node_state(&cfg.store_dir) {
+        NodeState::Running { pid } if peer_renewed => println!(
+            "the running node (process {pid}) serves the new API certificate within seconds; RESTART NEEDED for the peer certificate: it keeps the old one until it restarts (e.g. `systemctl restart lienthong`)"
+        ),
         NodeState::Running { pid } => println!(
-            "RESTART NEEDED: the running node (process {pid}) keeps serving the old certificates until it restarts (e.g. `systemctl restart lienthong`)"
+            "the running node (process {pid}) serves the new API certificate within seconds; no restart needed"
         ),
         NodeState::Stopped => {
             println!("the node is not running: it uses the new certificates when it starts")
