@@ -392,6 +392,12 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
                 .collect(),
         );
     }
+    if r.created_from_unix_ms < 0 || r.created_to_unix_ms < 0 {
+        bad(
+            "created_from_unix_ms".into(),
+            "times are milliseconds since 1970, not negative".into(),
+        );
+    }
     if r.observed_from_unix_ms < 0 || r.observed_to_unix_ms < 0 {
         bad(
             "observed_from_unix_ms".into(),
@@ -439,6 +445,8 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
         },
         max_scan: MAX_SCAN,
         include_retracted: r.include_retracted,
+        created_from: (r.created_from_unix_ms > 0).then_some(r.created_from_unix_ms),
+        created_to: (r.created_to_unix_ms > 0).then_some(r.created_to_unix_ms),
     })
 }
 

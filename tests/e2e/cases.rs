@@ -326,6 +326,24 @@ async fn a_case_moves_from_alert_to_closure_across_three_provinces() -> anyhow::
             .await?
             .into_inner();
         assert!(open.cases.is_empty());
+        // Every kind is searchable by kind, words and creation time.
+        let mut a = n.alerts().await?;
+        let q = |from: i64, to: i64| pb::QueryRequest {
+            kinds: vec![pb::EntryKind::CaseEvent as i32],
+            text: "tieu huy".into(),
+            created_from_unix_ms: from,
+            created_to_unix_ms: to,
+            ..Default::default()
+        };
+        let today = a.query(q(now_ms() - 86_400_000, 0)).await?.into_inner();
+        assert_eq!(
+            today.entries.len(),
+            2,
+            "decision and closure at {}",
+            n.member
+        );
+        let before = a.query(q(0, now_ms() - 86_400_000)).await?.into_inner();
+        assert!(before.entries.is_empty());
     }
     // The case is provable: every node's bundle verifies, receipts included.
     settle(&f.nodes).await?;

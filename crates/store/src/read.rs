@@ -111,6 +111,10 @@ pub struct Query {
     pub limit: usize,
     /// Also return entries their author retracted.
     pub include_retracted: bool,
+    /// Only entries created at or after, ms.
+    pub created_from: Option<i64>,
+    /// Only entries created before, ms.
+    pub created_to: Option<i64>,
     /// Stop after examining this many candidates and return what was found
     /// with a continuation, so one query cannot occupy the node.
     pub max_scan: usize,
@@ -306,6 +310,12 @@ impl Store {
                 continue;
             };
             if e.retracted_by.is_some() && !q.include_retracted {
+                continue;
+            }
+            let created = e.body.created_unix_ms;
+            if q.created_from.is_some_and(|f| created < f)
+                || q.created_to.is_some_and(|t| created >= t)
+            {
                 continue;
             }
             if q.observed_from.is_some() || q.observed_to.is_some() {
