@@ -20,4 +20,5 @@ mod python;
 mod restore;
 mod security;
 mod tamper;
+mod upgrade;
 mod witness;
