@@ -380,6 +380,35 @@ fn manifest_cmd(cmd: &str, flag: &str, value: &str, manifest: &str) -> anyhow::R
     run_ok(&["federation", cmd, flag, value, "--file", manifest])
 }
 
+/// The first node makes a new key (keys/signing-2.pem, beside its key);
+/// manifest version 2 lists it in place of the old one and the first two
+/// nodes sign it (a majority of three). Returns (old vkey, new vkey).
+fn new_key_in_version_2(f: &lienthong_tests::Federation) -> anyhow::Result<(String, String)> {
+    let m = f.dir.path().join("manifest.json").display().to_string();
+    let new_key = f.nodes[0].path().join("keys/signing-2.pem");
+    let vkey_new = run_ok(&[
+        "key",
+        "new",
+        "--config",
+        &f.nodes[0].config_arg(),
+        "--out",
+        &new_key.display().to_string(),
+    ])?;
+    let vkey_old = f.nodes[0].vkey()?;
+    let toml = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?;
+    let v2 = toml
+        .replace("version = 1", "version = 2")
+        .replace(vkey_old.trim(), vkey_new.trim());
+    anyhow::ensure!(v2.contains(vkey_new.trim()), "new key not in v2");
+    let v2_path = f.dir.path().join("manifest-v2.toml");
+    std::fs::write(&v2_path, v2)?;
+    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
+    for n in 0..2 {
+        manifest_cmd("sign", "--config", &f.nodes[n].config_arg(), &m)?;
+    }
+    Ok((vkey_old, vkey_new))
+}
+
 async fn submit(node: &Node, reference: &str) -> anyhow::Result<pb::SubmitAlertResponse> {
     Ok(node
         .alerts()
@@ -441,27 +470,7 @@ async fn a_member_rotates_its_key_and_a_peer_that_was_away_verifies_both() -> an
 
     // 24 makes a new key; version 2 lists it; 24 and 01 sign (a majority
     // of three). It is handed to 01 (running) and to 24's own file.
-    let new_key = f.nodes[0].path().join("keys/signing-2.pem");
-    let vkey_new = run_ok(&[
-        "key",
-        "new",
-        "--config",
-        &f.nodes[0].config_arg(),
-        "--out",
-        &new_key.display().to_string(),
-    ])?;
-    let vkey_old = f.nodes[0].vkey()?;
-    let toml = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?;
-    let v2 = toml
-        .replace("version = 1", "version = 2")
-        .replace(vkey_old.trim(), vkey_new.trim());
-    anyhow::ensure!(v2.contains(vkey_new.trim()), "new key not in v2");
-    let v2_path = f.dir.path().join("manifest-v2.toml");
-    std::fs::write(&v2_path, v2)?;
-    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
-    for n in 0..2 {
-        manifest_cmd("sign", "--config", &f.nodes[n].config_arg(), &m)?;
-    }
+    let (vkey_old, vkey_new) = new_key_in_version_2(&f)?;
     manifest_cmd("publish", "--config", &f.nodes[1].config_arg(), &m)?;
     manifest_cmd("publish", "--config", &f.nodes[0].config_arg(), &m)?;
     wait_for_manifest(&f.nodes[1], 2).await?;
@@ -697,26 +706,7 @@ async fn a_member_rotates_its_key_without_a_restart() -> anyhow::Result<()> {
 
     // The new key is made beside the old one; version 2 lists it; 24 and 01
     // sign; it is handed to the running 24.
-    let new_key = f.nodes[0].path().join("keys/signing-2.pem");
-    let vkey_new = run_ok(&[
-        "key",
-        "new",
-        "--config",
-        &f.nodes[0].config_arg(),
-        "--out",
-        &new_key.display().to_string(),
-    ])?;
-    let vkey_old = f.nodes[0].vkey()?;
-    let toml = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?;
-    let v2 = toml
-        .replace("version = 1", "version = 2")
-        .replace(vkey_old.trim(), vkey_new.trim());
-    let v2_path = f.dir.path().join("manifest-v2.toml");
-    std::fs::write(&v2_path, v2)?;
-    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
-    for n in 0..2 {
-        manifest_cmd("sign", "--config", &f.nodes[n].config_arg(), &m)?;
-    }
+    let (vkey_old, _new) = new_key_in_version_2(&f)?;
     manifest_cmd("publish", "--config", &f.nodes[0].config_arg(), &m)?;
     wait_for_manifest(&f.nodes[0], 2).await?;
 
