@@ -517,13 +517,22 @@ enum FeedCommand {
     },
 }
 
+/// An error that ends the command with a particular exit status (the
+/// others end it with 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+struct ExitWith(u8, String);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<ExitWith>() {
+                Some(ExitWith(code, _)) => ExitCode::from(*code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -728,9 +737,11 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = config::load(&config.config, false)?;
             let equivocations = runtime()?.block_on(client::status(&cfg, json, true))?;
             if equivocations > 0 {
-                return Err(anyhow::anyhow!(
-                    "this node holds evidence that {equivocations} time(s) a member signed checkpoints that cannot both be honest; see above, and export it for the auditors"
-                ));
+                return Err(ExitWith(
+                    3,
+                    format!("this node holds evidence that {equivocations} time(s) a member signed checkpoints that cannot both be honest; see above, and export it for the auditors"),
+                )
+                .into());
             }
             Ok(())
         }

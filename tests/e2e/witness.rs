@@ -246,7 +246,7 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
         // The operator's view: non-zero exit, the evidence named.
         let out = lienthong_tests::lienthong(&["audit", "status", "--config", &n.config_arg()])?;
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "{text}");
+        assert_eq!(out.status.code(), Some(3), "{text}");
         assert!(text.contains("Equivocation by 20"), "{text}");
     }
 
