@@ -225,3 +225,116 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
     server.abort();
     Ok(())
 }
+
+/// Issue 8 item 3 (floods): 24's Federation port is flooded with
+/// connections that send garbage, connections that send nothing, and TLS
+/// handshakes from a key the manifest does not pin, while 20 keeps
+/// replicating to it. 24 keeps serving its peer and its local API, stores
+/// 20's alerts exactly once, and drops the idle connections by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_the_federation_port_does_not_stop_honest_replication() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    f.start_all()?;
+    let (endpoint, pin) = f.endpoint("24")?;
+    // A stranger with a key of its own, not in the manifest.
+    let stranger = lienthong_tests::Node::init("01", "Hà Nội")?;
+    let stranger_id = peer_identity(&stranger.path())?;
+
+    // Honest load: 200 alerts at 20, paced (bounded by count).
+    let mut c = f.nodes[0].alerts().await?;
+    let load = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            let r = c
+                .submit(pb::SubmitAlertRequest {
+                    alert: Some(sample_alert(&format!("flood-{i}"))),
+                })
+                .await?
+                .into_inner();
+            ids.push(r.entry_id);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        anyhow::Ok(ids)
+    });
+
+    // The flood: 150 garbage senders, 150 silent connections, 100
+    // handshakes with an unpinned key.
+    let mut garbage = Vec::new();
+    let mut silent = Vec::new();
+    for i in 0..150u32 {
+        let mut s = tokio::net::TcpStream::connect(&endpoint).await?;
+        let junk: Vec<u8> = (0..16 * 1024u32)
+            .map(|k| (k.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        let _ = s.write_all(&junk).await;
+        garbage.push(s);
+        silent.push(tokio::net::TcpStream::connect(&endpoint).await?);
+    }
+    let mut refused = 0;
+    for _ in 0..100 {
+        let dial = lienthong_tests::peer::federation_client(&endpoint, &stranger_id, pin);
+        let ok = match tokio::time::timeout(Duration::from_secs(5), dial).await {
+            Ok(Ok(mut client)) => client
+                .get_manifest(pb::GetManifestRequest::default())
+                .await
+                .is_ok(),
+            _ => false,
+        };
+        if !ok {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 100, "an unpinned key got through");
+
+    // Meanwhile the local API answers and replication goes on.
+    let st = f.nodes[1]
+        .audit()
+        .await?
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
+    assert!(st.writes_refused.is_empty());
+    let ids = load.await??;
+    let mut a = f.nodes[1].alerts().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &ids {
+        loop {
+            if a.get(pb::GetEntryRequest {
+                key: Some(Key::EntryId(id.clone())),
+            })
+            .await
+            .is_ok()
+            {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "20's alerts stopped reaching 24");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let held = a
+        .query(pb::QueryRequest {
+            author: "20".into(),
+            kinds: vec![pb::EntryKind::Alert as i32],
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(held.entries.len(), 200, "each alert exactly once");
+
+    // The silent connections are closed by 24 (TLS handshake timeout), not
+    // held forever.
+    let mut closed = 0;
+    for mut s in silent {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_secs(15), s.read(&mut b)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 150, "idle connections left open");
+    drop(garbage);
+    Ok(())
+}
