@@ -523,7 +523,27 @@ enum FeedCommand {
 #[error("{1}")]
 struct ExitWith(u8, String);
 
+/// A reader that went away (`lienthong alert list | head`) is not an
+/// error of ours: end quietly, with the status a shell gives a process
+/// killed by SIGPIPE (128 + 13), instead of a panic from `println!`.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -387,3 +387,43 @@ fn cli_submit_and_list_with_and_without_diacritics() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `lienthong alert list | head`: the CLI ends quietly when its reader
+/// goes away (status 141, as for SIGPIPE), not with a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_ends_quietly_when_its_reader_goes_away() -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut node = Node::init("20", "Lạng Sơn")?;
+    node.start()?;
+    let mut c = node.alerts().await?;
+    for i in 0..300 {
+        c.submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert(&format!("pipe-{i}"))),
+        })
+        .await?;
+    }
+    let mut child = std::process::Command::new(lienthong_tests::binary())
+        .args([
+            "alert",
+            "list",
+            "--json",
+            "--all",
+            "--config",
+            &node.config_arg(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut first = [0u8; 100];
+    child
+        .stdout
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?
+        .read_exact(&mut first)?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    Ok(())
+}
