@@ -185,7 +185,12 @@ pub fn decode_envelope(envelope: &[u8]) -> Result<(Envelope, EntryBody), EntryEr
     // One signed entry, one id: the envelope must be exactly its two fields
     // in order (what every protobuf encoder writes), not padded with unknown
     // fields or repeated ones that would give the same entry another id.
-    if env.encoded_len() != envelope.len() || env.encode_to_vec() != envelope {
+    // Checked without re-encoding (this runs on every stored read): any
+    // unknown, repeated or explicitly empty field, or a non-minimal length,
+    // makes the input longer than the canonical encoding, so equal lengths
+    // leave only the order of the two fields to check.
+    let reordered = !env.body.is_empty() && envelope.first() != Some(&0x0a);
+    if env.encoded_len() != envelope.len() || reordered {
         return Err(EntryError::Malformed {
             what: "envelope",
             detail: "not in canonical form (unknown, repeated or reordered fields)".into(),
@@ -247,6 +252,28 @@ mod tests {
         h.update([0u8]);
         h.update(e.envelope());
         assert_eq!(e.id().0, <[u8; 32]>::from(h.finalize()));
+    }
+
+    #[test]
+    fn only_the_canonical_encoding_of_an_envelope_is_accepted() {
+        let e = sign_entry(body("Hàng giả", 3), &key(1));
+        let (env, _) = decode_envelope(e.envelope()).expect("canonical");
+        let field = |tag: u8, v: &[u8]| {
+            let mut f = vec![tag];
+            prost::encoding::encode_varint(v.len() as u64, &mut f);
+            f.extend_from_slice(v);
+            f
+        };
+        let reordered = [field(0x12, &env.signature), field(0x0a, &env.body)].concat();
+        let repeated = [e.envelope().to_vec(), field(0x12, &env.signature)].concat();
+        let unknown = [e.envelope(), &[0x78, 0x01][..]].concat();
+        let empty_field = [e.envelope(), &[0x0a, 0x00][..]].concat();
+        for bad in [reordered, repeated, unknown, empty_field] {
+            assert!(
+                matches!(decode_envelope(&bad), Err(EntryError::Malformed { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
