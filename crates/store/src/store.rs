@@ -98,14 +98,6 @@ impl Store {
     /// configured member, and verifies the feed against the last checkpoint
     /// this node signed. On a mismatch it refuses to open and says why.
     pub fn open(opts: &OpenOptions) -> Result<Self, StoreError> {
-        let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         std::fs::create_dir_all(&opts.dir).map_err(io("create directory", &opts.dir))?;
         let db = sled::Config::new()
             .path(&opts.dir)
@@ -278,14 +270,6 @@ impl Store {
         let dir = &self.inner.dir;
         let path = dir.join(LAST_CHECKPOINT_FILE);
         let tmp = dir.join(format!("{LAST_CHECKPOINT_FILE}.tmp"));
-        let io = |action: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| StoreError::Io {
-                action,
-                path: p,
-                source,
-            }
-        };
         {
             let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
             std::io::Write::write_all(&mut f, note.as_bytes()).map_err(io("write", &tmp))?;
@@ -316,13 +300,7 @@ impl Store {
                 }
                 return Ok(());
             }
-            Err(source) => {
-                return Err(StoreError::Io {
-                    action: "read",
-                    path,
-                    source,
-                });
-            }
+            Err(source) => return Err(io("read", &path)(source)),
         };
         let Some(last) = keys.iter().find_map(|k| {
             lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, k).ok()
@@ -356,20 +334,10 @@ impl Store {
     /// putting it in place of `store.dir` while the node is stopped
     /// (`lienthong restore`).
     pub fn backup_to(&self, dest: &Path) -> Result<BackupInfo, StoreError> {
-        let io = |action: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| StoreError::Io {
-                action,
-                path: p,
-                source,
-            }
-        };
         if dest.exists() {
-            return Err(StoreError::Io {
-                action: "create backup (it already exists)",
-                path: dest.to_path_buf(),
-                source: std::io::ErrorKind::AlreadyExists.into(),
-            });
+            return Err(io("create backup (it already exists)", dest)(
+                std::io::ErrorKind::AlreadyExists.into(),
+            ));
         }
         std::fs::create_dir_all(dest).map_err(io("create directory", dest))?;
         let copy = sled::Config::new()
@@ -431,11 +399,8 @@ impl Store {
         self.inner
             .data_file
             .sync_all()
-            .map_err(|source| StoreError::Io {
-                action: "fsync",
-                path: self.inner.dir.join("db"),
-                source,
-            })?;
+            // The path is built only on failure: this is the commit point.
+            .map_err(|e| io("fsync", &self.inner.dir.join("db"))(e))?;
         Ok(())
     }
 
@@ -559,6 +524,16 @@ impl HashStore for TreeHashes<'_> {
                 Ok(Hash(arr))
             })
             .collect()
+    }
+}
+
+/// Maps an I/O error on `path` to the store's error, naming the action.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
     }
 }
 
