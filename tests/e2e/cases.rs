@@ -346,12 +346,7 @@ async fn a_case_moves_from_alert_to_closure_across_three_provinces() -> anyhow::
         assert!(before.entries.is_empty());
     }
     // The case is provable: every node's bundle verifies, receipts included.
-    settle(&f.nodes).await?;
-    let bundles = f.export_bundles()?;
-    let vkey = f.nodes[0].vkey()?.trim().to_owned();
-    let (out, r) = f.verify_bundles(&bundles, &vkey)?;
-    assert_eq!(r["verdict"], "pass", "{out}");
-    Ok(())
+    bundles_verify(&f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,6 +459,17 @@ async fn settle(nodes: &[Node]) -> anyhow::Result<()> {
         last = now;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
+}
+
+/// Once the federation settles, every member's audit bundle verifies
+/// together with the others.
+async fn bundles_verify(f: &lienthong_tests::Federation) -> anyhow::Result<()> {
+    settle(&f.nodes).await?;
+    let bundles = f.export_bundles()?;
+    let vkey = f.nodes[0].vkey()?.trim().to_owned();
+    let (out, r) = f.verify_bundles(&bundles, &vkey)?;
+    assert_eq!(r["verdict"], "pass", "{out}");
+    Ok(())
 }
 
 async fn feed_size(node: &Node) -> anyhow::Result<u64> {
@@ -878,12 +884,7 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     assert!(lines.last().unwrap().starts_with("total,1,"), "{csv}");
 
     // Everything above is in the signed logs, and verifies.
-    settle(&f.nodes).await?;
-    let bundles = f.export_bundles()?;
-    let vkey = f.nodes[0].vkey()?.trim().to_owned();
-    let (out, r) = f.verify_bundles(&bundles, &vkey)?;
-    assert_eq!(r["verdict"], "pass", "{out}");
-    Ok(())
+    bundles_verify(&f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use lienthong_proto::v1 as pb;
-use lienthong_tests::{AGREEMENT_ALL, Node, federation, sample_alert};
+use lienthong_tests::{AGREEMENT_ALL, Node, copy_dir, federation, sample_alert};
 
 async fn submit(node: &Node, reference: &str) -> Result<pb::SubmitAlertResponse, tonic::Status> {
     node.alerts()
@@ -39,20 +39,6 @@ async fn witnessed(witness: &Node, author: &str, size: u64) -> anyhow::Result<()
         anyhow::ensure!(Instant::now() < deadline, "not witnessed: {s:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

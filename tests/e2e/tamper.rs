@@ -7,24 +7,8 @@
 //! change nothing the log shows (stale versions, free space) — and then the
 //! node serves exactly the original entries and checkpoint.
 
-use std::path::Path;
-
 use lienthong_proto::v1 as pb;
-use lienthong_tests::{Node, sample_alert};
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target)?;
-        }
-    }
-    Ok(())
-}
+use lienthong_tests::{Node, copy_dir, sample_alert};
 
 /// The node's checkpoint note and every envelope it covers, or the error
 /// the node answered with.

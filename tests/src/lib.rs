@@ -388,6 +388,21 @@ impl Federation {
 pub const AGREEMENT_ALL: &str =
     "[agreement]\n[[agreement.rules]]\nname = \"all\"\naudience = \"all\"\nhandling = \"H0\"\n";
 
+/// Copies directory `from` into `to` (created), recursively.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `lienthong ARGS`; fails with its stderr unless it succeeds.
 pub fn run_ok(args: &[&str]) -> Result<String> {
     let out = lienthong(args)?;
