@@ -44,6 +44,9 @@ pub struct Coordination {
     pub in_flight: Arc<Semaphore>,
     pub peering: Option<Arc<crate::peer::Peering>>,
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Wakes the escalation task when this node writes a request (whose
+    /// deadline may come before the one it waits for).
+    pub new_request: Arc<tokio::sync::Notify>,
 }
 
 /// The wire answer for an entry written here.
@@ -608,7 +611,7 @@ impl Cases for CasesService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::CaseState, Status>>(16);
         tokio::spawn(async move {
             let mut durable = store.subscribe();
-            let mut last_events = first.steps.len();
+            let mut last = first.clone();
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
@@ -629,10 +632,10 @@ impl Cases for CasesService {
                 else {
                     return;
                 };
-                let retracted = s.steps.iter().filter(|x| x.retracted).count();
-                let sig = s.steps.len() * 100_000 + retracted;
-                if sig != last_events {
-                    last_events = sig;
+                // Only a state that changed is sent (an event of this case
+                // or a retraction of one; other entries change nothing).
+                if s != last {
+                    last = s.clone();
                     if tx.send(Ok(s)).await.is_err() {
                         return;
                     }
@@ -690,6 +693,7 @@ impl Cases for CasesService {
                 deadline_hours,
             )
             .await?;
+        c.new_request.notify_one();
         Ok(Response::new(written(&a, c.me())))
     }
 
@@ -1129,11 +1133,11 @@ impl Coordination {
 
 /// Writes an Escalation for each of this node's assistance requests once
 /// its deadline passes unanswered: a signed flag to the province asked and
-/// to the members the agreement names. Wakes at the next deadline, when new
-/// entries land (at most once a second) and at least every minute.
+/// to the members the agreement names. Wakes at the next deadline, when
+/// this node writes a new request, and at least every minute; nothing else
+/// can make a request overdue sooner.
 pub async fn escalate(c: Coordination) {
     let mut stopping = c.stopping.clone();
-    let mut durable = c.store.subscribe();
     loop {
         let st = c.store.clone();
         let me = c.me().to_owned();
@@ -1195,10 +1199,7 @@ pub async fn escalate(c: Coordination) {
             .clamp(Duration::from_millis(200), Duration::from_secs(60));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            r = durable.changed() => {
-                if r.is_err() { return; }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            () = c.new_request.notified() => {}
             _ = stopping.changed() => return,
         }
     }

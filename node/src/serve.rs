@@ -238,6 +238,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         in_flight: in_flight.clone(),
         peering: peering.clone(),
         stopping: stopping.clone(),
+        new_request: Arc::default(),
     };
     let alerts = AlertsServer::new(AlertsService {
         metrics: metrics.clone(),
