@@ -140,10 +140,15 @@ type Rekey = (
     std::sync::mpsc::Sender<Result<(), StoreError>>,
 );
 
+/// What the writer thread is asked, in order.
+enum Msg {
+    Job(Job),
+    Rekey(Box<Rekey>),
+}
+
 /// Handle to the writer thread.
 pub struct Writer {
-    tx: Option<mpsc::Sender<Job>>,
-    rekey: mpsc::Sender<Rekey>,
+    tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -155,11 +160,10 @@ impl Writer {
         config: WriterConfig,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
-        let (rekey, rekey_rx) = mpsc::channel();
         let state = State::load(store, signer, config)?;
         let thread = std::thread::Builder::new()
             .name("feed-writer".into())
-            .spawn(move || state.run(rx, rekey_rx))
+            .spawn(move || state.run(rx))
             .map_err(|source| StoreError::Io {
                 action: "start writer thread",
                 path: "-".into(),
@@ -167,7 +171,6 @@ impl Writer {
             })?;
         Ok(Self {
             tx: Some(tx),
-            rekey,
             thread: Some(thread),
         })
     }
@@ -180,8 +183,10 @@ impl Writer {
     /// the calling thread briefly (one checkpoint signature and fsync).
     pub fn rekey(&self, from_version: u64, signer: FeedSigner) -> Result<(), StoreError> {
         let (reply, answer) = mpsc::channel();
-        self.rekey
-            .send((from_version, signer, reply))
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(Msg::Rekey(Box::new((from_version, signer, reply))))
             .map_err(|_| StoreError::Closed)?;
         answer.recv().map_err(|_| StoreError::Closed)?
     }
@@ -227,10 +232,10 @@ impl Writer {
         self.tx
             .as_ref()
             .ok_or(StoreError::Closed)?
-            .send(Job {
+            .send(Msg::Job(Job {
                 work: Work::Receive(Box::new((delivery, openings, manifest_version))),
                 reply,
-            })
+            }))
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
@@ -240,7 +245,7 @@ impl Writer {
         self.tx
             .as_ref()
             .ok_or(StoreError::Closed)?
-            .send(Job { work, reply })
+            .send(Msg::Job(Job { work, reply }))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -322,33 +327,38 @@ impl State {
         })
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Job>, rekeys: mpsc::Receiver<Rekey>) {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
-            while let Ok((from, signer, reply)) = rekeys.try_recv() {
-                let _ = reply.send(self.rekey(from, signer));
-            }
             let wait = if self.checkpoint_size < self.durable.feed_size {
                 self.config
                     .checkpoint_interval
                     .saturating_sub(self.last_checkpoint.elapsed())
             } else {
-                // Idle: wake now and then for a key rotation.
-                Duration::from_millis(200)
+                Duration::from_secs(3600)
             };
-            let mut jobs = match rx.recv_timeout(wait) {
-                Ok(j) => vec![j],
-                Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+            // A group is the jobs queued up to the next key rotation, which
+            // then applies after them: entries keep the order they came in.
+            let mut jobs = Vec::new();
+            let mut rekey = None;
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Rekey(r)) => rekey = Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            while jobs.len() < self.config.max_batch {
+            }
+            while rekey.is_none() && jobs.len() < self.config.max_batch {
                 match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
+                    Ok(Msg::Job(j)) => jobs.push(j),
+                    Ok(Msg::Rekey(r)) => rekey = Some(r),
                     Err(_) => break,
                 }
             }
             if let Some(why) = self.store.failure() {
                 for j in jobs {
                     let _ = j.reply.send(Err(StoreError::Failed(why.clone())));
+                }
+                if let Some(r) = rekey {
+                    let _ = r.2.send(Err(StoreError::Failed(why)));
                 }
                 continue;
             }
@@ -359,6 +369,10 @@ impl State {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             self.commit(jobs, false);
+            if let Some(r) = rekey {
+                let (from, signer, reply) = *r;
+                let _ = reply.send(self.rekey(from, signer));
+            }
         }
         // Shutting down: make sure the last entries are covered.
         if self.store.failure().is_none() && self.checkpoint_size < self.durable.feed_size {
