@@ -26,8 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // people can write alerts as JSON files for the CLI.
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor)?
+        .btree_map(["."])
         .build(&[".lienthong.v1"])?;
+    // Maps as BTreeMap: printed and serialised in a stable order.
     tonic_prost_build::configure()
+        .btree_map(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -10,80 +10,13 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The API's own certificate and key, re-read when either file changes
-/// (checked at most every 2 s, on a handshake), so `lienthong tls renew`
-/// takes effect without a restart. A file caught half-written keeps the
-/// previous certificate in use and is tried again later.
-#[derive(Debug)]
-struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
-    /// (last check, modification times seen then)
-    seen: Mutex<(Instant, Option<(SystemTime, SystemTime)>)>,
-}
-
-fn stamps(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    Some((m(cert)?, m(key)?))
-}
-
-fn load_certified(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>> {
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading api.tls_cert {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("api.tls_cert {}", cert.display()))?;
-    let der = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading api.tls_key {}", key.display()))?;
-    let signing = provider()
-        .key_provider
-        .load_private_key(der)
-        .with_context(|| format!("api.tls_key {}", key.display()))?;
-    let ck = rustls::sign::CertifiedKey::new(certs, signing);
-    ck.keys_match()
-        .context("api.tls_cert and api.tls_key do not match")?;
-    Ok(Arc::new(ck))
-}
-
-impl rustls::server::ResolvesServerCert for ReloadingCert {
-    fn resolve(
-        &self,
-        _hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        if let Ok(mut seen) = self.seen.try_lock()
-            && seen.0.elapsed().as_secs() >= 2
-        {
-            seen.0 = Instant::now();
-            let now = stamps(&self.cert, &self.key);
-            if now != seen.1 {
-                match load_certified(&self.cert, &self.key) {
-                    Ok(ck) => {
-                        *self.current.write().unwrap_or_else(|e| e.into_inner()) = ck;
-                        seen.1 = now;
-                        tracing::info!(cert = %self.cert.display(), "re-read the API certificate");
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "kept the previous API certificate")
-                    }
-                }
-            }
-        }
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
-    }
 }
 
 /// Reads the CRL file (absent: nothing revoked).
@@ -185,12 +118,20 @@ pub fn server_config(
     client_ca: &Path,
     client_crl: Option<&Path>,
 ) -> Result<rustls::ServerConfig> {
-    let resolver = Arc::new(ReloadingCert {
-        current: RwLock::new(load_certified(cert, key)?),
-        seen: Mutex::new((Instant::now(), stamps(cert, key))),
-        cert: cert.to_path_buf(),
-        key: key.to_path_buf(),
-    });
+    let resolver = Arc::new(
+        lienthong_federation::reload::ReloadingIdentity::open(
+            "api.tls_cert",
+            cert.to_path_buf(),
+            key.to_path_buf(),
+        )
+        .with_context(|| {
+            format!(
+                "api.tls_cert {} with api.tls_key {}",
+                cert.display(),
+                key.display()
+            )
+        })?,
+    );
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(client_ca)
         .with_context(|| format!("reading api.client_ca {}", client_ca.display()))?

@@ -531,12 +531,20 @@ pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
     }
     if !s.peers.is_empty() {
         println!(
-            "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8}  last error",
-            "peer", "name", "stream", "next idx", "checkpoint", "witnessed", "cosigned", "refused"
+            "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8} {:>9}  last error",
+            "peer",
+            "name",
+            "stream",
+            "next idx",
+            "checkpoint",
+            "witnessed",
+            "cosigned",
+            "refused",
+            "clock"
         );
         for p in &s.peers {
             println!(
-                "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8}  {}",
+                "{:<6} {:<14} {:<10} {:>10} {:>11} {:>10} {:>9} {:>8} {:>9}  {}",
                 p.member,
                 p.name,
                 if p.connected { "connected" } else { "down" },
@@ -545,8 +553,18 @@ pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
                 p.witnessed_size,
                 if p.cosigned_ours { "yes" } else { "no" },
                 p.refused,
+                p.clock_offset_ms
+                    .map_or_else(|| "-".to_owned(), |o| format!("{:+.1}s", o as f64 / 1000.0)),
                 p.last_error
             );
+        }
+        for p in s.peers.iter().filter(|p| !p.refused_by_reason.is_empty()) {
+            let reasons: Vec<String> = p
+                .refused_by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            println!("refused from {}: {}", p.member, reasons.join(", "));
         }
     }
     println!(

@@ -365,10 +365,50 @@ fn check_clock(r: &mut Report) {
         r.ok(
             "clock",
             format!(
-                "system time {} is after 2025-01-01 (doctor cannot tell whether it is exact: keep NTP on)",
+                "system time {} is after 2025-01-01 (compared with each peer's clock below; keep NTP on)",
                 fmt_time(now)
             ),
         );
+    }
+}
+
+/// Offsets beyond this FAIL: certificates, cosignature timestamps and
+/// deadlines would disagree between members.
+const CLOCK_SKEW_FAIL_MS: i64 = 60_000;
+
+fn check_peer_clock(r: &mut Report, code: &str, name: &str, offset: Option<i64>) {
+    let what = format!("clock vs {code}");
+    let fix = format!(
+        "keep NTP on here and at {name} (timedatectl set-ntp true; timedatectl timesync-status shows the server and offset)"
+    );
+    match offset {
+        None => r.skip(
+            &what,
+            format!("{name}'s node does not report its time (an older version)"),
+        ),
+        Some(o) if o.abs() > CLOCK_SKEW_FAIL_MS => r.fail(
+            &what,
+            format!(
+                "{name}'s clock differs from this one by {:+.1} s",
+                o as f64 / 1000.0
+            ),
+            fix,
+        ),
+        Some(o) if o.abs() > crate::peer::CLOCK_SKEW_WARN_MS => r.warn(
+            &what,
+            format!(
+                "{name}'s clock differs from this one by {:+.1} s",
+                o as f64 / 1000.0
+            ),
+            fix,
+        ),
+        Some(o) => r.ok(
+            &what,
+            format!(
+                "{name}'s clock differs from this one by {o:+} ms (tolerated: {} s)",
+                crate::peer::CLOCK_SKEW_WARN_MS / 1000
+            ),
+        ),
     }
 }
 
@@ -1057,25 +1097,31 @@ fn tls_failure(e: &rustls::Error, pin: &str) -> String {
 
 /// Dials `endpoint` with the node's peer identity, accepting only `pin`,
 /// and makes one read-only call (GetManifest) so that the peer, too, has
-/// accepted this node's certificate.
+/// accepted this node's certificate. Returns the peer's clock offset, if
+/// it reports its time.
 async fn probe_peer(
     endpoint: &str,
     identity: &lienthong_federation::tls::TlsIdentity,
     pin: lienthong_federation::tls::SpkiPin,
     version: u64,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Option<i64>, String> {
     let pin_hex = pin.to_hex();
     let channel = lienthong_federation::channel::connect_pinned(endpoint, identity, pin)
         .await
         .map_err(|e| peer_failure(&e, &pin_hex))?;
     let mut client = lienthong_core::proto::federation_client::FederationClient::new(channel);
+    let before = crate::witness::now_unix_ms();
     match client
         .get_manifest(lienthong_core::proto::GetManifestRequest {
             after_version: version,
         })
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(resp) => Ok(crate::peer::clock_offset_ms(
+            before,
+            crate::witness::now_unix_ms(),
+            resp.get_ref().unix_ms,
+        )),
         Err(s)
             if s.code() == tonic::Code::PermissionDenied
                 || s.code() == tonic::Code::Unauthenticated =>
@@ -1155,13 +1201,16 @@ fn check_peers(
             .await
         });
         match result {
-            Ok(Ok(())) => r.ok(
-                &what,
-                format!(
-                    "{} ({}) answers and presents the pinned TLS key {}",
-                    m.endpoint, m.name, m.tls_spki_sha256
-                ),
-            ),
+            Ok(Ok(offset)) => {
+                r.ok(
+                    &what,
+                    format!(
+                        "{} ({}) answers and presents the pinned TLS key {}",
+                        m.endpoint, m.name, m.tls_spki_sha256
+                    ),
+                );
+                check_peer_clock(r, &m.code, &m.name, offset);
+            }
             Ok(Err(why)) => r.fail(
                 &what,
                 format!("{} ({}): {why}", m.endpoint, m.name),

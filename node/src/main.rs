@@ -13,6 +13,7 @@ mod coord_cli;
 mod doctor;
 mod export;
 mod init;
+mod limits;
 mod manifest_file;
 mod metrics;
 mod peer;

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -33,6 +34,12 @@ pub struct Outcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabel {
     peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerReason {
+    peer: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +80,11 @@ fn gauge(reg: &mut Registry, name: &str, help: &str, v: i64) {
     reg.register(name, help, g);
 }
 
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -111,6 +123,23 @@ pub fn render(src: &Sources) -> Result<String> {
         "Tree size of the latest signed checkpoint",
         i(cp.as_ref().map_or(0, |c| c.size)),
     );
+    gauge(
+        &mut reg,
+        "checkpoint_pending_entries",
+        "Entries of the own feed not yet covered by a signed checkpoint (should stay near 0)",
+        i(durable
+            .feed_size
+            .saturating_sub(cp.as_ref().map_or(0, |c| c.size))),
+    );
+    if let Some(t) = store.latest_checkpoint_time() {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set(unix_seconds(t));
+        reg.register(
+            "checkpoint_timestamp_seconds",
+            "When this node signed its latest checkpoint (Unix time); a node signs only when its feed grows, so an idle feed keeps an old one",
+            g,
+        );
+    }
     let cosigs = match &cp {
         Some(c) => store.cosignatures(c.size)?.len() as u64,
         None => 0,
@@ -164,7 +193,8 @@ pub fn render(src: &Sources) -> Result<String> {
         let lag: Family<PeerLabel, Gauge> = Family::default();
         let witnessed: Family<PeerLabel, Gauge> = Family::default();
         let cosigned: Family<PeerLabel, Gauge> = Family::default();
-        let refused: Family<PeerLabel, Gauge> = Family::default();
+        let refused: Family<PeerReason, Counter> = Family::default();
+        let clock: Family<PeerLabel, Gauge<f64, AtomicU64>> = Family::default();
         for s in p.peer_status() {
             let l = PeerLabel {
                 peer: s.member.clone(),
@@ -175,7 +205,19 @@ pub fn render(src: &Sources) -> Result<String> {
                 .set(i(s.checkpoint_size.saturating_sub(cursor)));
             witnessed.get_or_create(&l).set(i(s.witnessed_size));
             cosigned.get_or_create(&l).set(i64::from(s.cosigned_ours));
-            refused.get_or_create(&l).set(i(s.refused));
+            // Every reason from 0, so that a first refusal is an increase.
+            for reason in crate::peer::REFUSAL_REASONS {
+                let n = s.refused_by_reason.get(*reason).copied().unwrap_or(0);
+                refused
+                    .get_or_create(&PeerReason {
+                        peer: s.member.clone(),
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc_by(n);
+            }
+            if let Some(o) = s.clock_offset_ms {
+                clock.get_or_create(&l).set(o as f64 / 1000.0);
+            }
         }
         reg.register(
             "peer_connected",
@@ -199,8 +241,13 @@ pub fn render(src: &Sources) -> Result<String> {
         );
         reg.register(
             "peer_refused_deliveries",
-            "Deliveries refused from the peer since start",
+            "Deliveries refused from the peer since start, by reason",
             refused,
+        );
+        reg.register(
+            "peer_clock_offset_seconds",
+            "The peer's clock minus this node's, measured at the last manifest poll",
+            clock,
         );
     }
     let mut out = String::new();

@@ -39,7 +39,8 @@ pub struct Rotation {
 /// force, which changes at run time when a newer version is adopted.
 pub struct Peering {
     pub me: String,
-    pub identity: TlsIdentity,
+    /// This member's peer certificate and key, re-read when renewed.
+    pub identity: Arc<lienthong_federation::reload::ReloadingIdentity>,
     pub listen: SocketAddr,
     /// How often to look for newer manifest versions.
     pub poll: Duration,
@@ -72,7 +73,7 @@ impl Peering {
         me: String,
         chain: ManifestChain,
         manifest_path: PathBuf,
-        identity: TlsIdentity,
+        identity: Arc<lienthong_federation::reload::ReloadingIdentity>,
         listen: SocketAddr,
         poll: Duration,
         key: ed25519_dalek::SigningKey,
@@ -172,6 +173,34 @@ impl Peering {
                 ..Default::default()
             });
         f(s);
+    }
+
+    /// Records `member`'s clock offset, warning when it crosses
+    /// [`CLOCK_SKEW_WARN_MS`] (once, not at every poll).
+    pub fn note_clock(&self, member: &str, offset: Option<i64>) {
+        self.note_peer(member, |s| {
+            let was_skewed = s
+                .clock_offset_ms
+                .is_some_and(|o| o.abs() > CLOCK_SKEW_WARN_MS);
+            let skewed = offset.is_some_and(|o| o.abs() > CLOCK_SKEW_WARN_MS);
+            if skewed && !was_skewed {
+                tracing::warn!(peer = %member, offset_ms = offset, "the peer's clock differs from this node's by more than {} s: check NTP on both", CLOCK_SKEW_WARN_MS / 1000);
+            } else if was_skewed && !skewed && offset.is_some() {
+                tracing::info!(peer = %member, offset_ms = offset, "the peer's clock agrees with this node's again");
+            }
+            if offset.is_some() {
+                s.clock_offset_ms = offset;
+            }
+        });
+    }
+
+    /// Counts a delivery refused from `member`, by `reason` (one of
+    /// [`REFUSAL_REASONS`]).
+    pub fn refused(&self, member: &str, reason: &str) {
+        self.note_peer(member, |s| {
+            s.refused += 1;
+            *s.refused_by_reason.entry(reason.to_owned()).or_default() += 1;
+        });
     }
 
     /// What is known of every current member but this one.
@@ -276,6 +305,38 @@ fn pins_of(chain: &ManifestChain) -> Vec<(String, SpkiPin)> {
         .collect()
 }
 
+/// Every reason a delivery is refused for, as counted in
+/// `PeerStatus.refused_by_reason` and the metric
+/// `lienthong_peer_refused_deliveries_total` (which starts each at 0).
+pub const REFUSAL_REASONS: &[&str] = &[
+    // Rejected::reason()
+    "oversized",
+    "malformed",
+    "unknown_format",
+    "wrong_author",
+    "forged_signature",
+    "unknown_manifest_version",
+    "not_for_us",
+    "replayed",
+    "bad_checkpoint",
+    "beyond_checkpoint",
+    "not_included",
+    // Checked by the subscriber itself.
+    "bad_history",
+    "oversized_message",
+];
+
+/// Clock offsets beyond this are logged and reported by `doctor`.
+pub const CLOCK_SKEW_WARN_MS: i64 = 2_000;
+
+/// A peer's clock minus ours, from its time `peer_unix_ms` reported by a
+/// call made between `before` and `after` (our clock): its answer was made
+/// at our midpoint, give or take half the round trip. `None` when the peer
+/// did not report its time.
+pub fn clock_offset_ms(before: i64, after: i64, peer_unix_ms: i64) -> Option<i64> {
+    (peer_unix_ms != 0).then(|| peer_unix_ms - before.midpoint(after))
+}
+
 /// Keeps the manifest current: re-reads the file when it changes and asks
 /// every member for versions after ours, each `poll` or when woken.
 pub async fn manifest_sync(peering: Arc<Peering>, mut stopping: watch::Receiver<bool>) {
@@ -296,13 +357,16 @@ pub async fn manifest_sync(peering: Arc<Peering>, mut stopping: watch::Receiver<
             async move {
                 let r = tokio::time::timeout(Duration::from_secs(5), async {
                     let pin = SpkiPin::from_hex(&m.tls_spki_sha256).context("bad pin")?;
-                    let channel = connect_pinned(&m.endpoint, &peering.identity, pin).await?;
+                    let channel = connect_pinned(&m.endpoint, &peering.identity.identity(), pin).await?;
+                    let before = crate::witness::now_unix_ms();
                     let resp = FederationClient::new(channel)
                         .get_manifest(pb::GetManifestRequest {
                             after_version: have,
                         })
                         .await?
                         .into_inner();
+                    let offset = clock_offset_ms(before, crate::witness::now_unix_ms(), resp.unix_ms);
+                    peering.note_clock(&m.code, offset);
                     let offered = resp
                         .versions
                         .iter()
@@ -464,7 +528,10 @@ impl Federation for FederationService {
             .iter()
             .map(SignedManifest::to_proto)
             .collect();
-        Ok(Response::new(pb::GetManifestResponse { versions }))
+        Ok(Response::new(pb::GetManifestResponse {
+            versions,
+            unix_ms: crate::witness::now_unix_ms(),
+        }))
     }
 
     async fn add_checkpoint(
@@ -601,7 +668,7 @@ pub async fn client_for(
         .find(|m| m.code == member)
         .with_context(|| format!("{member} is not a member"))?;
     let pin = SpkiPin::from_hex(&m.tls_spki_sha256).context("bad pin in manifest")?;
-    let channel = connect_pinned(&m.endpoint, &peering.identity, pin).await?;
+    let channel = connect_pinned(&m.endpoint, &peering.identity.identity(), pin).await?;
     Ok(FederationClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
 }
 
@@ -666,7 +733,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
     // Receipts are signed under this node's manifest version in force; a
     // new version ends this stream (below) and the next one uses it.
     let version = chain.current().version();
-    let channel = connect_pinned(&member.endpoint, &peering.identity, pin).await?;
+    let channel = connect_pinned(&member.endpoint, &peering.identity.identity(), pin).await?;
     let mut client = FederationClient::new(channel);
     let mut next = store.replication_cursor(author)?;
     let mut stream = client
@@ -690,18 +757,30 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
     let mut versions = peering.versions();
     loop {
         let d = tokio::select! {
-            m = stream.message() => match m? {
-                Some(d) => d,
-                None => break,
+            m = stream.message() => match m {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(status) => {
+                    if crate::limits::is_message_too_large(&status) {
+                        tracing::warn!(peer = %author, error = %status.message(), "refused a delivery larger than the receive limit");
+                        peering.refused(author, "oversized_message");
+                    }
+                    return Err(status.into());
+                }
             },
             // Keys and the version receipts carry changed: reconnect.
             _ = versions.changed() => break,
         };
-        let proof: Vec<lienthong_log::Hash> = d
+        let Ok(proof) = d
             .inclusion_proof
             .iter()
-            .filter_map(|h| h.as_slice().try_into().ok().map(lienthong_log::Hash))
-            .collect();
+            .map(|h| h.as_slice().try_into().map(lienthong_log::Hash))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            tracing::warn!(peer = %author, "refused a delivery whose inclusion proof has a hash that is not 32 bytes");
+            peering.refused(author, "malformed");
+            continue;
+        };
         // Many deliveries share one checkpoint: verify its signature once.
         if cached
             .as_ref()
@@ -710,6 +789,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             match verify_author_checkpoint(d.checkpoint.as_bytes(), &author_key) {
                 Ok(cp) => cached = Some(cp),
                 Err(reason) => {
+                    peering.refused(author, "bad_checkpoint");
                     peering.sync_now.notify_one();
                     anyhow::bail!("{reason}; looking for a newer manifest version");
                 }
@@ -742,7 +822,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     )
                 {
                     tracing::warn!(peer = %author, %why, "refused a case event whose history does not verify");
-                    peering.note_peer(author, |s| s.refused += 1);
+                    peering.refused(author, "bad_history");
                     store.add_evidence(pb::EvidenceRecord {
                         id: 0,
                         kind: pb::EvidenceKind::RefusedEntry as i32,
@@ -783,12 +863,13 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             Err(reason @ (Rejected::UnknownManifestVersion { .. } | Rejected::Checkpoint(_))) => {
                 // Maybe the author is on a newer manifest (a new key, a
                 // new version): look for it, then reconnect.
+                peering.refused(author, reason.reason());
                 peering.sync_now.notify_one();
                 anyhow::bail!("{reason}; looking for a newer manifest version");
             }
             Err(reason) => {
                 tracing::warn!(peer = %author, %reason, "refused a delivery");
-                peering.note_peer(author, |s| s.refused += 1);
+                peering.refused(author, reason.reason());
                 // Signed by the author yet refused: keep it as evidence.
                 if matches!(
                     reason,
@@ -825,4 +906,67 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock_offset_ms;
+
+    #[test]
+    fn every_refusal_reason_is_listed() {
+        use lienthong_core::delivery::Rejected;
+        use lienthong_core::entry::EntryError;
+        let all = [
+            Rejected::Entry(EntryError::TooLarge(0)),
+            Rejected::Entry(EntryError::Malformed {
+                what: "",
+                detail: String::new(),
+            }),
+            Rejected::Entry(EntryError::UnknownFormat(0)),
+            Rejected::Entry(EntryError::WrongAuthor {
+                expected: String::new(),
+                found: String::new(),
+            }),
+            Rejected::Entry(EntryError::BadSignature {
+                author: String::new(),
+            }),
+            Rejected::UnknownManifestVersion {
+                author: String::new(),
+                index: 0,
+                version: 0,
+                known: 0,
+            },
+            Rejected::NotForUs {
+                author: String::new(),
+                index: 0,
+                me: String::new(),
+                audience: vec![],
+            },
+            Rejected::Replayed {
+                author: String::new(),
+                index: 0,
+                expected: 0,
+            },
+            Rejected::BeyondCheckpoint { index: 0, size: 0 },
+        ];
+        for r in &all {
+            assert!(
+                super::REFUSAL_REASONS.contains(&r.reason()),
+                "{}",
+                r.reason()
+            );
+        }
+        for r in ["bad_checkpoint", "not_included"] {
+            assert!(super::REFUSAL_REASONS.contains(&r));
+        }
+    }
+
+    #[test]
+    fn clock_offset_is_measured_from_the_midpoint_of_the_call() {
+        // Asked at 1000, answered at 1100 (our clock); the peer said 1550.
+        assert_eq!(clock_offset_ms(1_000, 1_100, 1_550), Some(500));
+        assert_eq!(clock_offset_ms(1_000, 1_100, 1_000), Some(-50));
+        // A peer that does not report its time.
+        assert_eq!(clock_offset_ms(1_000, 1_100, 0), None);
+    }
 }

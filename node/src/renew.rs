@@ -31,8 +31,8 @@ pub enum TlsCommand {
     /// expire): the API server certificate (signed by the node's CA), the
     /// peer TLS certificate (self-signed; its key stays pinned in the
     /// manifest) and the client certificates in clients/ (not revoked).
-    /// Prints old and new expiry dates; the node uses the new certificates
-    /// once restarted.
+    /// Prints old and new expiry dates; a running node serves the new
+    /// certificates within seconds, without a restart.
     #[command(after_help = "Examples:
   lienthong tls renew --config lienthong.toml
   lienthong tls renew --config lienthong.toml --what peer --days 365")]
@@ -247,22 +247,19 @@ fn renew(config_path: &Path, days: i64, what: What) -> Result<()> {
             );
         }
     }
-    // The local API re-reads its certificate within seconds (api_tls.rs);
-    // the Federation API reads the peer certificate only at start.
-    let peer_renewed = plan.iter().any(|p| p.label.starts_with("peer"));
+    // Both ports re-read their certificate within seconds
+    // (lienthong_federation::reload); client certificates are checked
+    // against the CA at each handshake.
     match crate::doctor::node_state(&cfg.store_dir) {
-        NodeState::Running { pid } if peer_renewed => println!(
-            "the running node (process {pid}) serves the new API certificate within seconds; RESTART NEEDED for the peer certificate: it keeps the old one until it restarts (e.g. `systemctl restart lienthong`)"
-        ),
         NodeState::Running { pid } => println!(
-            "the running node (process {pid}) serves the new API certificate within seconds; no restart needed"
+            "the running node (process {pid}) serves the new certificates within seconds (connections already open keep theirs); no restart needed"
         ),
         NodeState::Stopped => {
             println!("the node is not running: it uses the new certificates when it starts")
         }
-        NodeState::Unknown(_) => println!(
-            "if the node is running, restart it: it reads certificates only when it starts"
-        ),
+        NodeState::Unknown(_) => {
+            println!("a running node serves the new certificates within seconds; no restart needed")
+        }
     }
     Ok(())
 }

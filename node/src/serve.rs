@@ -44,13 +44,20 @@ fn prepare_peering(
     let Some(f) = &config.peering else {
         return Ok(None);
     };
-    let read =
-        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    let identity = lienthong_federation::tls::TlsIdentity {
-        cert_pem: read(&f.tls_cert)?,
-        key_pem: read(&f.tls_key)?,
-    };
-    let pin = identity.pin().context("federation.tls_cert")?;
+    // Re-read when `lienthong tls renew` replaces the files.
+    let identity = lienthong_federation::reload::ReloadingIdentity::open(
+        "federation.tls_cert",
+        f.tls_cert.clone(),
+        f.tls_key.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "federation.tls_cert {} with federation.tls_key {}",
+            f.tls_cert.display(),
+            f.tls_key.display()
+        )
+    })?;
+    let pin = identity.identity().pin().context("federation.tls_cert")?;
     let chain = ManifestFile::read(&f.manifest)?
         .verify()
         .context("federation.manifest")?;
@@ -85,7 +92,7 @@ fn prepare_peering(
         config.member.clone(),
         chain,
         f.manifest.clone(),
-        identity,
+        Arc::new(identity),
         f.listen,
         f.manifest_poll,
         key.clone(),
@@ -294,7 +301,8 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         let fed_listener = tokio::net::TcpListener::bind(p.listen)
             .await
             .with_context(|| format!("binding federation.listen {}", p.listen))?;
-        let tls = lienthong_federation::tls::server_config(&p.identity, p.pins.clone())?;
+        let tls =
+            lienthong_federation::tls::server_config_with(p.identity.clone(), p.pins.clone())?;
         let service = FederationServer::new(FederationService {
             store: store.clone(),
             peering: p.clone(),
@@ -306,6 +314,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         let incoming = crate::peer::tls_incoming(fed_listener, tls, "federation");
         peer_tasks.push(tokio::spawn(async move {
             let r = Server::builder()
+                .layer(crate::limits::layer())
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;
@@ -336,7 +345,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         tracing::info!(federation = %p.listen, version = chain.current().version(), peers = chain.current().manifest().members.len() - 1, "peering");
     }
     let addr = listener.local_addr()?;
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().layer(crate::limits::layer());
     let router = builder
         .add_service(health)
         .add_service(reflection)

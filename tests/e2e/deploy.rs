@@ -1027,6 +1027,7 @@ async fn the_grafana_dashboard_uses_only_metrics_the_node_exports() -> Result<()
             "lienthong_peer_connected{peer=\"24\"} 1",
             "lienthong_evidence_records{kind=\"equivocation\"}",
             "lienthong_submissions_total{outcome=\"stored\"}",
+            "lienthong_peer_clock_offset_seconds{peer=\"24\"}",
         ]
         .iter()
         .all(|l| s.contains(l));
@@ -1061,10 +1062,12 @@ async fn the_grafana_dashboard_uses_only_metrics_the_node_exports() -> Result<()
         "lienthong_submit_seconds_bucket",
         "lienthong_peer_replication_lag_entries",
         "lienthong_peer_connected",
-        "lienthong_checkpoint_size",
         "lienthong_peer_cosigned_ours",
         "lienthong_store_bytes",
-        "lienthong_peer_refused_deliveries",
+        "lienthong_peer_refused_deliveries_total",
+        "lienthong_peer_clock_offset_seconds",
+        "lienthong_checkpoint_timestamp_seconds",
+        "lienthong_checkpoint_pending_entries",
         "lienthong_evidence_records",
     ] {
         if !used.contains(needed) {

@@ -24,6 +24,20 @@ const FED: &str = "lienthong.example/bac-bo-11";
 
 struct Rogue {
     deliveries: Vec<pb::Delivery>,
+    /// Sent instead on the first subscription, if set.
+    first: std::sync::Mutex<Option<Vec<pb::Delivery>>>,
+    /// Subscriptions served, shared with the test.
+    subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Rogue {
+    fn new(deliveries: Vec<pb::Delivery>) -> Self {
+        Self {
+            deliveries,
+            first: std::sync::Mutex::new(None),
+            subscriptions: Default::default(),
+        }
+    }
 }
 
 type Deliveries = Pin<Box<dyn Stream<Item = Result<pb::Delivery, Status>> + Send>>;
@@ -37,6 +51,15 @@ impl pb::federation_server::Federation for Rogue {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Deliveries>, Status> {
         let from = req.get_ref().from_index;
+        self.subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(first) = self.first.lock().unwrap().take() {
+            let s = tokio_stream::StreamExt::chain(
+                tokio_stream::iter(first.into_iter().map(Ok)),
+                tokio_stream::pending(),
+            );
+            return Ok(Response::new(Box::pin(s)));
+        }
         let items: Vec<_> = self
             .deliveries
             .iter()
@@ -74,6 +97,85 @@ impl pb::federation_server::Federation for Rogue {
     }
 }
 
+/// The deliveries of `entries` as 20's feed, under one checkpoint signed
+/// with `key`; `tamper` may alter each inclusion proof.
+fn signed_deliveries(
+    entries: &[VerifiedEntry],
+    key: &SigningKey,
+    tamper: impl Fn(usize, &mut Vec<Hash>),
+) -> anyhow::Result<Vec<pb::Delivery>> {
+    let mut tree = MemoryHashStore::new();
+    for e in entries {
+        tree.append(Hash(e.id().0))?;
+    }
+    let size = entries.len() as u64;
+    let origin = format!("{FED}/20");
+    let note = sign_checkpoint(
+        &TreeHead {
+            origin: origin.clone(),
+            size,
+            root: tree.root()?,
+        },
+        &NoteSigner::new(&origin, key.clone())?,
+    )?;
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut proof = inclusion_proof(i as u64, size, &tree)?;
+            tamper(i, &mut proof);
+            Ok(pb::Delivery {
+                envelope: e.envelope().to_vec(),
+                checkpoint: note.clone(),
+                inclusion_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+                openings: vec![],
+            })
+        })
+        .collect()
+}
+
+/// Serves `rogue` where the manifest says 20 is, with 20's TLS key.
+async fn serve_rogue(
+    f: &lienthong_tests::Federation,
+    rogue: impl pb::federation_server::Federation,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (endpoint, _) = f.endpoint("20")?;
+    let pins = PinSet::new(f.members()?.into_iter().map(|(c, _, p)| (c, p)));
+    let listener = tokio::net::TcpListener::bind(&endpoint).await?;
+    serve_federation(listener, &peer_identity(&f.nodes[0].path())?, pins, rogue)
+}
+
+fn signing_key_of(node: &lienthong_tests::Node) -> anyhow::Result<SigningKey> {
+    Ok(lienthong_core::keys::signing_key_from_pem(
+        &std::fs::read_to_string(node.path().join("keys/signing-key.pem"))?,
+    )?)
+}
+
+async fn peer_status(node: &lienthong_tests::Node, member: &str) -> anyhow::Result<pb::PeerStatus> {
+    let status = node
+        .audit()
+        .await?
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
+    Ok(status
+        .peers
+        .into_iter()
+        .find(|p| p.member == member)
+        .unwrap_or_default())
+}
+
+async fn has_entry(node: &lienthong_tests::Node, e: &VerifiedEntry) -> anyhow::Result<bool> {
+    Ok(node
+        .alerts()
+        .await?
+        .get(pb::GetEntryRequest {
+            key: Some(Key::EntryId(e.id().0.to_vec())),
+        })
+        .await
+        .is_ok())
+}
+
 fn index_of(envelope: &[u8]) -> u64 {
     lienthong_core::entry::decode_envelope(envelope).map_or(0, |(_, b)| b.index)
 }
@@ -104,11 +206,9 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
         2,
         AGREEMENT_ALL,
     )?;
+    let metrics = f.nodes[1].enable_metrics()?;
     f.nodes[1].start()?;
-    let rogue_dir = f.nodes[0].path();
-    let key = lienthong_core::keys::signing_key_from_pem(&std::fs::read_to_string(
-        rogue_dir.join("keys/signing-key.pem"),
-    )?)?;
+    let key = signing_key_of(&f.nodes[0])?;
     let stranger = SigningKey::from_bytes(&[7; 32]);
     let entries = [
         entry(0, &["20", "24"], &key),
@@ -117,63 +217,17 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
         entry(3, &["20", "24"], &key),      // sent with a false proof
         entry(4, &["20", "24"], &key),
     ];
-    let mut tree = MemoryHashStore::new();
-    for e in &entries {
-        tree.append(Hash(e.id().0))?;
-    }
-    let origin = format!("{FED}/20");
-    let note = sign_checkpoint(
-        &TreeHead {
-            origin: origin.clone(),
-            size: 5,
-            root: tree.root()?,
-        },
-        &NoteSigner::new(&origin, key.clone())?,
-    )?;
-    let deliveries = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut proof = inclusion_proof(i as u64, 5, &tree)?;
-            if i == 3 {
-                proof[0].0[0] ^= 1;
-            }
-            Ok(pb::Delivery {
-                envelope: e.envelope().to_vec(),
-                checkpoint: note.clone(),
-                inclusion_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
-                openings: vec![],
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deliveries = signed_deliveries(&entries, &key, |i, proof| {
+        if i == 3 {
+            proof[0].0[0] ^= 1;
+        }
+    })?;
 
-    // Listen where the manifest says 20 is, with 20's TLS key.
-    let (endpoint, _) = f.endpoint("20")?;
-    let pins = PinSet::new(f.members()?.into_iter().map(|(c, _, p)| (c, p)));
-    let listener = tokio::net::TcpListener::bind(&endpoint).await?;
-    let server = serve_federation(
-        listener,
-        &peer_identity(&rogue_dir)?,
-        pins,
-        Rogue { deliveries },
-    )?;
+    let server = serve_rogue(&f, Rogue::new(deliveries)).await?;
 
     let node = &f.nodes[1];
-    let alerts = node.alerts().await?;
-    let has = |e: &VerifiedEntry| {
-        let mut alerts = alerts.clone();
-        let id = e.id().0.to_vec();
-        async move {
-            alerts
-                .get(pb::GetEntryRequest {
-                    key: Some(Key::EntryId(id)),
-                })
-                .await
-                .is_ok()
-        }
-    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(has(&entries[0]).await && has(&entries[4]).await) {
+    while !(has_entry(node, &entries[0]).await? && has_entry(node, &entries[4]).await?) {
         anyhow::ensure!(
             Instant::now() < deadline,
             "honest entries not stored:\n{}",
@@ -182,7 +236,7 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for (i, e) in entries.iter().enumerate().take(4).skip(1) {
-        assert!(!has(e).await, "entry {i} was stored");
+        assert!(!has_entry(node, e).await?, "entry {i} was stored");
     }
     let evidence = node
         .audit()
@@ -209,19 +263,108 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
     assert!(log.contains("not addressed to 24"), "{log}");
     assert!(log.contains("not proven included"), "{log}");
     assert!(log.matches("refused a delivery").count() >= 3, "{log}");
-    let status = node
-        .audit()
+    // Counted by reason, in the status and the metrics.
+    let p20 = peer_status(node, "20").await?;
+    assert_eq!(p20.refused, 3, "{p20:?}");
+    let reasons: Vec<(&str, u64)> = p20
+        .refused_by_reason
+        .iter()
+        .map(|(r, n)| (r.as_str(), *n))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("forged_signature", 1),
+            ("not_for_us", 1),
+            ("not_included", 1)
+        ]
+    );
+    let scrape = lienthong_tests::http_get(metrics, "/metrics")?;
+    for reason in ["forged_signature", "not_for_us", "not_included"] {
+        let line =
+            format!("lienthong_peer_refused_deliveries_total{{peer=\"20\",reason=\"{reason}\"}} 1");
+        assert!(scrape.contains(&line), "no {line:?} in\n{scrape}");
+    }
+    server.abort();
+    Ok(())
+}
+
+/// Issue 8 item 3 (oversized): 20, pinned and otherwise honest, sends on
+/// its established stream an envelope over the entry size limit and then
+/// a message over the gRPC receive limit. 24 refuses both (counted by
+/// reason), drops that stream without buffering the rest, keeps serving,
+/// and stores 20's honest entries once it reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_peer_sending_oversized_messages_is_cut_off_and_the_node_recovers()
+-> anyhow::Result<()> {
+    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    f.nodes[1].start()?;
+    let key = signing_key_of(&f.nodes[0])?;
+    let entries: Vec<_> = (0..4).map(|i| entry(i, &["20", "24"], &key)).collect();
+    let honest = signed_deliveries(&entries, &key, |_, _| {})?;
+    let big_envelope = pb::Delivery {
+        envelope: vec![0x0a; lienthong_core::entry::MAX_ENVELOPE_BYTES + 1],
+        ..honest[1].clone()
+    };
+    let huge_message = pb::Delivery {
+        envelope: vec![0x0a; 5 * 1024 * 1024],
+        ..honest[1].clone()
+    };
+    let rogue = Rogue::new(honest);
+    *rogue.first.lock().unwrap() = Some(vec![
+        rogue.deliveries[0].clone(),
+        big_envelope,
+        huge_message,
+        // Never read: the stream is cut before.
+        rogue.deliveries[1].clone(),
+    ]);
+    let subscriptions = rogue.subscriptions.clone();
+    let server = serve_rogue(&f, rogue).await?;
+
+    let node = &f.nodes[1];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = true;
+        for e in &entries {
+            all &= has_entry(node, e).await?;
+        }
+        if all {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "20's honest entries not stored after the oversized messages:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p20 = peer_status(node, "20").await?;
+    assert_eq!(p20.refused_by_reason.get("oversized"), Some(&1), "{p20:?}");
+    assert_eq!(
+        p20.refused_by_reason.get("oversized_message"),
+        Some(&1),
+        "{p20:?}"
+    );
+    assert!(
+        subscriptions.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "24 reconnected"
+    );
+    let log = node.log();
+    assert!(
+        log.contains("refused a delivery larger than the receive limit"),
+        "{log}"
+    );
+    let held = node
+        .alerts()
         .await?
-        .get_status(pb::GetStatusRequest {})
+        .query(pb::QueryRequest {
+            author: "20".into(),
+            page_size: 100,
+            ..Default::default()
+        })
         .await?
         .into_inner();
-    let p20 = status
-        .peers
-        .iter()
-        .find(|p| p.member == "20")
-        .cloned()
-        .unwrap_or_default();
-    assert!(p20.refused >= 3, "{status:?}");
+    assert_eq!(held.entries.len(), 4, "each honest entry exactly once");
     server.abort();
     Ok(())
 }

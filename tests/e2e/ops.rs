@@ -184,7 +184,7 @@ async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers(
     let before = submit(&f.nodes[0], "ops-renew-before").await?;
     wait_for(&f.nodes[1], &before).await?;
 
-    // Renewed while the node runs: it says a restart is needed.
+    // Renewed while the node runs: no restart needed.
     let out = run_ok(&["tls", "renew", "--config", &config, "--days", "1000"])?;
     for label in [
         "API server certificate",
@@ -194,8 +194,8 @@ async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers(
         ensure!(out.contains(&format!("renewed {label}")), "{label}:\n{out}");
     }
     ensure!(
-        out.contains("serves the new API certificate within seconds")
-            && out.contains("RESTART NEEDED for the peer certificate"),
+        out.contains("serves the new certificates within seconds")
+            && out.contains("no restart needed"),
         "{out}"
     );
     ensure!(
@@ -258,8 +258,28 @@ async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The peer port too: a new handshake with 01 meets the renewed
+    // peer certificate, and 24's new connections present its own.
+    let renewed_peer = cert_der(&dir.join("tls/peer-cert.pem"))?;
+    let (endpoint, pin) = f.endpoint("01")?;
+    let peer_cfg = lienthong_federation::tls::client_config(
+        &lienthong_tests::peer::peer_identity(&f.nodes[1].path())?,
+        pin,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_cert(&endpoint, peer_cfg.clone(), "member-01.lienthong.invalid").await?
+        != renewed_peer
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the running node still serves the old peer certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let live = submit(&f.nodes[0], "ops-renew-live").await?;
     wait_for(&f.nodes[1], &live).await?;
+    let live_back = submit(&f.nodes[1], "ops-renew-live-back").await?;
+    wait_for(&f.nodes[0], &live_back).await?;
 
     // Restarted, the node serves the renewed certificates: the existing
     // admin client still gets in, and the peers still connect both ways.
@@ -276,13 +296,8 @@ async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers(
     wait_for(&f.nodes[1], &after).await?;
     let from_peer = submit(&f.nodes[1], "ops-renew-peer").await?;
     wait_for(&f.nodes[0], &from_peer).await?;
-    let (endpoint, pin) = f.endpoint("01")?;
-    let peer_cfg = lienthong_federation::tls::client_config(
-        &lienthong_tests::peer::peer_identity(&f.nodes[1].path())?,
-        pin,
-    )?;
     let served = served_cert(&endpoint, peer_cfg, "member-01.lienthong.invalid").await?;
-    ensure!(served == cert_der(&dir.join("tls/peer-cert.pem"))?);
+    ensure!(served == renewed_peer);
 
     // doctor agrees, including the manifest checks.
     let (code, out) = doctor(&f.nodes[0])?;
@@ -304,6 +319,12 @@ async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers(
         out.lines()
             .any(|l| l.starts_with("OK    peer 24:") && l.contains(&e24) && l.contains("pinned")),
         "peer 24 OK at {e24}:\n{out}"
+    );
+    // …and measures its clock against each (the same machine: agree).
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("OK    clock vs 24:") && l.contains(" ms ")),
+        "clock vs 24 measured:\n{out}"
     );
     let (code, out) = doctor(&f.nodes[1])?;
     ensure!(code == 0, "doctor on 24 exited {code}:\n{out}");

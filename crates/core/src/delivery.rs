@@ -179,6 +179,26 @@ pub enum Rejected {
     },
 }
 
+impl Rejected {
+    /// A short, stable name for the reason, for metrics and status
+    /// (`lienthong_peer_refused_deliveries{reason=...}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Entry(EntryError::TooLarge(_)) => "oversized",
+            Self::Entry(EntryError::Malformed { .. }) => "malformed",
+            Self::Entry(EntryError::UnknownFormat(_)) => "unknown_format",
+            Self::Entry(EntryError::WrongAuthor { .. }) => "wrong_author",
+            Self::Entry(EntryError::BadSignature { .. }) => "forged_signature",
+            Self::UnknownManifestVersion { .. } => "unknown_manifest_version",
+            Self::NotForUs { .. } => "not_for_us",
+            Self::Replayed { .. } => "replayed",
+            Self::Checkpoint(_) => "bad_checkpoint",
+            Self::BeyondCheckpoint { .. } => "beyond_checkpoint",
+            Self::NotIncluded { .. } => "not_included",
+        }
+    }
+}
+
 /// Checks a delivery from `author` to member `me`, who expects indexes from
 /// `next_expected` on.
 pub fn verify_delivery(

@@ -12,6 +12,9 @@
 //!
 //! - [`tls`]: member TLS identities (self-signed certificates with their
 //!   pins) and the rustls verifiers that enforce the pins.
+//! - [`reload`]: an identity re-read from its files when they change.
+//! - [`channel`]: dialling a member, pinned.
 
 pub mod channel;
+pub mod reload;
 pub mod tls;

@@ -60,6 +60,14 @@ pub enum TlsError {
     /// Certificate generation failed.
     #[error("generating the certificate: {0}")]
     Generate(String),
+    /// A certificate or key file could not be read.
+    #[error("reading {}: {detail}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        detail: String,
+    },
 }
 
 /// The pin of a certificate (DER).
@@ -141,6 +149,15 @@ impl TlsIdentity {
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .map_err(|_| TlsError::MissingPem("PRIVATE KEY"))?;
         Ok((certs, key))
+    }
+
+    /// The certificate chain with its signing key, checked to match.
+    pub fn certified_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+        let (certs, key) = self.parse()?;
+        let signing = provider().key_provider.load_private_key(key)?;
+        let certified = rustls::sign::CertifiedKey::new(certs, signing);
+        certified.keys_match()?;
+        Ok(Arc::new(certified))
     }
 
     /// The pin of this identity's certificate (needs only `cert_pem`).
@@ -313,8 +330,17 @@ pub fn server_config(
     identity: &TlsIdentity,
     pins: PinSet,
 ) -> Result<rustls::ServerConfig, TlsError> {
+    let fixed = rustls::sign::SingleCertAndKey::from(identity.certified_key()?);
+    server_config_with(Arc::new(fixed), pins)
+}
+
+/// As [`server_config`], with the identity chosen at each handshake (a
+/// [`crate::reload::ReloadingIdentity`], for one).
+pub fn server_config_with(
+    identity: Arc<dyn rustls::server::ResolvesServerCert>,
+    pins: PinSet,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
-    let (certs, key) = identity.parse()?;
     let verifier = Arc::new(PinnedClientVerifier {
         pins,
         algorithms: provider.signature_verification_algorithms,
@@ -322,7 +348,7 @@ pub fn server_config(
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(identity);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
 }

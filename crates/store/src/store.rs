@@ -423,6 +423,14 @@ impl Store {
             .clone()
     }
 
+    /// When the latest checkpoint was recorded (the time its file was
+    /// last written), if there is one.
+    pub fn latest_checkpoint_time(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.inner.dir.join(LAST_CHECKPOINT_FILE))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Member code the store belongs to.
     pub fn member(&self) -> &str {
         &self.inner.member
