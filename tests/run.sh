@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc tests"
 cargo test --workspace --locked --doc
 
+echo "== building the previous release's binary for the mixed-version test (tests/previous-release/build.sh)"
+bash tests/previous-release/build.sh
+
 echo "== building the lienthong binary the end-to-end tests run"
 # cargo test builds a package's binaries only for that package's own
 # integration tests; the e2e tests live in tests/, so build it explicitly.

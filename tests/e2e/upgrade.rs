@@ -7,6 +7,10 @@
 //! verify, the feeds must extend the old checkpoints, new alerts must
 //! cross, the audit bundles must verify, and the store must open again
 //! after a restart. How the fixture was made: tests/fixtures/README.md.
+//!
+//! The mixed-version test runs member 20 on the previous release's binary
+//! itself (tests/previous-release/build.sh builds it from this
+//! repository's history) beside 24 on this one.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,11 +33,13 @@ const OLD_ALERTS: u64 = 50;
 /// Alerts each node authors after the upgrade.
 const NEW_ALERTS: u64 = 5;
 
-/// One node of the unpacked fixture, run with the current binary.
+/// One node of the unpacked fixture, run with the current binary (or,
+/// in the mixed-version test, the previous release's).
 struct Upgraded {
     dir: PathBuf,
     member: String,
     api: u16,
+    binary: PathBuf,
     child: Option<Child>,
 }
 
@@ -55,7 +61,7 @@ impl Upgraded {
             .append(true)
             .open(self.dir.join("node.log"))?;
         self.child = Some(
-            Command::new(binary())
+            Command::new(&self.binary)
                 .args(["run", "--config", &self.config(), "--ready-file"])
                 .arg(&ready)
                 .env_remove("LIENTHONG_CONFIG")
@@ -72,8 +78,9 @@ impl Upgraded {
             {
                 self.child = None;
                 bail!(
-                    "{} (old store, new binary) exited with {s} before serving:\n{}",
+                    "{} (old store, {}) exited with {s} before serving:\n{}",
                     self.member,
+                    self.binary.display(),
                     self.log()
                 );
             }
@@ -136,6 +143,10 @@ impl Upgraded {
 
     async fn alerts(&self) -> Result<pb::alerts_client::AlertsClient<Channel>> {
         Ok(pb::alerts_client::AlertsClient::new(self.channel().await?))
+    }
+
+    async fn cases(&self) -> Result<pb::cases_client::CasesClient<Channel>> {
+        Ok(pb::cases_client::CasesClient::new(self.channel().await?))
     }
 
     async fn audit(&self) -> Result<pb::audit_client::AuditClient<Channel>> {
@@ -232,14 +243,30 @@ async fn get(node: &Upgraded, key: Key) -> Result<pb::StoredEntry> {
         .into_inner())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_node_reads_the_old_store_and_federates_with_it() -> Result<()> {
+/// (turn lock, temporary directory, fixture root, nodes)
+type Unpacked = (std::fs::File, tempfile::TempDir, PathBuf, Vec<Upgraded>);
+
+/// The fixture unpacked into a temporary directory, its API ports
+/// rewritten to free ones and its certificates renewed; `None` (after
+/// saying SKIPPED) when its signed Federation ports are busy.
+///
+/// The tests using the fixture take turns (its ports are fixed): the lock
+/// returned first is held until the test ends, across processes.
+fn unpack_fixture() -> Result<Option<Unpacked>> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("lienthong-old-federation-ports.lock"))?;
+    tokio::task::block_in_place(|| {
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+    })?;
     for (m, port) in MEMBERS {
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
             eprintln!(
                 "SKIPPED: port {port} (Federation port of fixture member {m}, signed into its manifest) is busy"
             );
-            return Ok(());
+            return Ok(None);
         }
     }
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/old-federation.tar.gz");
@@ -278,9 +305,91 @@ async fn a_new_node_reads_the_old_store_and_federates_with_it() -> Result<()> {
             dir,
             member: m.to_owned(),
             api,
+            binary: binary(),
             child: None,
         });
     }
+    Ok(Some((lock, tmp, root, nodes)))
+}
+
+/// Each node authors NEW_ALERTS alerts (references `<tag>-<member>-<i>`);
+/// each must reach the other node, verified.
+async fn cross(nodes: &[Upgraded], tag: &str) -> Result<()> {
+    let mut new_ids = Vec::new();
+    for n in nodes {
+        let mut c = n.alerts().await?;
+        for i in 0..NEW_ALERTS {
+            let mut a = sample_alert(&format!("{tag}-{}-{i}", n.member));
+            if let Some(l) = a.location.as_mut() {
+                l.province = n.member.clone();
+            }
+            let r = c
+                .submit(pb::SubmitAlertRequest { alert: Some(a) })
+                .await?
+                .into_inner();
+            new_ids.push((n.member.clone(), r.entry_id));
+        }
+    }
+    for (author, id) in &new_ids {
+        let n = nodes
+            .iter()
+            .find(|n| &n.member != author)
+            .context("the other member")?;
+        let e = arrive(n, id, &format!("alert of {author}")).await?;
+        assert_eq!(e.verification, pb::Verification::Verified as i32);
+    }
+    Ok(())
+}
+
+/// Waits (30 s at most) until `node` holds the entry `id`.
+async fn arrive(node: &Upgraded, id: &[u8], what: &str) -> Result<pb::StoredEntry> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(e) = get(node, Key::EntryId(id.to_vec())).await {
+            return Ok(e);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{what} {} did not reach {} within 30 s:\n{}",
+            hex::encode(id),
+            node.member,
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Exports both members' audit bundles (with the current binary) and
+/// verifies them together: every one of `alerts` delivered and receipted.
+async fn verify_bundles(tmp: &Path, nodes: &[Upgraded], alerts: u64) -> Result<serde_json::Value> {
+    let mut bundles = Vec::new();
+    for n in nodes {
+        let out = tmp.join(format!("{}.ltb", n.member)).display().to_string();
+        run_ok(&["audit", "export", "--config", &n.config(), "--out", &out])?;
+        bundles.push(out);
+    }
+    let report = tmp.join("report.json").display().to_string();
+    let vkey = nodes[0].vkey()?;
+    let mut args = vec!["audit", "verify"];
+    args.extend(bundles.iter().map(String::as_str));
+    args.extend(["--vkey", &vkey, "--json", &report]);
+    let out = run_ok(&args)?;
+    ensure!(out.contains("VERIFIED"), "{out}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    ensure!(r["verdict"] == "pass", "{r:#}");
+    ensure!(
+        r["deliveries"]["expected"] == alerts && r["deliveries"]["delivered"] == alerts,
+        "{:#}",
+        r["deliveries"]
+    );
+    Ok(r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_reads_the_old_store_and_federates_with_it() -> Result<()> {
+    let Some((_turn, tmp, root, mut nodes)) = unpack_fixture()? else {
+        return Ok(());
+    };
     for n in &mut nodes {
         n.start()?;
     }
@@ -360,42 +469,7 @@ async fn a_new_node_reads_the_old_store_and_federates_with_it() -> Result<()> {
     }
 
     // New alerts cross the upgraded federation, and get their receipts.
-    let mut new_ids = Vec::new();
-    for n in &nodes {
-        let mut c = n.alerts().await?;
-        for i in 0..NEW_ALERTS {
-            let mut a = sample_alert(&format!("new-{}-{i}", n.member));
-            if let Some(l) = a.location.as_mut() {
-                l.province = n.member.clone();
-            }
-            let r = c
-                .submit(pb::SubmitAlertRequest { alert: Some(a) })
-                .await?
-                .into_inner();
-            new_ids.push((n.member.clone(), r.entry_id));
-        }
-    }
-    for (author, id) in &new_ids {
-        let n = nodes
-            .iter()
-            .find(|n| &n.member != author)
-            .context("the other member")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(e) = get(n, Key::EntryId(id.clone())).await {
-                assert_eq!(e.verification, pb::Verification::Verified as i32);
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "new alert {} of {author} did not reach {} within 30 s:\n{}",
-                hex::encode(id),
-                n.member,
-                n.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    cross(&nodes, "new").await?;
     let want = 2 * (OLD_ALERTS + NEW_ALERTS);
     for n in &nodes {
         settle(n, "settled (receipts checkpointed and cosigned)", |s| {
@@ -405,32 +479,8 @@ async fn a_new_node_reads_the_old_store_and_federates_with_it() -> Result<()> {
     }
 
     // Audit bundles of both members verify together.
-    let mut bundles = Vec::new();
-    for n in &nodes {
-        let out = tmp
-            .path()
-            .join(format!("{}.ltb", n.member))
-            .display()
-            .to_string();
-        run_ok(&["audit", "export", "--config", &n.config(), "--out", &out])?;
-        bundles.push(out);
-    }
-    let report = tmp.path().join("report.json").display().to_string();
-    let vkey = nodes[0].vkey()?;
-    let mut args = vec!["audit", "verify"];
-    args.extend(bundles.iter().map(String::as_str));
-    args.extend(["--vkey", &vkey, "--json", &report]);
-    let out = run_ok(&args)?;
-    assert!(out.contains("VERIFIED"), "{out}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
-    assert_eq!(r["verdict"], "pass", "{r:#}");
     let alerts = 2 * (OLD_ALERTS + NEW_ALERTS);
-    assert_eq!(r["deliveries"]["expected"], alerts, "{:#}", r["deliveries"]);
-    assert_eq!(
-        r["deliveries"]["delivered"], alerts,
-        "{:#}",
-        r["deliveries"]
-    );
+    verify_bundles(tmp.path(), &nodes, alerts).await?;
 
     // The store written by the new version opens again.
     for n in &mut nodes {
@@ -455,5 +505,114 @@ async fn a_new_node_reads_the_old_store_and_federates_with_it() -> Result<()> {
         n.stop()?;
     }
     assert_eq!(old_sizes, vec![2 * OLD_ALERTS; 2]);
+    Ok(())
+}
+
+/// The previous release's binary, built by tests/previous-release/build.sh
+/// (tests/run.sh runs it first).
+fn previous_release() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/previous-release/lienthong-prev");
+    p.exists().then_some(p)
+}
+
+/// Issue 9 item 6, the other half: a federation in which one member runs
+/// the previous release (20, the fixture's store, the old binary) and the
+/// other this one (24). Alerts cross both ways and are receipted,
+/// checkpoints are cosigned each way, and the audit bundles verify. An
+/// assistance request (a kind of entry the old release does not know) is
+/// stored and receipted by the old node as an entry it cannot read, and
+/// once 20 is upgraded it is there, readable, as a request to answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_and_a_node_of_the_previous_release_federate() -> Result<()> {
+    let Some(old_binary) = previous_release() else {
+        eprintln!(
+            "SKIPPED: no previous release binary (run tests/previous-release/build.sh; it needs the commit in this clone's history)"
+        );
+        return Ok(());
+    };
+    let Some((_turn, tmp, root, mut nodes)) = unpack_fixture()? else {
+        return Ok(());
+    };
+    nodes[0].binary = old_binary.clone();
+    let version = |b: &Path| -> Result<String> {
+        let out = Command::new(b).arg("--version").output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let (old_v, new_v) = (version(&old_binary)?, version(&binary())?);
+    ensure!(
+        old_v == std::fs::read_to_string(root.join("expected/old-version.txt"))?.trim()
+            && old_v != new_v,
+        "versions: previous {old_v:?}, current {new_v:?}"
+    );
+    for n in &mut nodes {
+        n.start()?;
+    }
+
+    // Alerts both ways, each verified where it arrives.
+    cross(&nodes, "mixed").await?;
+    let (old, new) = (&nodes[0], &nodes[1]);
+
+    // 24 asks 20 for assistance: a kind of entry 20's release does not
+    // know. 20 verifies its signature, stores it and receipts it.
+    let asked = new
+        .cases()
+        .await?
+        .request_assistance(pb::AssistanceRequest {
+            reference: "mixed-ask-1".into(),
+            to: "20".into(),
+            topic: pb::AssistanceTopic::Business as i32,
+            question: "Xác minh địa chỉ kinh doanh của công ty".into(),
+            subjects: vec![pb::Subject {
+                kind: Some(pb::subject::Kind::Business(pb::Business {
+                    tax_code: "2300123456".into(),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    arrive(old, &asked.entry_id, "assistance request").await?;
+    let want = 2 * (OLD_ALERTS + NEW_ALERTS) + 1;
+    for n in &nodes {
+        settle(n, "settled (receipts checkpointed and cosigned)", |s| {
+            s.feed_size == want && s.checkpoint_size == want && s.cosignatures == 1
+        })
+        .await?;
+    }
+    // The new auditor verifies both feeds, the old member's receipts
+    // included.
+    verify_bundles(tmp.path(), &nodes, 2 * (OLD_ALERTS + NEW_ALERTS) + 1).await?;
+
+    // 20 upgrades: the request it stored unread is now a request to it.
+    nodes[0].stop()?;
+    nodes[0].binary = binary();
+    nodes[0].start()?;
+    let received = nodes[0]
+        .cases()
+        .await?
+        .list_assistance(pb::ListAssistanceRequest {
+            direction: "received".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .requests;
+    ensure!(
+        received.len() == 1,
+        "20 after its upgrade lists {received:?}\n{}",
+        nodes[0].log()
+    );
+    let e = get(&nodes[0], Key::EntryId(asked.entry_id.clone())).await?;
+    assert_eq!(e.verification, pb::Verification::Verified as i32);
+    // It was found because the upgraded node rebuilt its search indexes,
+    // which the previous release had built without that entry's terms.
+    let log = nodes[0].log();
+    ensure!(log.contains("search indexes rebuilt"), "{log}");
+    // Alerts still cross, both nodes now on this release.
+    cross(&nodes, "upgraded").await?;
+    for n in &mut nodes {
+        n.stop()?;
+    }
     Ok(())
 }

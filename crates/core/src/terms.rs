@@ -16,6 +16,14 @@ use lienthong_proto::v1::{
 use crate::alert::subject_identifiers;
 use crate::text::index_words;
 
+/// Version of what [`entry_terms`] computes. Raise it whenever the terms
+/// of some entry change (a new payload kind, a new kind of term, another
+/// normalisation): a store records the version its indexes were built
+/// with and rebuilds them from the stored entries at open when it differs.
+/// 1: the previous release (alerts only); 2: coordination entries (kind,
+/// thread and opening terms).
+pub const TERMS_VERSION: u32 = 2;
+
 /// A search term, encoded.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Term(pub Vec<u8>);

@@ -33,7 +33,7 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `M` | name | meta value |
+//! | `M` | name | meta value (`format`, `member`, `origin`, `feed_size`, `next_cursor`, `terms_version`: see the `reindex` module) |
 //! | `E` | cursor u64 BE | record: version, verification, stored time, envelope |
 //! | `I` | entry id (32) | cursor |
 //! | `F` | own feed index u64 BE | cursor |
@@ -53,6 +53,7 @@
 mod error;
 mod keys;
 mod read;
+mod reindex;
 mod store;
 mod witness;
 pub mod writer;

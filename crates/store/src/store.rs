@@ -121,6 +121,7 @@ impl Store {
                 db.insert(keys::meta("format"), &STORE_FORMAT.to_be_bytes())?;
                 db.insert(keys::meta("member"), opts.member.as_bytes())?;
                 db.insert(keys::meta("origin"), opts.origin.as_bytes())?;
+                crate::reindex::mark_current(&db)?;
             }
             Some(v) => {
                 let format = u32::from_be_bytes(
@@ -175,6 +176,8 @@ impl Store {
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
         store.check_last_checkpoint(&opts.verifying_keys, cp.as_ref())?;
+        // Indexes built by another release are rebuilt before serving.
+        crate::reindex::reindex_if_needed(&store.inner.db)?;
         *store
             .inner
             .checkpoint

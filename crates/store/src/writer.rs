@@ -881,12 +881,10 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
     Ok(())
 }
 
-/// Search terms of an entry as this node sees it: with the values of the
-/// withheld fields it may see.
 /// Marks the target of a retraction, in the same batch as the retraction
 /// itself. Readers honour the mark only if the retraction's author wrote
 /// the target, so a member cannot hide another's entry.
-fn mark_retraction(batch: &mut sled::Batch, body: &EntryBody, cursor: u64) {
+pub(crate) fn mark_retraction(batch: &mut sled::Batch, body: &EntryBody, cursor: u64) {
     if let Some(Payload::Retraction(r)) = &body.payload
         && r.target.len() == 32
     {
@@ -894,7 +892,9 @@ fn mark_retraction(batch: &mut sled::Batch, body: &EntryBody, cursor: u64) {
     }
 }
 
-fn index_terms(
+/// Search terms of an entry as this node sees it: with the values of the
+/// withheld fields it may see.
+pub(crate) fn index_terms(
     id: &[u8; 32],
     body: &EntryBody,
     openings: &[Opening],
