@@ -308,6 +308,8 @@ fn pins_of(chain: &ManifestChain) -> Vec<(String, SpkiPin)> {
 /// Every reason a delivery is refused for, as counted in
 /// `PeerStatus.refused_by_reason` and the metric
 /// `lienthong_peer_refused_deliveries_total` (which starts each at 0).
+/// A checkpoint or manifest version this node cannot verify yet is not
+/// among them: the node fetches newer manifest versions and asks again.
 pub const REFUSAL_REASONS: &[&str] = &[
     // Rejected::reason()
     "oversized",
@@ -315,10 +317,8 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "unknown_format",
     "wrong_author",
     "forged_signature",
-    "unknown_manifest_version",
     "not_for_us",
     "replayed",
-    "bad_checkpoint",
     "beyond_checkpoint",
     "not_included",
     // Checked by the subscriber itself.
@@ -789,7 +789,9 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             match verify_author_checkpoint(d.checkpoint.as_bytes(), &author_key) {
                 Ok(cp) => cached = Some(cp),
                 Err(reason) => {
-                    peering.refused(author, "bad_checkpoint");
+                    // Not counted as a refusal: after a key rotation the
+                    // author's new checkpoints verify only once this node
+                    // has the manifest version that says so.
                     peering.sync_now.notify_one();
                     anyhow::bail!("{reason}; looking for a newer manifest version");
                 }
@@ -862,8 +864,8 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             }
             Err(reason @ (Rejected::UnknownManifestVersion { .. } | Rejected::Checkpoint(_))) => {
                 // Maybe the author is on a newer manifest (a new key, a
-                // new version): look for it, then reconnect.
-                peering.refused(author, reason.reason());
+                // new version): look for it, then reconnect. Not a
+                // refusal: the delivery is decided again then.
                 peering.sync_now.notify_one();
                 anyhow::bail!("{reason}; looking for a newer manifest version");
             }
@@ -930,12 +932,6 @@ mod tests {
             Rejected::Entry(EntryError::BadSignature {
                 author: String::new(),
             }),
-            Rejected::UnknownManifestVersion {
-                author: String::new(),
-                index: 0,
-                version: 0,
-                known: 0,
-            },
             Rejected::NotForUs {
                 author: String::new(),
                 index: 0,
@@ -956,9 +952,7 @@ mod tests {
                 r.reason()
             );
         }
-        for r in ["bad_checkpoint", "not_included"] {
-            assert!(super::REFUSAL_REASONS.contains(&r));
-        }
+        assert!(super::REFUSAL_REASONS.contains(&"not_included"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! must not. Member 20 is played by the test: its Federation API serves
 //! 24 a feed with an entry addressed to someone else, an entry with a
 //! forged signature and an entry with a false inclusion proof between
-//! honest ones. 24 stores only the honest ones, logs every refusal, and
-//! keeps the signed ones as evidence.
+//! honest ones, then replays an honest one; later it sends oversized
+//! entries and messages. 24 stores only the honest ones, logs and counts
+//! every refusal by reason, and keeps the signed ones as evidence.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -217,17 +218,22 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
         entry(3, &["20", "24"], &key),      // sent with a false proof
         entry(4, &["20", "24"], &key),
     ];
-    let deliveries = signed_deliveries(&entries, &key, |i, proof| {
+    let mut deliveries = signed_deliveries(&entries, &key, |i, proof| {
         if i == 3 {
             proof[0].0[0] ^= 1;
         }
     })?;
+    // Then entry 0 again: a replay.
+    deliveries.push(deliveries[0].clone());
 
     let server = serve_rogue(&f, Rogue::new(deliveries)).await?;
 
     let node = &f.nodes[1];
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(has_entry(node, &entries[0]).await? && has_entry(node, &entries[4]).await?) {
+    while !(has_entry(node, &entries[0]).await?
+        && has_entry(node, &entries[4]).await?
+        && peer_status(node, "20").await?.refused == 4)
+    {
         anyhow::ensure!(
             Instant::now() < deadline,
             "honest entries not stored:\n{}",
@@ -262,10 +268,11 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
     let log = node.log();
     assert!(log.contains("not addressed to 24"), "{log}");
     assert!(log.contains("not proven included"), "{log}");
-    assert!(log.matches("refused a delivery").count() >= 3, "{log}");
+    assert!(log.matches("refused a delivery").count() >= 4, "{log}");
+    assert!(log.contains("replayed or reordered"), "{log}");
     // Counted by reason, in the status and the metrics.
     let p20 = peer_status(node, "20").await?;
-    assert_eq!(p20.refused, 3, "{p20:?}");
+    assert_eq!(p20.refused, 4, "{p20:?}");
     let reasons: Vec<(&str, u64)> = p20
         .refused_by_reason
         .iter()
@@ -276,11 +283,12 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
         [
             ("forged_signature", 1),
             ("not_for_us", 1),
-            ("not_included", 1)
+            ("not_included", 1),
+            ("replayed", 1)
         ]
     );
     let scrape = lienthong_tests::http_get(metrics, "/metrics")?;
-    for reason in ["forged_signature", "not_for_us", "not_included"] {
+    for reason in ["forged_signature", "not_for_us", "not_included", "replayed"] {
         let line =
             format!("lienthong_peer_refused_deliveries_total{{peer=\"20\",reason=\"{reason}\"}} 1");
         assert!(scrape.contains(&line), "no {line:?} in\n{scrape}");
