@@ -31,11 +31,13 @@ pub enum TlsCommand {
     /// expire): the API server certificate (signed by the node's CA), the
     /// peer TLS certificate (self-signed; its key stays pinned in the
     /// manifest) and the client certificates in clients/ (not revoked).
-    /// Prints old and new expiry dates; a running node serves the new
-    /// certificates within seconds, without a restart.
+    /// With `--what ca`, the node's CA certificate instead (same key and
+    /// name). Prints old and new expiry dates; a running node serves the
+    /// new certificates within seconds, without a restart.
     #[command(after_help = "Examples:
   lienthong tls renew --config lienthong.toml
-  lienthong tls renew --config lienthong.toml --what peer --days 365")]
+  lienthong tls renew --config lienthong.toml --what peer --days 365
+  lienthong tls renew --config lienthong.toml --what ca --days 3650")]
     Renew {
         #[command(flatten)]
         config: crate::ConfigArg,
@@ -59,6 +61,11 @@ pub enum What {
     Clients,
     /// All of the above.
     All,
+    /// The node's local CA certificate (api.client_ca), for the same CA
+    /// key and name, so every certificate it issued stays valid. Not part
+    /// of `all`: systems that check the API with a copy of the CA
+    /// certificate need the new copy before the old one expires.
+    Ca,
 }
 
 /// Runs `lienthong tls …`.
@@ -105,8 +112,8 @@ fn renew(config_path: &Path, days: i64, what: What) -> Result<()> {
                 .with_context(|| format!("reading the CA certificate {}", client_ca.display()))?;
             Some((issuer, info, client_ca.clone()))
         }
-        ApiSecurity::PlaintextDev if matches!(what, What::Api | What::Clients) => bail!(
-            "this node's API runs with plaintext_dev (no TLS): it has no API or client certificates"
+        ApiSecurity::PlaintextDev if matches!(what, What::Api | What::Clients | What::Ca) => bail!(
+            "this node's API runs with plaintext_dev (no TLS): it has no API, client or CA certificates"
         ),
         _ => None,
     };
@@ -125,6 +132,24 @@ fn renew(config_path: &Path, days: i64, what: What) -> Result<()> {
         ensure_issued_by(&old, ca_info, cert)?;
         let new_pem = issue_like(&old, issuer, now, days)?;
         plan.push(planned("API server certificate", cert, old, new_pem, None)?);
+    }
+
+    if what == What::Ca
+        && let Some((_, old, path)) = &ca
+    {
+        let key_path = path.with_file_name("ca-key.pem");
+        let key = KeyPair::from_pem(&read(&key_path)?)
+            .with_context(|| format!("{} is not a private key", key_path.display()))?;
+        ensure_key_matches(&key, old, &key_path, path)?;
+        let new_pem = renew_ca(old, &key, now, days)?;
+        let note = "give the new CA certificate to every system that checks this node's API certificate with a copy of it; the certificates it issued stay valid (same key and name)";
+        plan.push(planned(
+            "local API CA certificate",
+            path,
+            cert_info(&read(path)?)?,
+            new_pem,
+            Some(note.to_owned()),
+        )?);
     }
 
     if matches!(what, What::Peer | What::All) {
@@ -237,11 +262,13 @@ fn renew(config_path: &Path, days: i64, what: What) -> Result<()> {
     for n in &notes {
         println!("{n}");
     }
-    if let Some((_, ca_info, ca_path)) = &ca {
+    if let Some((_, ca_info, ca_path)) = &ca
+        && what != What::Ca
+    {
         let latest = plan.iter().map(|p| p.new.not_after).max().unwrap_or(0);
         if latest > ca_info.not_after {
             println!(
-                "note: the CA {} expires on {}, before the renewed certificates: they are trusted only until then",
+                "note: the CA {} expires on {}, before the renewed certificates: they are trusted only until then (renew it with `lienthong tls renew --what ca --days 3650`)",
                 ca_path.display(),
                 fmt_time(ca_info.not_after)
             );
@@ -338,6 +365,35 @@ fn ensure_issued_by(cert: &CertInfo, ca: &CertInfo, cert_path: &Path) -> Result<
         );
     }
     Ok(())
+}
+
+/// The CA certificate again, for the same key, with the same subject name
+/// (byte for byte: the certificates it issued name it as their issuer)
+/// and key identifier, a new serial number, valid `days` from `now`.
+/// Mirrors `pki::new_ca`.
+fn renew_ca(old: &CertInfo, key: &KeyPair, now: OffsetDateTime, days: i64) -> Result<String> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    if let Some(cn) = &old.common_name {
+        dn.push(DnType::CommonName, cn.as_str());
+    }
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+    let pem = params.self_signed(key)?.pem();
+    let new = cert_info(&pem).context("reading back the renewed CA certificate")?;
+    if new.subject_der != old.subject_der {
+        bail!(
+            "the CA's name cannot be reproduced exactly (it was not made by `lienthong init`): not renewing it; nothing was written"
+        );
+    }
+    Ok(pem)
 }
 
 /// A certificate like `old` (subject name, alternative names, extended

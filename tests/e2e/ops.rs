@@ -165,6 +165,67 @@ const CERTS: [&str; 3] = [
     "clients/admin-cert.pem",
 ];
 
+/// `tls renew --what ca`: the CA certificate is re-issued for the same key
+/// and name; the certificates it issued before (the API's, the admin
+/// client's) stay valid under it, while the node runs and after a restart,
+/// and a client issued after it works too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_the_ca_keeps_every_certificate_it_issued_valid() -> Result<()> {
+    let mut node = Node::init("20", "Lạng Sơn")?;
+    let dir = node.path();
+    let ca = dir.join("tls/ca-cert.pem");
+    let (before_pem, before_after, before_pin) =
+        (std::fs::read(&ca)?, not_after(&ca)?, pin_of(&ca)?);
+    let key_before = std::fs::read(dir.join("tls/ca-key.pem"))?;
+    node.start()?;
+    let config = node.config_arg();
+    let out = run_ok(&[
+        "tls", "renew", "--config", &config, "--what", "ca", "--days", "1000",
+    ])?;
+    ensure!(
+        out.contains("renewed local API CA certificate") && out.contains("give the new CA"),
+        "{out}"
+    );
+    ensure!(
+        !out.contains("renewed API server") && !out.contains("renewed client"),
+        "only the CA: {out}"
+    );
+    ensure!(
+        std::fs::read(&ca)? != before_pem,
+        "the CA certificate was not rewritten"
+    );
+    ensure!(pin_of(&ca)? == before_pin, "the CA key changed");
+    ensure!(std::fs::read(dir.join("tls/ca-key.pem"))? == key_before);
+    // init made it for ten years; 1000 days from now is earlier, and said.
+    ensure!(
+        not_after(&ca)? < before_after && out.contains("EARLIER than before"),
+        "{} vs {before_after}: {out}",
+        not_after(&ca)?
+    );
+    ensure!(mode(&ca)? == 0o644, "mode {:o}", mode(&ca)?);
+
+    // The running node and the admin client, both certified under the
+    // old CA certificate, meet under the new one (the CLI reads it).
+    let status = run_ok(&["audit", "status", "--config", &config])?;
+    ensure!(status.contains("feed:"), "{status}");
+    let id = submit(&node, "ops-ca-renewed").await?;
+    ensure!(!id.is_empty());
+    // A client issued now, by the renewed CA, is accepted too.
+    run_ok(&["client", "add", "hotline-1800", "--config", &config])?;
+    node.stop()?;
+    node.start()?;
+    ensure!(run_ok(&["audit", "status", "--config", &config])?.contains("feed:"));
+    let (code, out) = doctor(&node)?;
+    ensure!(code == 0, "doctor exited {code}:\n{out}");
+    ensure!(out.contains("OK    api.client_ca:"), "{out}");
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("OK    client hotline-1800")),
+        "{out}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_keeps_keys_and_pins_and_the_node_keeps_serving_clients_and_peers() -> Result<()> {
     let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
