@@ -178,7 +178,7 @@ fn print_entry(e: &pb::StoredEntry, json: bool) -> Result<()> {
                 a.title
             );
         }
-        Some(Payload::Receipt(r)) => println!(
+        Some(Payload::Receipt(r)) if r.more.is_empty() => println!(
             "#{:<6} {when}  {}/{:<5} receipt: received {}/{} ({})",
             e.cursor,
             body.author,
@@ -186,6 +186,16 @@ fn print_entry(e: &pb::StoredEntry, json: bool) -> Result<()> {
             r.author,
             r.index,
             hex::encode(&r.entry_id)
+        ),
+        Some(Payload::Receipt(r)) => println!(
+            "#{:<6} {when}  {}/{:<5} receipt: received {} entries of {}, {} to {}",
+            e.cursor,
+            body.author,
+            body.index,
+            1 + r.more.len(),
+            r.author,
+            r.index,
+            r.more.last().map_or(r.index, |m| m.index)
         ),
         Some(other) => println!(
             "#{:<6} {when}  {}/{:<5} {}{}",

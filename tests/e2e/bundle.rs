@@ -3,7 +3,7 @@
 //! including the cross-check of every sender's feed against the
 //! receivers' receipts, and any altered byte is caught.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lienthong_proto::v1 as pb;
 use lienthong_tests::{AGREEMENT_ALL, federation, lienthong, run_ok, sample_alert};
@@ -16,34 +16,23 @@ async fn bundles_from_three_members_verify_together_and_tampering_is_named() -> 
         AGREEMENT_ALL,
     )?;
     f.start_all()?;
+    let mut sent = Vec::new();
     for n in &f.nodes {
         for i in 0..3 {
-            n.alerts()
+            let r = n
+                .alerts()
                 .await?
                 .submit(pb::SubmitAlertRequest {
                     alert: Some(sample_alert(&format!("b-{}-{i}", n.member))),
                 })
-                .await?;
-        }
-    }
-    // Every alert reaches the two others, each answered by a receipt:
-    // 3 alerts + 6 receipts per feed, all checkpointed and cosigned.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for n in &f.nodes {
-        loop {
-            let s = n
-                .audit()
-                .await?
-                .get_status(pb::GetStatusRequest {})
                 .await?
                 .into_inner();
-            if s.feed_size == 9 && s.checkpoint_size == 9 && s.cosignatures == 2 {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "{} not settled: {s:?}", n.member);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            sent.push((n.member.clone(), r.entry_id));
         }
     }
+    // Every alert reaches the two others, each acknowledged by a receipt,
+    // all checkpointed and cosigned.
+    f.settle(&sent, Duration::from_secs(30)).await?;
     let dir = f.dir.path();
     let bundles = f.export_bundles()?;
     let vkey = f.nodes[0].vkey()?.trim().to_owned();

@@ -313,7 +313,85 @@ pub struct Federation {
     pub dir: tempfile::TempDir,
 }
 
+/// Whether receipt `r` acknowledges the entry `id` (as its first entry or
+/// in `more`: entries stored in one group share a receipt).
+pub fn acknowledges(r: &lienthong_proto::v1::Receipt, id: &[u8]) -> bool {
+    r.entry_id == id || r.more.iter().any(|m| m.entry_id == id)
+}
+
 impl Federation {
+    /// Waits (`timeout` at most) until the federation is at rest after
+    /// `sent` — (author, entry id) of everything submitted, each addressed
+    /// to every member: each entry is at every member (so each receiver
+    /// has written its receipt, in the same atomic write), then every feed
+    /// is wholly checkpointed and cosigned by all the others. How many
+    /// receipts a receiver wrote depends on how its group commits fell, so
+    /// feed sizes are not a measure of rest; this is.
+    pub async fn settle(&self, sent: &[(String, Vec<u8>)], timeout: Duration) -> Result<()> {
+        use lienthong_proto::v1::{GetEntryRequest, GetStatusRequest, get_entry_request::Key};
+        let deadline = Instant::now() + timeout;
+        let others = self.nodes.len().saturating_sub(1) as u32;
+        let mut missing: Vec<(usize, &(String, Vec<u8>))> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, _)| sent.iter().map(move |s| (i, s)))
+            .collect();
+        loop {
+            let mut still = Vec::new();
+            for (i, s) in missing {
+                let found = self.nodes[i]
+                    .alerts()
+                    .await?
+                    .get(GetEntryRequest {
+                        key: Some(Key::EntryId(s.1.clone())),
+                    })
+                    .await
+                    .is_ok();
+                if !found {
+                    still.push((i, s));
+                }
+            }
+            missing = still;
+            let mut at_rest = missing.is_empty();
+            if at_rest {
+                for n in &self.nodes {
+                    let st = n
+                        .audit()
+                        .await?
+                        .get_status(GetStatusRequest {})
+                        .await?
+                        .into_inner();
+                    at_rest &= st.feed_size == st.checkpoint_size
+                        && st.cosignatures == others
+                        && st.writes_refused.is_empty();
+                }
+            }
+            if at_rest {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let first = missing
+                    .first()
+                    .map(|(i, s)| {
+                        format!(
+                            "; e.g. {} of {} is not at {}",
+                            hex::encode(&s.1),
+                            s.0,
+                            self.nodes[*i].member
+                        )
+                    })
+                    .unwrap_or_default();
+                bail!(
+                    "the federation did not come to rest within {} s: {} (entry, member) pairs missing{first}",
+                    timeout.as_secs(),
+                    missing.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The members of the manifest's first version: (code, endpoint, pin).
     pub fn members(&self) -> Result<Vec<(String, String, lienthong_federation::tls::SpkiPin)>> {
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(

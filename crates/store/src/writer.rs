@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use lienthong_core::delivery::AcceptedDelivery;
 use lienthong_core::entry::{ENTRY_FORMAT, EntryId, VerifiedEntry, sign_entry};
 use lienthong_core::proto::entry_body::Payload;
-use lienthong_core::proto::{EntryBody, Opening, OpeningSet, Receipt};
+use lienthong_core::proto::{EntryBody, Opening, OpeningSet, Receipt, ReceiptItem};
 use lienthong_core::terms::entry_terms;
 use lienthong_log::{NoteSigner, OverlayHashStore, TreeHead};
 use tokio::sync::oneshot;
@@ -105,6 +105,10 @@ pub struct Appended {
 }
 
 type Reply = oneshot::Sender<Result<Appended, StoreError>>;
+
+/// Most entries one receipt acknowledges beyond its first (`Receipt.more`):
+/// about 200 KiB of receipt, well inside an envelope.
+pub const MAX_RECEIPT_MORE: usize = 4096;
 
 /// What a job asks the writer to do.
 enum Work {
@@ -486,6 +490,8 @@ impl State {
         let mut proofs: Vec<(u64, &AcceptedDelivery)> = Vec::new();
         let mut own_openings: Vec<Option<&OpeningSet>> = Vec::with_capacity(slots.len());
         let mut answer_of: Vec<Answer> = Vec::with_capacity(slots.len());
+        // (author, manifest version) → its receipt's position in `bodies`.
+        let mut open_receipts: HashMap<(String, u64), usize> = HashMap::new();
         let mut cursor = self.durable.next_cursor;
         let own = |payload: Payload,
                    audience: &[String],
@@ -541,11 +547,28 @@ impl State {
                     if matches!(entry.body().payload, Some(Payload::Receipt(_))) {
                         continue;
                     }
+                    // Further entries of an author already receipted in
+                    // this group join that receipt: one signature and one
+                    // feed entry for the group, not one per entry.
+                    let group_key = (entry.author().to_owned(), d.2);
+                    if let Some(&b) = open_receipts.get(&group_key)
+                        && let Some(Payload::Receipt(r)) = bodies[b].payload.as_mut()
+                        && r.more.len() < MAX_RECEIPT_MORE
+                    {
+                        r.more.push(ReceiptItem {
+                            index: entry.index(),
+                            entry_id: entry.id().0.to_vec(),
+                            checkpoint_size: d.0.checkpoint().size(),
+                        });
+                        continue;
+                    }
+                    open_receipts.insert(group_key, bodies.len());
                     let receipt = Receipt {
                         author: entry.author().to_owned(),
                         index: entry.index(),
                         entry_id: entry.id().0.to_vec(),
                         checkpoint_size: d.0.checkpoint().size(),
+                        more: Vec::new(),
                     };
                     // The receipt is for the author (and auditors).
                     own(

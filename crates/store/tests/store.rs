@@ -435,6 +435,76 @@ fn peer_feed(
     (entries, tree, note)
 }
 
+/// Issue 7: entries of one author received in one group commit share one
+/// receipt (its first entry, then `more` in index order): every entry is
+/// acknowledged exactly once, by far fewer receipts than entries.
+#[test]
+fn entries_received_in_one_group_share_one_receipt() {
+    use lienthong_core::delivery::{AuthorKeys, Delivery, verify_delivery};
+    const N: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, tree, note) = peer_feed(N);
+    let author = AuthorKeys::single(
+        "24",
+        "lienthong.test/t/24",
+        SigningKey::from_bytes(&[24; 32]).verifying_key(),
+    );
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    // Queued without waiting, as a subscriber does: they share groups.
+    let pending: Vec<_> = (0..N)
+        .map(|i| {
+            let proof = lienthong_log::inclusion_proof(i, N, &tree).unwrap();
+            let d = verify_delivery(
+                Delivery {
+                    envelope: entries[i as usize].envelope(),
+                    checkpoint: note.as_bytes(),
+                    inclusion_proof: &proof,
+                },
+                &author,
+                "20",
+                i,
+            )
+            .unwrap();
+            w.receive_queued(d, vec![], 1).unwrap()
+        })
+        .collect();
+    rt().block_on(async {
+        for rx in pending {
+            rx.await.unwrap().unwrap();
+        }
+    });
+    w.shutdown();
+    drop(store);
+    let store = open(dir.path()).unwrap();
+    let receipts = store.durable().feed_size;
+    assert!(
+        receipts < N / 4,
+        "{receipts} receipts for {N} entries queued at once"
+    );
+    let mut acknowledged = Vec::new();
+    for i in 0..receipts {
+        let e = store.get_by_own_index(i).unwrap().unwrap();
+        let Some(Payload::Receipt(r)) = e.body.payload else {
+            panic!("entry {i} is not a receipt")
+        };
+        assert_eq!(r.author, "24");
+        assert_eq!(e.body.audience, vec!["20".to_owned(), "24".to_owned()]);
+        acknowledged.push((r.index, r.entry_id, r.checkpoint_size));
+        acknowledged.extend(
+            r.more
+                .into_iter()
+                .map(|m| (m.index, m.entry_id, m.checkpoint_size)),
+        );
+    }
+    let expected: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64, e.id().0.to_vec(), N))
+        .collect();
+    assert_eq!(acknowledged, expected, "each entry once, in order");
+}
+
 /// Issue 4 item 3: a verified peer entry is stored with its receipt in one
 /// durable write; a second delivery of it stores nothing.
 #[test]
@@ -554,6 +624,7 @@ fn receipts_of_receipts_ping_pong() {
             index: 0,
             entry_id: vec![1; 32],
             checkpoint_size: 1,
+            more: vec![],
         })),
     };
     let receipt = lienthong_core::entry::sign_entry(body, &peer_key);

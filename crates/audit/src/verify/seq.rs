@@ -490,8 +490,21 @@ impl<'a> Seq<'a> {
                 at.clone(),
                 format!("malformed receipt: {why}"),
             ),
-            Some(Ok(r)) => match self.keys.bit(&r.author) {
-                Some(author) => {
+            Some(Ok(items)) => {
+                // Every item names the receipt's one author.
+                let Some(first) = items.first() else { return };
+                let Some(author) = self.keys.bit(&first.author) else {
+                    self.rec.warn(
+                        Check::Delivery,
+                        at.clone(),
+                        format!(
+                            "a receipt for entries of {:?}, no member of the manifest chain",
+                            first.author
+                        ),
+                    );
+                    return;
+                };
+                for r in items {
                     let list = self.receipts.entry((author, r.index)).or_default();
                     // The same receipt is often in two places: the
                     // receiver's feed and the author's received entries.
@@ -508,15 +521,7 @@ impl<'a> Seq<'a> {
                         });
                     }
                 }
-                None => self.rec.warn(
-                    Check::Delivery,
-                    at.clone(),
-                    format!(
-                        "a receipt for an entry of {:?}, no member of the manifest chain",
-                        r.author
-                    ),
-                ),
-            },
+            }
         }
     }
 

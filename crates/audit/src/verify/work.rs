@@ -77,7 +77,8 @@ pub(crate) struct Body {
     pub unknown_audience: Vec<String>,
     /// Sorted, without duplicates, containing the author (entry.proto).
     pub audience_well_formed: bool,
-    pub receipt: Option<Result<ReceiptFacts, String>>,
+    /// What a receipt acknowledges: its first entry, then `Receipt.more`.
+    pub receipt: Option<Result<Vec<ReceiptFacts>, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -397,19 +398,28 @@ fn examine_envelope(
         body.audience.windows(2).all(|w| w[0] < w[1]) && body.audience.contains(&body.author);
     let receipt = match &body.payload {
         Some(Payload::Receipt(r)) => Some(
-            <[u8; 32]>::try_from(r.entry_id.as_slice())
-                .map(|entry_id| ReceiptFacts {
-                    author: r.author.clone(),
-                    index: r.index,
-                    entry_id,
-                    checkpoint_size: r.checkpoint_size,
+            std::iter::once((r.index, &r.entry_id, r.checkpoint_size))
+                .chain(
+                    r.more
+                        .iter()
+                        .map(|m| (m.index, &m.entry_id, m.checkpoint_size)),
+                )
+                .map(|(index, id, checkpoint_size)| {
+                    <[u8; 32]>::try_from(id.as_slice())
+                        .map(|entry_id| ReceiptFacts {
+                            author: r.author.clone(),
+                            index,
+                            entry_id,
+                            checkpoint_size,
+                        })
+                        .map_err(|_| {
+                            format!(
+                                "the receipt's entry id for index {index} is {} bytes, not 32",
+                                id.len()
+                            )
+                        })
                 })
-                .map_err(|_| {
-                    format!(
-                        "the receipt's entry id is {} bytes, not 32",
-                        r.entry_id.len()
-                    )
-                }),
+                .collect::<Result<Vec<_>, _>>(),
         ),
         _ => None,
     };

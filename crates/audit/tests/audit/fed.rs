@@ -247,6 +247,50 @@ impl Sim {
     /// newest checkpoint (signing one if it does not cover the entry) and
     /// writes its receipt, `delay_ms` after the entry's creation time.
     pub fn deliver(&mut self, author: &str, index: u64, receiver: &str) {
+        let (id, size, is_receipt) = self.hold(author, index, receiver);
+        if !is_receipt {
+            self.receipt(receiver, author, index, id, size);
+        }
+    }
+
+    /// As [`Sim::deliver`] for several entries of `author` at once,
+    /// acknowledged by one receipt (the first entry, then `more`), as a
+    /// node does for entries stored in one group commit.
+    pub fn deliver_together(&mut self, author: &str, indexes: &[u64], receiver: &str) {
+        let items: Vec<(u64, Vec<u8>, u64)> = indexes
+            .iter()
+            .filter_map(|&i| {
+                let (id, size, is_receipt) = self.hold(author, i, receiver);
+                (!is_receipt).then_some((i, id, size))
+            })
+            .collect();
+        let Some(((index, id, size), more)) = items.split_first() else {
+            return;
+        };
+        self.append(
+            receiver,
+            &[author],
+            Payload::Receipt(Receipt {
+                author: author.into(),
+                index: *index,
+                entry_id: id.clone(),
+                checkpoint_size: *size,
+                more: more
+                    .iter()
+                    .map(|(i, id, size)| lienthong_core::proto::ReceiptItem {
+                        index: *i,
+                        entry_id: id.clone(),
+                        checkpoint_size: *size,
+                    })
+                    .collect(),
+            }),
+        );
+    }
+
+    /// `receiver` holds entry `index` of `author` with its proof; the id
+    /// and checkpoint size its receipt names, and whether it is a receipt
+    /// itself (never acknowledged).
+    fn hold(&mut self, author: &str, index: u64, receiver: &str) -> (Vec<u8>, u64, bool) {
         let covered = self
             .feed(author)
             .latest()
@@ -277,9 +321,7 @@ impl Sim {
             });
         // As the node does: a receipt is delivered to the author it
         // acknowledges, but never acknowledged itself.
-        if !is_receipt {
-            self.receipt(receiver, author, index, id.0.to_vec(), size);
-        }
+        (id.0.to_vec(), size, is_receipt)
     }
 
     /// Writes a receipt into `receiver`'s feed (possibly a wrong one).
@@ -292,6 +334,7 @@ impl Sim {
                 index,
                 entry_id: id,
                 checkpoint_size: size,
+                more: vec![],
             }),
         );
     }

@@ -396,6 +396,68 @@ fn a_missing_receipt_fails_the_cross_check() {
     assert_eq!(r.deliveries.missing, 1);
 }
 
+/// Issue 7: one receipt acknowledging several entries (`Receipt.more`)
+/// counts each of them as delivered; an item with a wrong id fails like a
+/// single receipt would.
+#[test]
+fn one_receipt_for_several_entries_counts_each_and_each_item_is_checked() {
+    let mut s = Sim::new(&["01", "20"]);
+    let sent: Vec<u64> = (0..5).map(|_| s.alert("20", &["01"])).collect();
+    s.checkpoint("20");
+    s.deliver_together("20", &sent, "01");
+    s.settle();
+    let r = check(
+        &[("20", &s.bundle("20")), ("01", &s.bundle("01"))],
+        &[anchor("01", 0)],
+    );
+    assert!(r.passed(), "{r}");
+    assert_eq!(
+        (
+            r.deliveries.expected,
+            r.deliveries.delivered,
+            r.deliveries.missing
+        ),
+        (5, 5, 0),
+        "{r}"
+    );
+    assert!(r.warnings.is_empty(), "no entry acknowledged twice: {r}");
+
+    // The same with one item naming an id 20 never wrote.
+    let mut s = Sim::new(&["01", "20"]);
+    let a = s.alert("20", &["01"]);
+    let b = s.alert("20", &["01"]);
+    s.checkpoint("20");
+    let id_a = lienthong_core::entry::EntryId::of_envelope(&s.feed("20").envelopes[0]);
+    s.append(
+        "01",
+        &["20"],
+        lienthong_core::proto::entry_body::Payload::Receipt(lienthong_core::proto::Receipt {
+            author: "20".into(),
+            index: a,
+            entry_id: id_a.0.to_vec(),
+            checkpoint_size: 2,
+            more: vec![lienthong_core::proto::ReceiptItem {
+                index: b,
+                entry_id: vec![5; 32],
+                checkpoint_size: 2,
+            }],
+        }),
+    );
+    s.settle();
+    let r = check(
+        &[("20", &s.bundle("20")), ("01", &s.bundle("01"))],
+        &[anchor("01", 0)],
+    );
+    let f = assert_fails(&r, Check::Delivery);
+    assert!(
+        f.iter().any(|x| x
+            .message
+            .contains(&format!("acknowledges entry {b} of 20 with id"))
+            && x.message.contains("does not exist")),
+        "{r}"
+    );
+}
+
 #[test]
 fn a_receipt_for_a_wrong_id_or_a_foreign_entry_fails() {
     let mut s = Sim::new(&["01", "20", "24"]);

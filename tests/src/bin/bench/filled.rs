@@ -651,11 +651,16 @@ pub async fn catchup(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         }
         if Instant::now() >= next_progress {
             next_progress += Duration::from_secs(10);
-            // The peer writes one receipt per entry into its own feed.
-            if let Ok(cp) = audit.get_checkpoint(pb::GetCheckpointRequest {}).await {
+            // The next index the peer will ask the author for.
+            if let Ok(st) = audit.get_status(pb::GetStatusRequest {}).await {
+                let cursor = st
+                    .into_inner()
+                    .peers
+                    .iter()
+                    .find(|p| p.member == "20")
+                    .map_or(0, |p| p.replication_cursor);
                 eprintln!(
-                    "  catching up: {}/{n} received ({:.0} s)",
-                    cp.into_inner().size,
+                    "  catching up: {cursor}/{n} received ({:.0} s)",
                     t0.elapsed().as_secs_f64()
                 );
             }
@@ -698,7 +703,7 @@ pub async fn catchup(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         "MiB",
     ));
     s.note(format!(
-        "the peer started serving after {:.2} s and then took {pulling:.1} s; besides storing each entry it signs a receipt into its own feed, which the author pulls and verifies at the same time",
+        "the peer started serving after {:.2} s and then took {pulling:.1} s; besides storing each entry it acknowledges the entries of each group commit with one signed receipt in its own feed, which the author pulls and verifies at the same time",
         serving.as_secs_f64()
     ));
     s.note(usage.summary());
