@@ -532,20 +532,7 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     assert_eq!(feed_size(ls).await?, before);
 
     // One request answered in time, one let run past its deadline.
-    let question = |r: &str, due: i64| pb::AssistanceRequest {
-        reference: r.into(),
-        to: "24".into(),
-        topic: pb::AssistanceTopic::Business as i32,
-        question: "Xác minh địa chỉ kinh doanh của công ty".into(),
-        subjects: vec![pb::Subject {
-            kind: Some(pb::subject::Kind::Business(pb::Business {
-                tax_code: "2300123456".into(),
-                ..Default::default()
-            })),
-        }],
-        due_unix_ms: due,
-        ..Default::default()
-    };
+    let question = |r: &str, due: i64| lienthong_tests::sample_assistance(r, "24", due);
     let on_time = ls_cases
         .request_assistance(question("req-on-time", 0))
         .await?

@@ -153,13 +153,9 @@ fn signing_key_of(node: &lienthong_tests::Node) -> anyhow::Result<SigningKey> {
 }
 
 async fn peer_status(node: &lienthong_tests::Node, member: &str) -> anyhow::Result<pb::PeerStatus> {
-    let status = node
-        .audit()
+    Ok(node
+        .status()
         .await?
-        .get_status(pb::GetStatusRequest {})
-        .await?
-        .into_inner();
-    Ok(status
         .peers
         .into_iter()
         .find(|p| p.member == member)

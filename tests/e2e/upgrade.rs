@@ -563,19 +563,7 @@ async fn a_new_node_and_a_node_of_the_previous_release_federate() -> Result<()> 
     let asked = new
         .cases()
         .await?
-        .request_assistance(pb::AssistanceRequest {
-            reference: "mixed-ask-1".into(),
-            to: "20".into(),
-            topic: pb::AssistanceTopic::Business as i32,
-            question: "Xác minh địa chỉ kinh doanh của công ty".into(),
-            subjects: vec![pb::Subject {
-                kind: Some(pb::subject::Kind::Business(pb::Business {
-                    tax_code: "2300123456".into(),
-                    ..Default::default()
-                })),
-            }],
-            ..Default::default()
-        })
+        .request_assistance(lienthong_tests::sample_assistance("mixed-ask-1", "20", 0))
         .await?
         .into_inner();
     arrive(old, &asked.entry_id, "assistance request").await?;

@@ -243,6 +243,16 @@ impl Node {
         Ok(AuditClient::new(self.channel().await?))
     }
 
+    /// `Audit.GetStatus` of the running node.
+    pub async fn status(&self) -> Result<lienthong_proto::v1::GetStatusResponse> {
+        Ok(self
+            .audit()
+            .await?
+            .get_status(lienthong_proto::v1::GetStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// Runs `lienthong feed verify` with the member's vkey (and a saved
     /// checkpoint to prove consistency with); fails unless it verifies.
     pub fn feed_verify(&self, previous: Option<&Path>) -> Result<String> {
@@ -565,6 +575,30 @@ impl Drop for Node {
 }
 
 /// A valid alert with the given reference, observed an hour ago.
+/// A realistic assistance request to member `to` (verify a business's
+/// address), due `due_unix_ms` (0: the agreement's default).
+pub fn sample_assistance(
+    reference: &str,
+    to: &str,
+    due_unix_ms: i64,
+) -> lienthong_proto::v1::AssistanceRequest {
+    use lienthong_proto::v1::{AssistanceRequest, AssistanceTopic, Business, Subject, subject};
+    AssistanceRequest {
+        reference: reference.into(),
+        to: to.into(),
+        topic: AssistanceTopic::Business as i32,
+        question: "Xác minh địa chỉ kinh doanh của công ty".into(),
+        subjects: vec![Subject {
+            kind: Some(subject::Kind::Business(Business {
+                tax_code: "2300123456".into(),
+                ..Default::default()
+            })),
+        }],
+        due_unix_ms,
+        ..Default::default()
+    }
+}
+
 pub fn sample_alert(reference: &str) -> lienthong_proto::v1::Alert {
     use lienthong_proto::v1::{
         Alert, Category, Goods, Location, Severity, Subject, Vehicle, subject,

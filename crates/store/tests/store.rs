@@ -435,38 +435,49 @@ fn peer_feed(
     (entries, tree, note)
 }
 
-/// Issue 7: entries of one author received in one group commit share one
-/// receipt (its first entry, then `more` in index order): every entry is
-/// acknowledged exactly once, by far fewer receipts than entries.
-#[test]
-fn entries_received_in_one_group_share_one_receipt() {
+/// Entry `i` of 24's feed of `entries` (see `peer_feed`), delivered to
+/// 20 and verified as a subscriber does.
+fn delivered(
+    entries: &[lienthong_core::entry::VerifiedEntry],
+    tree: &MemoryHashStore,
+    note: &str,
+    i: u64,
+) -> lienthong_core::delivery::AcceptedDelivery {
     use lienthong_core::delivery::{AuthorKeys, Delivery, verify_delivery};
-    const N: u64 = 500;
-    let dir = tempfile::tempdir().unwrap();
-    let (entries, tree, note) = peer_feed(N);
     let author = AuthorKeys::single(
         "24",
         "lienthong.test/t/24",
         SigningKey::from_bytes(&[24; 32]).verifying_key(),
     );
+    let proof = lienthong_log::inclusion_proof(i, entries.len() as u64, tree).unwrap();
+    verify_delivery(
+        Delivery {
+            envelope: entries[i as usize].envelope(),
+            checkpoint: note.as_bytes(),
+            inclusion_proof: &proof,
+        },
+        &author,
+        "20",
+        i,
+    )
+    .unwrap()
+}
+
+/// Issue 7: entries of one author received in one group commit share one
+/// receipt (its first entry, then `more` in index order): every entry is
+/// acknowledged exactly once, by far fewer receipts than entries.
+#[test]
+fn entries_received_in_one_group_share_one_receipt() {
+    const N: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, tree, note) = peer_feed(N);
     let store = open(dir.path()).unwrap();
     let w = writer(&store);
     // Queued without waiting, as a subscriber does: they share groups.
     let pending: Vec<_> = (0..N)
         .map(|i| {
-            let proof = lienthong_log::inclusion_proof(i, N, &tree).unwrap();
-            let d = verify_delivery(
-                Delivery {
-                    envelope: entries[i as usize].envelope(),
-                    checkpoint: note.as_bytes(),
-                    inclusion_proof: &proof,
-                },
-                &author,
-                "20",
-                i,
-            )
-            .unwrap();
-            w.receive_queued(d, vec![], 1).unwrap()
+            w.receive_queued(delivered(&entries, &tree, &note, i), vec![], 1)
+                .unwrap()
         })
         .collect();
     rt().block_on(async {
@@ -509,28 +520,9 @@ fn entries_received_in_one_group_share_one_receipt() {
 /// durable write; a second delivery of it stores nothing.
 #[test]
 fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
-    use lienthong_core::delivery::{AuthorKeys, Delivery, verify_delivery};
     let dir = tempfile::tempdir().unwrap();
     let (entries, tree, note) = peer_feed(3);
-    let author = AuthorKeys::single(
-        "24",
-        "lienthong.test/t/24",
-        SigningKey::from_bytes(&[24; 32]).verifying_key(),
-    );
-    let deliver = |i: u64| {
-        let proof = lienthong_log::inclusion_proof(i, 3, &tree).unwrap();
-        verify_delivery(
-            Delivery {
-                envelope: entries[i as usize].envelope(),
-                checkpoint: note.as_bytes(),
-                inclusion_proof: &proof,
-            },
-            &author,
-            "20",
-            i,
-        )
-        .unwrap()
-    };
+    let deliver = |i: u64| delivered(&entries, &tree, &note, i);
     {
         let store = open(dir.path()).unwrap();
         let w = writer(&store);
