@@ -66,6 +66,18 @@ pub struct Peering {
     /// Wakes a member's subscriber out of its backoff when that member
     /// calls us (it is up again).
     wake: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Open connections to members, for calls other than subscriptions
+    /// (see [`client_for`]).
+    channels: Mutex<std::collections::HashMap<String, (ChannelKey, tonic::transport::Channel)>>,
+}
+
+/// What a kept-open connection to a member was made for.
+#[derive(PartialEq, Eq)]
+struct ChannelKey {
+    endpoint: String,
+    pin: SpkiPin,
+    /// This node's certificate when it connected.
+    cert_pem: String,
 }
 
 impl Peering {
@@ -95,6 +107,7 @@ impl Peering {
             rotate: std::sync::OnceLock::new(),
             status: Mutex::new(std::collections::BTreeMap::new()),
             wake: Mutex::new(std::collections::HashMap::new()),
+            channels: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -356,10 +369,9 @@ pub async fn manifest_sync(peering: Arc<Peering>, mut stopping: watch::Receiver<
             let peering = peering.clone();
             async move {
                 let r = tokio::time::timeout(Duration::from_secs(5), async {
-                    let pin = SpkiPin::from_hex(&m.tls_spki_sha256).context("bad pin")?;
-                    let channel = connect_pinned(&m.endpoint, &peering.identity.identity(), pin).await?;
+                    let mut client = client_for(&peering, &m.code).await?;
                     let before = crate::witness::now_unix_ms();
-                    let resp = FederationClient::new(channel)
+                    let resp = client
                         .get_manifest(pb::GetManifestRequest {
                             after_version: have,
                         })
@@ -655,6 +667,14 @@ pub fn tls_incoming(
 
 /// A Federation client to `member`, at its endpoint in the manifest in
 /// force, accepting only its pinned key.
+///
+/// Calls share one kept-open connection per member (HTTP/2 multiplexes
+/// them; tonic reconnects it when it breaks). Dialling for each call cost
+/// a full TLS handshake per cosignature request, gossip and manifest poll:
+/// with 11 members signing checkpoints every 50 ms, thousands of
+/// handshakes a second, the largest cost in the replication benchmark.
+/// A new endpoint or pin in the manifest, or a new certificate of this
+/// node, opens a new connection. Subscriptions keep their own connection.
 pub async fn client_for(
     peering: &Peering,
     member: &str,
@@ -668,7 +688,31 @@ pub async fn client_for(
         .find(|m| m.code == member)
         .with_context(|| format!("{member} is not a member"))?;
     let pin = SpkiPin::from_hex(&m.tls_spki_sha256).context("bad pin in manifest")?;
-    let channel = connect_pinned(&m.endpoint, &peering.identity.identity(), pin).await?;
+    let identity = peering.identity.identity();
+    let key = ChannelKey {
+        endpoint: m.endpoint.clone(),
+        pin,
+        cert_pem: identity.cert_pem.clone(),
+    };
+    let cached = peering
+        .channels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(member)
+        .filter(|(k, _)| *k == key)
+        .map(|(_, c)| c.clone());
+    let channel = match cached {
+        Some(c) => c,
+        None => {
+            let c = connect_pinned(&m.endpoint, &identity, pin).await?;
+            peering
+                .channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(member.to_owned(), (key, c.clone()));
+            c
+        }
+    };
     Ok(FederationClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
 }
 
