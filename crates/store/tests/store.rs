@@ -315,6 +315,55 @@ fn a_feed_shorter_than_its_checkpoint_is_refused() {
 }
 
 #[test]
+fn a_store_of_another_layout_version_is_refused_naming_the_release_to_use() {
+    let e = open_after(|db| {
+        db.insert(
+            b"Mformat",
+            &(lienthong_store::STORE_FORMAT + 1).to_be_bytes(),
+        )
+        .unwrap();
+    })
+    .err()
+    .expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "has layout version {}",
+            lienthong_store::STORE_FORMAT + 1
+        )) && text.contains("use the matching release"),
+        "{e}"
+    );
+}
+
+/// Issue 9 item 6: indexes built by other code (a store of the previous
+/// release has no `terms_version`; here every posting is gone too) are
+/// rebuilt from the stored entries when the store opens.
+#[test]
+fn indexes_built_by_another_release_are_rebuilt_at_open() {
+    let store = open_after(|db| {
+        db.remove(b"Mterms_version").unwrap();
+        let postings: Vec<_> = db.scan_prefix(b"T").keys().map(Result::unwrap).collect();
+        assert!(!postings.is_empty());
+        for k in postings {
+            db.remove(k).unwrap();
+        }
+    })
+    .unwrap();
+    let page = store
+        .query(&Query {
+            groups: query_words("my pham")
+                .into_iter()
+                .map(|w| vec![w])
+                .collect(),
+            limit: 100,
+            max_scan: 100,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(page.entries.len(), 8, "every entry found again");
+}
+
+#[test]
 fn a_store_of_another_member_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()).unwrap());
