@@ -347,12 +347,15 @@ impl Federation {
             .enumerate()
             .flat_map(|(i, _)| sent.iter().map(move |s| (i, s)))
             .collect();
+        // One connection per member for all the lookups.
+        let mut clients = Vec::new();
+        for n in &self.nodes {
+            clients.push(n.alerts().await?);
+        }
         loop {
             let mut still = Vec::new();
             for (i, s) in missing {
-                let found = self.nodes[i]
-                    .alerts()
-                    .await?
+                let found = clients[i]
                     .get(GetEntryRequest {
                         key: Some(Key::EntryId(s.1.clone())),
                     })
