@@ -381,27 +381,19 @@ fn check_peer_clock(r: &mut Report, code: &str, name: &str, offset: Option<i64>)
     let fix = format!(
         "keep NTP on here and at {name} (timedatectl set-ntp true; timedatectl timesync-status shows the server and offset)"
     );
+    let differs = |o: i64| {
+        format!(
+            "{name}'s clock differs from this one by {:+.1} s",
+            o as f64 / 1000.0
+        )
+    };
     match offset {
         None => r.skip(
             &what,
             format!("{name}'s node does not report its time (an older version)"),
         ),
-        Some(o) if o.abs() > CLOCK_SKEW_FAIL_MS => r.fail(
-            &what,
-            format!(
-                "{name}'s clock differs from this one by {:+.1} s",
-                o as f64 / 1000.0
-            ),
-            fix,
-        ),
-        Some(o) if o.abs() > crate::peer::CLOCK_SKEW_WARN_MS => r.warn(
-            &what,
-            format!(
-                "{name}'s clock differs from this one by {:+.1} s",
-                o as f64 / 1000.0
-            ),
-            fix,
-        ),
+        Some(o) if o.abs() > CLOCK_SKEW_FAIL_MS => r.fail(&what, differs(o), fix),
+        Some(o) if o.abs() > crate::peer::CLOCK_SKEW_WARN_MS => r.warn(&what, differs(o), fix),
         Some(o) => r.ok(
             &what,
             format!(

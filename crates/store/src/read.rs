@@ -65,7 +65,7 @@ pub(crate) fn record_envelope(record: &[u8]) -> Option<&[u8]> {
     (record.len() > RECORD_HEADER && record[0] == RECORD_VERSION).then(|| &record[RECORD_HEADER..])
 }
 
-fn decode_record(cursor: u64, record: &[u8]) -> Result<StoredEntry, StoreError> {
+pub(crate) fn decode_record(cursor: u64, record: &[u8]) -> Result<StoredEntry, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         key: format!("entry at cursor {cursor}"),
         detail,

@@ -15,14 +15,13 @@
 //! The rebuild is safe to interrupt: the version is written last, so a
 //! node killed half-way starts again from scratch at its next open.
 
-use lienthong_core::entry::decode_envelope;
 use lienthong_core::proto::OpeningSet;
 use lienthong_core::terms::TERMS_VERSION;
 
 use crate::StoreError;
 use crate::keys;
-use crate::read::record_envelope;
-use crate::writer::{index_terms, mark_retraction};
+use crate::read::decode_record;
+use crate::writer::{index_terms, insert_posting_block, mark_retraction};
 
 /// Entries per batch (and per posting block) while rebuilding.
 const CHUNK: usize = 4096;
@@ -91,30 +90,24 @@ fn index_chunk(db: &sled::Tree, chunk: &[(u64, Vec<u8>)]) -> Result<u64, StoreEr
     let mut batch = sled::Batch::default();
     let mut postings: std::collections::BTreeMap<Vec<u8>, Vec<u64>> = Default::default();
     for (cursor, record) in chunk {
-        let corrupt = |detail: String| StoreError::Corrupt {
-            key: format!("entry at cursor {cursor}"),
-            detail,
-        };
-        let envelope =
-            record_envelope(record).ok_or_else(|| corrupt("bad record header".into()))?;
-        let (_, body) = decode_envelope(envelope).map_err(|e| corrupt(e.to_string()))?;
-        let id = lienthong_core::entry::EntryId::of_envelope(envelope);
+        let e = decode_record(*cursor, record)?;
         let openings = match db.get(keys::with_u64(keys::OPENINGS, *cursor))? {
             Some(v) => prost::Message::decode(v.as_ref())
                 .map(|s: OpeningSet| s.openings)
-                .map_err(|e| corrupt(format!("openings: {e}")))?,
+                .map_err(|err| StoreError::Corrupt {
+                    key: format!("openings of the entry at cursor {cursor}"),
+                    detail: err.to_string(),
+                })?,
             None => Vec::new(),
         };
-        mark_retraction(&mut batch, &body, *cursor);
-        for t in index_terms(&id.0, &body, &openings) {
+        mark_retraction(&mut batch, &e.body, *cursor);
+        for t in index_terms(&e.id.0, &e.body, &openings) {
             postings.entry(t.0).or_default().push(*cursor);
         }
     }
     // Cursors arrive in ascending order: each block is sorted already.
     for (term, cursors) in postings {
-        let first = cursors.first().copied().unwrap_or_default();
-        let bytes: Vec<u8> = cursors.iter().flat_map(|c| c.to_be_bytes()).collect();
-        batch.insert(keys::posting(&term, first), bytes);
+        insert_posting_block(&mut batch, &term, &cursors);
     }
     db.apply_batch(batch)?;
     Ok(chunk.len() as u64)

@@ -717,9 +717,7 @@ impl State {
                 .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
                 .collect();
             list.sort_unstable();
-            let first = list.first().copied().unwrap_or_default();
-            let bytes: Vec<u8> = list.iter().flat_map(|c| c.to_be_bytes()).collect();
-            batch.insert(keys::posting(&term, first), bytes);
+            insert_posting_block(&mut batch, &term, &list);
         }
         let new = Durable {
             feed_size: start_size + signed.len() as u64,
@@ -902,6 +900,13 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
         root: cp.root,
     }));
     Ok(())
+}
+
+/// One posting block of `term`: `sorted` cursors, keyed by the first.
+pub(crate) fn insert_posting_block(batch: &mut sled::Batch, term: &[u8], sorted: &[u64]) {
+    let first = sorted.first().copied().unwrap_or_default();
+    let bytes: Vec<u8> = sorted.iter().flat_map(|c| c.to_be_bytes()).collect();
+    batch.insert(keys::posting(term, first), bytes);
 }
 
 /// Marks the target of a retraction, in the same batch as the retraction

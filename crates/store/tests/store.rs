@@ -232,6 +232,16 @@ fn a_store_opens_after_a_key_rotation_and_re_signs_its_checkpoint() {
 
 /// Writes a few entries with a final checkpoint, then lets `tamper` edit
 /// the raw sled database, and returns what opening the store says.
+/// Entries holding every word of `text`, at most `limit` of them.
+fn all_words(text: &str, limit: usize) -> Query {
+    Query {
+        groups: query_words(text).into_iter().map(|w| vec![w]).collect(),
+        limit,
+        max_scan: 100,
+        ..Query::default()
+    }
+}
+
 fn open_after(tamper: impl FnOnce(&sled::Db)) -> Result<Store, StoreError> {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 8, Category::Counterfeit, "24", "mỹ phẩm giả");
@@ -349,17 +359,7 @@ fn indexes_built_by_another_release_are_rebuilt_at_open() {
         }
     })
     .unwrap();
-    let page = store
-        .query(&Query {
-            groups: query_words("my pham")
-                .into_iter()
-                .map(|w| vec![w])
-                .collect(),
-            limit: 100,
-            max_scan: 100,
-            ..Query::default()
-        })
-        .unwrap();
+    let page = store.query(&all_words("my pham", 100)).unwrap();
     assert_eq!(page.entries.len(), 8, "every entry found again");
 }
 
@@ -629,17 +629,7 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
         })
         .unwrap();
     assert_eq!(page.entries.len(), 3);
-    let page = store
-        .query(&Query {
-            groups: query_words("my pham")
-                .into_iter()
-                .map(|w| vec![w])
-                .collect(),
-            limit: 10,
-            max_scan: 100,
-            ..Query::default()
-        })
-        .unwrap();
+    let page = store.query(&all_words("my pham", 10)).unwrap();
     assert_eq!(page.entries.len(), 3);
 }
 
