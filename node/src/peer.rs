@@ -520,6 +520,12 @@ impl Federation for FederationService {
                         return;
                     }
                 }
+                if next == index {
+                    // The writer publishes a checkpoint a moment before
+                    // the entries it covers read as durable: try again
+                    // shortly rather than skip them.
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
                 index = next;
             }
         });
@@ -592,7 +598,8 @@ impl Federation for FederationService {
 }
 
 /// Entries in `[from, min(size, from+256))` addressed to `caller`, each with
-/// its proof under the checkpoint of `size`.
+/// its proof under the checkpoint of `size`, and the index to go on from:
+/// the first one not yet readable, never past it.
 fn collect(
     store: &Store,
     caller: &str,
@@ -607,29 +614,40 @@ fn collect(
     let Some(note) = note else {
         return Ok((Vec::new(), from));
     };
-    let mut out = Vec::new();
-    for i in from..end {
-        let Some(e) = store.get_by_own_index(i)? else {
+    // Choose first, then prove all under one cache: neighbouring entries
+    // share most of their proof hashes.
+    let mut chosen = Vec::new();
+    let mut next = from;
+    while next < end {
+        let Some(e) = store.get_by_own_index(next)? else {
             break;
         };
         if e.body.audience.iter().any(|m| m == caller) {
-            let (_, proof) = store.inclusion_proof(i, size)?;
+            chosen.push((next, e));
+        }
+        next += 1;
+    }
+    let indexes: Vec<u64> = chosen.iter().map(|(i, _)| *i).collect();
+    let proofs = store.inclusion_proofs(&indexes, size)?;
+    let out = chosen
+        .into_iter()
+        .zip(proofs)
+        .map(|((_, e), proof)| {
             let withheld: &[String] = e
                 .openings
                 .withheld
                 .iter()
                 .find(|w| w.recipient == caller)
                 .map_or(&[], |w| &w.fields);
-            let openings = lienthong_core::redaction::allowed(&e.openings.openings, withheld);
-            out.push(pb::Delivery {
+            pb::Delivery {
+                openings: lienthong_core::redaction::allowed(&e.openings.openings, withheld),
                 envelope: e.envelope,
-                openings,
                 checkpoint: note.clone(),
                 inclusion_proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
-            });
-        }
-    }
-    Ok((out, end))
+            }
+        })
+        .collect();
+    Ok((out, next))
 }
 
 /// Accepts TLS connections with `config`'s verifier (pinned members on

@@ -38,8 +38,8 @@ pub use cosignature::{
     verify_cosignature, verify_cosignature_in_note,
 };
 pub use merkle::{
-    HashStore, LogError, MAX_PROOF_HASHES, MAX_TREE_SIZE, MemoryHashStore, OverlayHashStore,
-    ProofError, compact_range, consistency_proof, hashes_to_store, inclusion_proof, leaf_hash,
-    tree_root, verify_consistency, verify_inclusion,
+    CachedHashes, HashStore, LogError, MAX_PROOF_HASHES, MAX_TREE_SIZE, MemoryHashStore,
+    OverlayHashStore, ProofError, compact_range, consistency_proof, hashes_to_store,
+    inclusion_proof, leaf_hash, tree_root, verify_consistency, verify_inclusion,
 };
 pub use tlog_tiles::tlog::Hash;

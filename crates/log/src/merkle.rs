@@ -129,6 +129,65 @@ impl<S: HashStore + ?Sized> HashStore for &S {
     }
 }
 
+/// A [`HashStore`] that remembers every hash it has read from another.
+///
+/// Inclusion proofs of neighbouring leaves under one tree size share most
+/// of their hashes (and the hashes of the tree's incomplete right edge):
+/// proving 256 consecutive entries reads a few hundred distinct hashes, not
+/// thousands. Stored hashes never change once written, so a cache can
+/// never be stale; keep one for as long as one batch of proofs.
+#[derive(Debug)]
+pub struct CachedHashes<S> {
+    inner: S,
+    seen: RefCell<HashMap<u64, Hash>>,
+}
+
+impl<S: HashStore> CachedHashes<S> {
+    /// Reads through to `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            seen: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The store it reads through.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: HashStore> HashStore for CachedHashes<S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        let missing: Vec<u64> = {
+            let seen = self.seen.borrow();
+            indexes
+                .iter()
+                .copied()
+                .filter(|i| !seen.contains_key(i))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let found = self.inner.read_hashes(&missing)?;
+            if found.len() != missing.len() {
+                return Err(LogError::Storage(format!(
+                    "the hash store returned {} hashes for {} indexes",
+                    found.len(),
+                    missing.len()
+                )));
+            }
+            self.seen
+                .borrow_mut()
+                .extend(missing.into_iter().zip(found));
+        }
+        let seen = self.seen.borrow();
+        indexes
+            .iter()
+            .map(|i| seen.get(i).copied().ok_or(LogError::MissingHash(*i)))
+            .collect()
+    }
+}
+
 /// Presents a [`HashStore`] as the `HashReader` that `tlog_tiles` expects,
 /// keeping our error: `tlog_tiles` can only carry its own error type through.
 struct Reader<'a, S: ?Sized> {

@@ -487,6 +487,29 @@ impl Store {
         Ok((leaf, lienthong_log::inclusion_proof(index, tree_size, &r)?))
     }
 
+    /// Inclusion proofs of many leaves under one tree size, as
+    /// [`Store::inclusion_proof`] gives them one at a time, reading each
+    /// stored hash once: neighbouring leaves share most of their proofs.
+    pub fn inclusion_proofs(
+        &self,
+        indexes: &[u64],
+        tree_size: u64,
+    ) -> Result<Vec<Vec<Hash>>, StoreError> {
+        let limit = self.latest_checkpoint().map_or(0, |c| c.size);
+        let r = lienthong_log::CachedHashes::new(TreeHashes(&self.inner.db));
+        indexes
+            .iter()
+            .map(|&index| {
+                if tree_size == 0 || tree_size > limit || index >= tree_size {
+                    return Err(StoreError::OutOfRange(format!(
+                        "no inclusion proof for index {index} in a tree of size {tree_size}: need index < tree_size ≤ {limit} (the latest checkpoint)"
+                    )));
+                }
+                Ok(lienthong_log::inclusion_proof(index, tree_size, &r)?)
+            })
+            .collect()
+    }
+
     /// Consistency proof between two tree sizes, both at most the latest
     /// checkpoint.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, StoreError> {

@@ -4,8 +4,9 @@
 use std::cell::Cell;
 
 use lienthong_log::{
-    Hash, HashStore, LogError, MAX_TREE_SIZE, MemoryHashStore, OverlayHashStore, ProofError,
-    consistency_proof, hashes_to_store, inclusion_proof, leaf_hash, tree_root, verify_inclusion,
+    CachedHashes, Hash, HashStore, LogError, MAX_TREE_SIZE, MemoryHashStore, OverlayHashStore,
+    ProofError, consistency_proof, hashes_to_store, inclusion_proof, leaf_hash, tree_root,
+    verify_inclusion,
 };
 
 fn log_of(n: u64) -> MemoryHashStore {
@@ -238,4 +239,49 @@ fn node(left: &lienthong_log::Hash, right: &lienthong_log::Hash) -> lienthong_lo
     h.update(left.0);
     h.update(right.0);
     lienthong_log::Hash(h.finalize().into())
+}
+
+/// Counts the hashes read through it.
+struct Counting<'a>(&'a MemoryHashStore, Cell<usize>);
+
+impl HashStore for Counting<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        self.1.set(self.1.get() + indexes.len());
+        self.0.read_hashes(indexes)
+    }
+}
+
+#[test]
+fn a_cached_store_gives_the_same_proofs_from_far_fewer_reads() {
+    let log = log_of(1000);
+    let size = 997; // not a power of two: proofs need the right edge too
+    let plain = Counting(&log, Cell::new(0));
+    let cached = CachedHashes::new(Counting(&log, Cell::new(0)));
+    for i in 700..size {
+        assert_eq!(
+            inclusion_proof(i, size, &cached).unwrap(),
+            inclusion_proof(i, size, &plain).unwrap(),
+            "proof of {i}"
+        );
+    }
+    let (plain_reads, cached_reads) = (plain.1.get(), cached_inner_reads(&cached));
+    assert!(
+        cached_reads * 4 < plain_reads,
+        "{cached_reads} reads through the cache, {plain_reads} without"
+    );
+    // Errors of the store underneath come through unchanged.
+    let broken = CachedHashes::new(BrokenStore(Cell::new(0)));
+    assert_eq!(
+        inclusion_proof(3, 9, &broken),
+        Err(LogError::Storage("disk on fire".into()))
+    );
+    let short = CachedHashes::new(ShortStore(log_of(16)));
+    assert!(matches!(
+        inclusion_proof(3, 9, &short),
+        Err(LogError::Storage(_))
+    ));
+}
+
+fn cached_inner_reads(c: &CachedHashes<Counting<'_>>) -> usize {
+    c.inner().1.get()
 }
