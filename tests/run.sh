@@ -23,10 +23,12 @@ cargo test --workspace --locked --doc
 echo "== building the previous release's binary for the mixed-version test (tests/previous-release/build.sh)"
 bash tests/previous-release/build.sh
 
-echo "== building the lienthong binary the end-to-end tests run"
+echo "== building the binaries and the tests"
 # cargo test builds a package's binaries only for that package's own
-# integration tests; the e2e tests live in tests/, so build it explicitly.
-cargo build --workspace --locked --bins
+# integration tests; the e2e tests live in tests/, so build them
+# explicitly. With --tests, in one go with the test binaries: the same
+# dependency features as the tests, so nothing is compiled twice.
+cargo build --workspace --locked --bins --tests
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -38,5 +40,7 @@ fi
 echo "== benchmark smoke run (bench --quick; figures are not measurements here)"
 # Checks only that every scenario runs against real nodes; targets are
 # measured by a release run (docs/benchmarks.md), never asserted in CI.
-cargo run --locked -q -p lienthong-tests --bin bench -- --quick --json target/bench-quick.json
+# The bench built above (cargo run -p would resolve other features and
+# compile it again).
+target/debug/bench --quick --json target/bench-quick.json
 

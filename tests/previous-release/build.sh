@@ -35,6 +35,11 @@ git archive "$REV" | tar -x -m -C "$OUT/src"
 # Same code, another binary name.
 sed -i '/^\[\[bin\]\]/{n;s/^name = "lienthong"$/name = "lienthong-prev"/}' "$OUT/src/node/Cargo.toml"
 grep -q '^name = "lienthong-prev"$' "$OUT/src/node/Cargo.toml"
+# Same build settings as this release: the [profile.*] tables come last in
+# both manifests; with the old ones, no dependency would be shared.
+sed -i '/^\[profile\./,$d' "$OUT/src/Cargo.toml"
+sed -n '/^\[profile\./,$p' Cargo.toml >> "$OUT/src/Cargo.toml"
+grep -q '^\[profile\.dev\]' "$OUT/src/Cargo.toml"
 cargo build --locked --manifest-path "$OUT/src/Cargo.toml" -p lienthong --bin lienthong-prev --target-dir target
 cp target/debug/lienthong-prev "$OUT/lienthong-prev"
 echo "$REV" > "$OUT/rev"
