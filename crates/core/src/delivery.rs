@@ -7,7 +7,7 @@
 //! others are not for it), so it never relies on having every leaf: each
 //! entry is proven included on its own.
 
-use crate::entry::{EntryError, VerifiedEntry, verify_envelope};
+use crate::entry::{EntryError, VerifiedEntry};
 use ed25519_dalek::VerifyingKey;
 use lienthong_log::{CheckpointError, Hash, ProofError, VerifiedCheckpoint};
 
@@ -243,7 +243,7 @@ pub fn verify_delivery_under(
     me: &str,
     next_expected: u64,
 ) -> Result<AcceptedDelivery, Rejected> {
-    let (_, body) = crate::entry::decode_envelope(envelope)?;
+    let (env, body) = crate::entry::decode_envelope(envelope)?;
     let version = body.manifest_version;
     let key = author
         .at(version)
@@ -253,7 +253,7 @@ pub fn verify_delivery_under(
             version,
             known: author.known,
         })?;
-    let entry = verify_envelope(envelope, &author.member, key)?;
+    let entry = crate::entry::verify_decoded(envelope, env, body, &author.member, key)?;
     let index = entry.index();
     if index < next_expected {
         return Err(Rejected::Replayed {

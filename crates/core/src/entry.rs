@@ -151,6 +151,19 @@ pub fn verify_envelope(
     author_key: &VerifyingKey,
 ) -> Result<VerifiedEntry, EntryError> {
     let (env, body) = decode_envelope(envelope)?;
+    verify_decoded(envelope, env, body, expected_author, author_key)
+}
+
+/// [`verify_envelope`] of an envelope already decoded by
+/// [`decode_envelope`] (`env` and `body` must be what it returned for
+/// `envelope`), for a caller that needed the body first to choose the key.
+pub(crate) fn verify_decoded(
+    envelope: &[u8],
+    env: Envelope,
+    body: EntryBody,
+    expected_author: &str,
+    author_key: &VerifyingKey,
+) -> Result<VerifiedEntry, EntryError> {
     if body.author != expected_author {
         return Err(EntryError::WrongAuthor {
             expected: expected_author.to_owned(),
