@@ -5,19 +5,35 @@
 //! map đ/Đ to d, lower-case. Tokens are maximal runs of letters and digits.
 
 use unicode_normalization::UnicodeNormalization;
-use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::char::{decompose_canonical, is_combining_mark};
 
 /// Folds text for diacritic- and case-insensitive comparison.
+///
+/// Character by character: lower-case (some upper-case letters lower-case
+/// to a base letter plus a combining mark, which the next step must see),
+/// canonical decomposition, combining marks dropped, đ to d, lower-case
+/// again. That is the whole text's NFD with marks dropped: NFD differs from
+/// per-character decomposition only in the order of characters of non-zero
+/// combining class, and every such character is a combining mark, so it is
+/// dropped either way (a test checks that for every character).
 pub fn fold(text: &str) -> String {
-    // Lower-case first: some upper-case letters lower-case to a base letter
-    // plus a combining mark, which the next step must see.
-    let lower: String = text.chars().flat_map(char::to_lowercase).collect();
-    lower
-        .nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .map(|c| if c == 'đ' || c == 'Đ' { 'd' } else { c })
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
+        for lower in c.to_lowercase() {
+            decompose_canonical(lower, |d| {
+                if is_combining_mark(d) {
+                    return;
+                }
+                let d = if d == 'đ' || d == 'Đ' { 'd' } else { d };
+                out.extend(d.to_lowercase());
+            });
+        }
+    }
+    out
 }
 
 /// Folded words of `text`, in order, duplicates kept.
@@ -33,10 +49,12 @@ pub fn words(text: &str) -> Vec<String> {
 /// `MAX_WORD_CHARS` characters each (longer words are cut, consistently for
 /// indexing and querying).
 pub fn index_words(text: &str) -> Vec<String> {
-    let mut w: Vec<String> = words(text)
-        .into_iter()
-        .map(|w| w.chars().take(MAX_WORD_CHARS).collect())
-        .collect();
+    let mut w = words(text);
+    for word in &mut w {
+        if let Some((cut, _)) = word.char_indices().nth(MAX_WORD_CHARS) {
+            word.truncate(cut);
+        }
+    }
     w.sort();
     w.dedup();
     w
@@ -66,6 +84,47 @@ mod tests {
         );
     }
 
+    /// The whole-text form `fold` is equivalent to.
+    fn fold_whole_text(text: &str) -> String {
+        let lower: String = text.chars().flat_map(char::to_lowercase).collect();
+        lower
+            .nfd()
+            .filter(|c| !is_combining_mark(*c))
+            .map(|c| if c == 'đ' || c == 'Đ' { 'd' } else { c })
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+
+    #[test]
+    fn every_character_reordered_by_nfd_is_a_combining_mark() {
+        // What makes folding character by character equal to folding the
+        // whole text's NFD (see `fold`).
+        let reordered = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .filter(|&c| unicode_normalization::char::canonical_combining_class(c) != 0);
+        for c in reordered {
+            assert!(is_combining_mark(c), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn folding_by_character_equals_folding_the_whole_text() {
+        // Marks in both canonical orders, a letter whose lower case has a
+        // mark (İ), đ, and Vietnamese in NFC and NFD.
+        for s in [
+            "Hàng giả",
+            "ĐỒNG NAI Đ đ",
+            "a\u{0323}\u{0302} a\u{0302}\u{0323}",
+            "İSTANBUL",
+            "Ω Å K",
+            "Mỹ phẩm giả, nhãn hiệu \"Ohui\"!",
+        ] {
+            let nfd: String = s.nfd().collect();
+            assert_eq!(fold(s), fold_whole_text(s), "{s:?}");
+            assert_eq!(fold(&nfd), fold_whole_text(&nfd), "{s:?}");
+        }
+    }
+
     #[test]
     fn nfc_and_nfd_inputs_fold_alike() {
         let nfc_form = "Hàng giả";
@@ -80,6 +139,11 @@ mod tests {
         fn folding_is_idempotent(s in "\\PC{0,40}") {
             let once = fold(&s);
             prop_assert_eq!(fold(&once), once.clone());
+        }
+
+        #[test]
+        fn folding_by_character_equals_folding_the_whole_text_for_any_text(s in "\\PC{0,60}") {
+            prop_assert_eq!(fold(&s), fold_whole_text(&s));
         }
 
         #[test]
