@@ -2,6 +2,7 @@
 //! The steps are numbered in the crate documentation.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -283,6 +284,9 @@ struct State {
     last_created: i64,
     checkpoint_size: u64,
     last_checkpoint: Instant,
+    /// Replication cursors of the authors received from since start: read
+    /// from the store at first sight, kept here after each commit.
+    cursors: HashMap<String, u64>,
 }
 
 fn now_unix_ms() -> i64 {
@@ -328,6 +332,7 @@ impl State {
             last_created,
             checkpoint_size,
             last_checkpoint: Instant::now(),
+            cursors: HashMap::new(),
         })
     }
 
@@ -676,7 +681,27 @@ impl State {
             );
         }
         drop(proofs);
+        // Each author's replication cursor: one past the highest index
+        // stored, never lowered by an entry received out of order.
+        let mut advanced: HashMap<&str, u64> = HashMap::new();
         for (entry, cursor, openings) in &received {
+            let c = match advanced.entry(entry.author()) {
+                Entry::Occupied(c) => c.into_mut(),
+                Entry::Vacant(v) => {
+                    let stored = match self.cursors.get(entry.author()) {
+                        Some(&c) => c,
+                        None => match self.store.replication_cursor(entry.author()) {
+                            Ok(c) => c,
+                            Err(err) => {
+                                drop(overlay);
+                                return Err((err, replies(slots, repeats)));
+                            }
+                        },
+                    };
+                    v.insert(stored)
+                }
+            };
+            *c = (*c).max(entry.index() + 1);
             if !openings.is_empty() {
                 let set = OpeningSet {
                     openings: openings.to_vec(),
@@ -695,10 +720,6 @@ impl State {
                 keys::with_bytes(keys::ID, &entry.id().0),
                 &cursor.to_be_bytes(),
             );
-            batch.insert(
-                keys::with_bytes(keys::REPLICATION, entry.author().as_bytes()),
-                &(entry.index() + 1).to_be_bytes(),
-            );
             mark_retraction(&mut batch, entry.body(), *cursor);
             for t in index_terms(&entry.id().0, entry.body(), openings) {
                 postings
@@ -706,6 +727,12 @@ impl State {
                     .or_default()
                     .extend_from_slice(&cursor.to_be_bytes());
             }
+        }
+        for (author, next) in &advanced {
+            batch.insert(
+                keys::with_bytes(keys::REPLICATION, author.as_bytes()),
+                &next.to_be_bytes(),
+            );
         }
         // One posting block per term per group, keyed by its first cursor:
         // far fewer keys than one per (term, entry), which was most of the
@@ -769,6 +796,9 @@ impl State {
         }
 
         // Step 8: publish, then answer.
+        for (author, next) in advanced {
+            self.cursors.insert(author.to_owned(), next);
+        }
         self.durable = new;
         self.last_created = now;
         if let Some(cp) = checkpoint {
