@@ -57,8 +57,38 @@ pub fn lienthong(args: &[&str]) -> Result<std::process::Output> {
         .context("running lienthong")
 }
 
-/// A free port on 127.0.0.1 (the kernel's choice; tests only use loopback).
+/// A port free on 127.0.0.1 now, for a node to bind a moment later (tests
+/// only use loopback).
+///
+/// Chosen below the kernel's ephemeral range: a port the kernel picks for
+/// `bind(0)` comes from that range, which is also where every outgoing
+/// connection takes its local port, and with a federation of nodes dialling
+/// each other one of those sometimes took the port before the node bound
+/// it ("Address already in use"). Ports are handed out in turn from a
+/// start that depends on the process id, so test processes running at the
+/// same time walk different stretches.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST);
+    if span >= 1_000 {
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let k = TAKEN.fetch_add(1, Ordering::Relaxed);
+            let Ok(port) = u16::try_from(LOWEST + (start + k) % span) else {
+                continue;
+            };
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+    // No room below the ephemeral range: the kernel's choice.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -703,5 +733,28 @@ impl Node {
         anyhow::ensure!(found, "no interval_ms in {}", self.config().display());
         std::fs::write(self.config(), out)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let ephemeral_start: u16 =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .ok()
+                .and_then(|r| r.split_whitespace().next()?.parse().ok())
+                .unwrap_or(32_768);
+        let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port handed out twice");
+        for p in ports {
+            if ephemeral_start >= 11_000 {
+                assert!((10_000..ephemeral_start).contains(&p), "{p}");
+            }
+            std::net::TcpListener::bind(("127.0.0.1", p)).expect("bindable");
+        }
     }
 }
