@@ -284,9 +284,6 @@ struct State {
     last_created: i64,
     checkpoint_size: u64,
     last_checkpoint: Instant,
-    /// Replication cursors of the authors received from since start: read
-    /// from the store at first sight, kept here after each commit.
-    cursors: HashMap<String, u64>,
 }
 
 fn now_unix_ms() -> i64 {
@@ -332,7 +329,6 @@ impl State {
             last_created,
             checkpoint_size,
             last_checkpoint: Instant::now(),
-            cursors: HashMap::new(),
         })
     }
 
@@ -687,19 +683,14 @@ impl State {
         for (entry, cursor, openings) in &received {
             let c = match advanced.entry(entry.author()) {
                 Entry::Occupied(c) => c.into_mut(),
-                Entry::Vacant(v) => {
-                    let stored = match self.cursors.get(entry.author()) {
-                        Some(&c) => c,
-                        None => match self.store.replication_cursor(entry.author()) {
-                            Ok(c) => c,
-                            Err(err) => {
-                                drop(overlay);
-                                return Err((err, replies(slots, repeats)));
-                            }
-                        },
-                    };
-                    v.insert(stored)
-                }
+                // One read per author per group.
+                Entry::Vacant(v) => match self.store.replication_cursor(entry.author()) {
+                    Ok(stored) => v.insert(stored),
+                    Err(err) => {
+                        drop(overlay);
+                        return Err((err, replies(slots, repeats)));
+                    }
+                },
             };
             *c = (*c).max(entry.index() + 1);
             if !openings.is_empty() {
@@ -796,9 +787,6 @@ impl State {
         }
 
         // Step 8: publish, then answer.
-        for (author, next) in advanced {
-            self.cursors.insert(author.to_owned(), next);
-        }
         self.durable = new;
         self.last_created = now;
         if let Some(cp) = checkpoint {
