@@ -69,13 +69,9 @@ pub fn lienthong(args: &[&str]) -> Result<std::process::Output> {
 /// same time walk different stretches.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    const LOWEST: u32 = 10_000;
+    const LOWEST: u32 = LOWEST_FREE_PORT as u32;
     static TAKEN: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let span = ephemeral_start.saturating_sub(LOWEST);
+    let span = u32::from(ephemeral_port_start()).saturating_sub(LOWEST);
     if span >= 1_000 {
         let start = std::process::id().wrapping_mul(7_919) % span;
         for _ in 0..span {
@@ -93,6 +89,18 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// The lowest port [`free_port`] hands out: clear of well-known services.
+const LOWEST_FREE_PORT: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (Linux's default if it
+/// cannot be read).
+fn ephemeral_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// One node: its directory and, while running, its process.
@@ -740,19 +748,18 @@ impl Node {
 mod tests {
     #[test]
     fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
-        let ephemeral_start: u16 =
-            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-                .ok()
-                .and_then(|r| r.split_whitespace().next()?.parse().ok())
-                .unwrap_or(32_768);
+        let ephemeral_start = super::ephemeral_port_start();
         let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
         let mut unique = ports.clone();
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ports.len(), "a port handed out twice");
         for p in ports {
-            if ephemeral_start >= 11_000 {
-                assert!((10_000..ephemeral_start).contains(&p), "{p}");
+            if ephemeral_start >= super::LOWEST_FREE_PORT + 1_000 {
+                assert!(
+                    (super::LOWEST_FREE_PORT..ephemeral_start).contains(&p),
+                    "{p}"
+                );
             }
             std::net::TcpListener::bind(("127.0.0.1", p)).expect("bindable");
         }
