@@ -3,8 +3,14 @@
 pub const META: u8 = b'M';
 pub const ENTRY: u8 = b'E';
 pub const ID: u8 = b'I';
+/// Format 1 only: one key per own feed index (read by the upgrade).
 pub const FEED: u8 = b'F';
+/// Format 1 only: one key per stored hash (read by the upgrade).
 pub const HASH: u8 = b'H';
+/// Own feed positions, 64 to a value (`packed` module).
+pub const FEED_PACKED: u8 = b'f';
+/// Own feed stored Merkle hashes, 64 to a value (`packed` module).
+pub const HASH_PACKED: u8 = b'h';
 pub const REFERENCE: u8 = b'R';
 pub const TERM: u8 = b'T';
 pub const CHECKPOINT: u8 = b'C';

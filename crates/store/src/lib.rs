@@ -36,8 +36,8 @@
 //! | `M` | name | meta value (`format`, `member`, `origin`, `feed_size`, `next_cursor`, `terms_version`: see the `reindex` module) |
 //! | `E` | cursor u64 BE | record: version, verification, stored time, envelope |
 //! | `I` | entry id (32) | cursor |
-//! | `F` | own feed index u64 BE | cursor |
-//! | `H` | stored-hash index u64 BE | hash (32) |
+//! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
+//! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
 //! | `R` | reference | cursor |
 //! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending (one block per term per group commit) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
@@ -52,9 +52,11 @@
 
 mod error;
 mod keys;
+mod packed;
 mod read;
 mod reindex;
 mod store;
+mod upgrade;
 mod witness;
 pub mod writer;
 
@@ -67,5 +69,7 @@ pub use store::{
 pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
-/// Version of the on-disk layout written by this code.
-pub const STORE_FORMAT: u32 = 1;
+/// Version of the on-disk layout written by this code. Format 1 (releases
+/// up to 0.2.0) is upgraded at open (`upgrade` module); later ones are
+/// refused.
+pub const STORE_FORMAT: u32 = 2;

@@ -201,7 +201,10 @@ impl Store {
         if index >= self.durable().feed_size {
             return Ok(None);
         }
-        self.get_via(&keys::with_u64(keys::FEED, index))
+        match crate::packed::POSITIONS.reader(self.db()).get_u64(index)? {
+            None => Ok(None),
+            Some(c) => self.get_by_cursor(c),
+        }
     }
 
     /// The entry created for a submitting system's reference, if durable.

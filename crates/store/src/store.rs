@@ -111,7 +111,7 @@ impl Store {
             problem,
         };
 
-        match db.get(keys::meta("format"))? {
+        let format = match db.get(keys::meta("format"))? {
             None => {
                 if db.scan_prefix([keys::ENTRY]).next().is_some() {
                     return Err(mismatch(
@@ -122,6 +122,7 @@ impl Store {
                 db.insert(keys::meta("member"), opts.member.as_bytes())?;
                 db.insert(keys::meta("origin"), opts.origin.as_bytes())?;
                 crate::reindex::mark_current(&db)?;
+                STORE_FORMAT
             }
             Some(v) => {
                 let format = u32::from_be_bytes(
@@ -129,9 +130,9 @@ impl Store {
                         .try_into()
                         .map_err(|_| mismatch("has an unreadable format marker".into()))?,
                 );
-                if format != STORE_FORMAT {
+                if format == 0 || format > STORE_FORMAT {
                     return Err(mismatch(format!(
-                        "has layout version {format}; this lienthong reads version {STORE_FORMAT}: use the matching release"
+                        "has layout version {format}; this lienthong reads versions 1 to {STORE_FORMAT}: use the matching release"
                     )));
                 }
                 let member = db
@@ -154,8 +155,9 @@ impl Store {
                         opts.origin
                     )));
                 }
+                format
             }
-        }
+        };
         let durable = Durable {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,
@@ -173,6 +175,9 @@ impl Store {
                 commit_lock: Mutex::new(()),
             }),
         };
+        // A store of an older release's layout is brought to this one's
+        // before anything reads it.
+        crate::upgrade::upgrade(&store.inner.db, format, durable.feed_size, || store.sync())?;
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
         store.check_last_checkpoint(&opts.verifying_keys, cp.as_ref())?;
@@ -197,15 +202,13 @@ impl Store {
             feed with `lienthong feed verify`";
 
         // The newest entries must hash to the stored leaves.
+        let mut positions = crate::packed::POSITIONS.reader(db);
         for index in size.saturating_sub(TAIL_CHECK)..size {
-            let cursor = db
-                .get(keys::with_u64(keys::FEED, index))?
-                .and_then(|v| keys::tail_u64(&v))
-                .ok_or_else(|| {
-                    StoreError::Integrity(format!(
-                        "feed index {index} is missing but the feed has {size} entries: {recover}"
-                    ))
-                })?;
+            let cursor = positions.get_u64(index)?.ok_or_else(|| {
+                StoreError::Integrity(format!(
+                    "feed index {index} is missing but the feed has {size} entries: {recover}"
+                ))
+            })?;
             let record = db
                 .get(keys::with_u64(keys::ENTRY, cursor))?
                 .ok_or_else(|| {
@@ -543,16 +546,15 @@ pub(crate) struct TreeHashes<'a>(pub(crate) &'a sled::Tree);
 
 impl HashStore for TreeHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, LogError> {
+        let mut hashes = crate::packed::HASHES.reader(self.0);
         indexes
             .iter()
             .map(|&i| {
-                let v = self
-                    .0
-                    .get(keys::with_u64(keys::HASH, i))
-                    .map_err(|e| LogError::Storage(e.to_string()))?;
-                let v = v.ok_or(LogError::MissingHash(i))?;
-                let arr: [u8; 32] = v
-                    .as_ref()
+                let h = hashes
+                    .get(i)
+                    .map_err(|e| LogError::Storage(e.to_string()))?
+                    .ok_or(LogError::MissingHash(i))?;
+                let arr: [u8; 32] = h
                     .try_into()
                     .map_err(|_| LogError::Storage(format!("stored hash {i} is not 32 bytes")))?;
                 Ok(Hash(arr))

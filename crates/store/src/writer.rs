@@ -615,6 +615,11 @@ impl State {
         let mut postings: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
             std::collections::BTreeMap::new();
         let stored_ms = now_unix_ms();
+        // The group's stored hashes and feed positions, appended to the
+        // packed values after the loop.
+        let first_hash = tlog_tiles::tlog::stored_hash_index(0, start_size);
+        let mut new_hashes = Vec::with_capacity(64 * signed.len());
+        let mut new_positions = Vec::with_capacity(8 * signed.len());
         for (k, e) in signed.iter().enumerate() {
             let index = start_size + k as u64;
             let cursor = own_cursors[k];
@@ -627,15 +632,16 @@ impl State {
                 }
             };
             for (i, h) in hashes {
+                debug_assert_eq!(i, first_hash + (new_hashes.len() / 32) as u64);
                 overlay.insert(i, h);
-                batch.insert(&keys::with_u64(keys::HASH, i), &h.0);
+                new_hashes.extend_from_slice(&h.0);
             }
             batch.insert(
                 &keys::with_u64(keys::ENTRY, cursor),
                 encode_record(Verification::AuthoredHere, stored_ms, e.envelope()),
             );
             batch.insert(keys::with_bytes(keys::ID, &e.id().0), &cursor.to_be_bytes());
-            batch.insert(&keys::with_u64(keys::FEED, index), &cursor.to_be_bytes());
+            new_positions.extend_from_slice(&cursor.to_be_bytes());
             if let Some(r) = &own_refs[k] {
                 batch.insert(
                     keys::with_bytes(keys::REFERENCE, r.as_bytes()),
@@ -660,6 +666,15 @@ impl State {
                     .or_default()
                     .extend_from_slice(&cursor.to_be_bytes());
             }
+        }
+        let appended = crate::packed::HASHES
+            .append(db, &mut batch, first_hash, &new_hashes)
+            .and_then(|()| {
+                crate::packed::POSITIONS.append(db, &mut batch, start_size, &new_positions)
+            });
+        if let Err(err) = appended {
+            drop(overlay);
+            return Err((err, replies(slots, repeats)));
         }
         // What the author showed: its checkpoint (once per size) and the
         // inclusion proof, so this node can prove it later (audit export).

@@ -272,16 +272,15 @@ fn open_raw(dir: &Path) -> sled::Db {
     }
 }
 
-fn hash_key(level: u8, n: u64) -> Vec<u8> {
-    let mut k = vec![b'H'];
-    k.extend_from_slice(&tlog_tiles::tlog::stored_hash_index(level, n).to_be_bytes());
-    k
-}
-
-fn flip(db: &sled::Db, key: &[u8]) {
-    let mut v = db.get(key).unwrap().expect("key exists").to_vec();
-    v[0] ^= 1;
-    db.insert(key, v).unwrap();
+/// Flips a bit of the stored hash of node `n` at `level` (64 hashes to
+/// a `h` value).
+fn flip_hash(db: &sled::Db, level: u8, n: u64) {
+    let index = tlog_tiles::tlog::stored_hash_index(level, n);
+    let mut k = vec![b'h'];
+    k.extend_from_slice(&(index / 64).to_be_bytes());
+    let mut v = db.get(&k).unwrap().expect("key exists").to_vec();
+    v[(index % 64) as usize * 32] ^= 1;
+    db.insert(k, v).unwrap();
 }
 
 #[test]
@@ -291,9 +290,7 @@ fn an_untouched_store_opens() {
 
 #[test]
 fn a_changed_leaf_hash_is_detected_on_open() {
-    let e = open_after(|db| flip(db, &hash_key(0, 7)))
-        .err()
-        .expect("refused");
+    let e = open_after(|db| flip_hash(db, 0, 7)).err().expect("refused");
     assert!(
         e.to_string().contains("does not hash to its Merkle leaf"),
         "{e}"
@@ -302,9 +299,7 @@ fn a_changed_leaf_hash_is_detected_on_open() {
 
 #[test]
 fn a_changed_interior_hash_is_detected_on_open() {
-    let e = open_after(|db| flip(db, &hash_key(3, 0)))
-        .err()
-        .expect("refused");
+    let e = open_after(|db| flip_hash(db, 3, 0)).err().expect("refused");
     assert!(e.to_string().contains("Merkle root at size 8"), "{e}");
 }
 
@@ -343,6 +338,189 @@ fn a_store_of_another_layout_version_is_refused_naming_the_release_to_use() {
         )) && text.contains("use the matching release"),
         "{e}"
     );
+}
+
+/// Packed values of the own feed (`h` hashes, `f` positions) with the
+/// old prefix and item width of each.
+const PACKED: [(u8, u8, usize); 2] = [(b'h', b'H', 32), (b'f', b'F', 8)];
+
+/// Rewrites a store of this release into layout 1, as releases up to
+/// 0.2.0 wrote it: one key per stored hash (`H`) and per feed position
+/// (`F`), format marker 1.
+fn to_format_1(db: &sled::Db) {
+    for (packed, old, width) in PACKED {
+        let values: Vec<_> = db.scan_prefix([packed]).map(Result::unwrap).collect();
+        assert!(!values.is_empty());
+        for (k, v) in values {
+            let n = u64::from_be_bytes(k[1..].try_into().unwrap());
+            for (j, item) in v.chunks(width).enumerate() {
+                let mut key = vec![old];
+                key.extend_from_slice(&(n * 64 + j as u64).to_be_bytes());
+                db.insert(key, item).unwrap();
+            }
+            db.remove(k).unwrap();
+        }
+    }
+    db.insert(b"Mformat", &1u32.to_be_bytes()).unwrap();
+}
+
+/// Every key and value under the given prefixes.
+fn raw_records(dir: &Path, prefixes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = open_raw(dir);
+    prefixes
+        .iter()
+        .flat_map(|p| db.scan_prefix([*p]).map(Result::unwrap))
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+/// The store at `dir` serves exactly the feed `ids`: every entry by its
+/// index, and the root and inclusion proofs of several sizes.
+fn serves_the_feed(store: &Store, ids: &[Hash]) {
+    let mut model = MemoryHashStore::new();
+    for (i, id) in ids.iter().enumerate() {
+        let e = store.get_by_own_index(i as u64).unwrap().expect("entry");
+        assert_eq!(e.id.0, id.0, "feed index {i}");
+        model.append(*id).unwrap();
+    }
+    let n = ids.len() as u64;
+    for size in [1, 63, 64, 65, 127, 128, 129, n - 1, n]
+        .into_iter()
+        .filter(|s| *s <= n)
+    {
+        let root = store.root_at(size).unwrap();
+        let at = size / 2;
+        let (leaf, proof) = store.inclusion_proof(at, size).unwrap();
+        assert_eq!(leaf, ids[at as usize]);
+        lienthong_log::verify_inclusion(at, size, leaf, &proof, root)
+            .unwrap_or_else(|e| panic!("proof of {at} in {size}: {e}"));
+    }
+    assert_eq!(store.root_at(n).unwrap(), model.root().unwrap());
+}
+
+/// A store written in layout 1 (one key per stored hash and feed
+/// position) is packed at open: the same feed is served, the packed values
+/// are byte for byte what this release writes, the old keys are gone, and
+/// the feed grows on from there.
+#[test]
+fn a_store_of_layout_1_is_upgraded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 150, Category::Counterfeit, "24", "rượu giả");
+    let packed = raw_records(dir.path(), &[b'h', b'f']);
+    assert_eq!(packed.len(), 5 + 3, "299 hashes and 150 positions");
+    {
+        let db = open_raw(dir.path());
+        to_format_1(&db);
+        db.flush().unwrap();
+    }
+    let store = open(dir.path()).unwrap();
+    let ids: Vec<Hash> = (0..150)
+        .map(|i| Hash(store.get_by_own_index(i).unwrap().unwrap().id.0))
+        .collect();
+    serves_the_feed(&store, &ids);
+    drop(store);
+    assert_eq!(raw_records(dir.path(), &[b'h', b'f']), packed);
+    assert!(
+        raw_records(dir.path(), b"HF").is_empty(),
+        "old keys removed"
+    );
+    assert_eq!(
+        raw_records(dir.path(), b"M")
+            .into_iter()
+            .find(|(k, _)| k == b"Mformat")
+            .map(|(_, v)| v),
+        Some(lienthong_store::STORE_FORMAT.to_be_bytes().to_vec())
+    );
+
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    let mut ids = ids;
+    rt().block_on(async {
+        for i in 150..170 {
+            let a = w
+                .append(alert(&format!("r{i}"), Category::Counterfeit, "24", "x"))
+                .await
+                .unwrap();
+            assert_eq!(a.index, i);
+            ids.push(Hash(store.get_by_own_index(i).unwrap().unwrap().id.0));
+        }
+    });
+    w.shutdown();
+    drop(store);
+    serves_the_feed(&open(dir.path()).unwrap(), &ids);
+}
+
+/// An upgrade cut off at any step finishes at the next open: killed while
+/// packing (layout 1 still recorded, some values written, one of them
+/// half), or after recording layout 2 with old keys left.
+#[test]
+fn an_interrupted_upgrade_finishes_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 100, Category::Smuggling, "20", "thuốc lá");
+    let packed = raw_records(dir.path(), &[b'h', b'f']);
+    let expect_ids: Vec<Hash> = {
+        let store = open(dir.path()).unwrap();
+        (0..100)
+            .map(|i| Hash(store.get_by_own_index(i).unwrap().unwrap().id.0))
+            .collect()
+    };
+    // Killed while packing: layout 1, the first hash value written, the
+    // last position value half written.
+    {
+        let db = open_raw(dir.path());
+        to_format_1(&db);
+        let (k, v) = &packed[0];
+        db.insert(k, v.as_slice()).unwrap();
+        let (k, v) = packed.last().unwrap();
+        db.insert(k, &v[..8]).unwrap();
+        db.flush().unwrap();
+    }
+    serves_the_feed(&open(dir.path()).unwrap(), &expect_ids);
+    assert_eq!(raw_records(dir.path(), &[b'h', b'f']), packed);
+    assert!(raw_records(dir.path(), b"HF").is_empty());
+    // Killed while removing the old keys: layout 2 recorded, both there.
+    {
+        let db = open_raw(dir.path());
+        to_format_1(&db);
+        for (k, v) in &packed {
+            db.insert(k, v.as_slice()).unwrap();
+        }
+        db.insert(b"Mformat", &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    serves_the_feed(&open(dir.path()).unwrap(), &expect_ids);
+    assert_eq!(raw_records(dir.path(), &[b'h', b'f']), packed);
+    assert!(raw_records(dir.path(), b"HF").is_empty());
+}
+
+/// A layout 1 store with a hole in its hashes or positions is refused by
+/// the upgrade, naming the missing record, and left as it was.
+#[test]
+fn a_layout_1_store_with_a_missing_record_is_refused() {
+    for (old, index) in [(b'H', 100u64), (b'F', 7)] {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path(), 70, Category::Smuggling, "20", "thuốc lá");
+        {
+            let db = open_raw(dir.path());
+            to_format_1(&db);
+            let mut k = vec![old];
+            k.extend_from_slice(&index.to_be_bytes());
+            db.remove(k).unwrap().expect("record exists");
+            db.flush().unwrap();
+        }
+        let e = open(dir.path()).err().expect("refused");
+        let text = e.to_string();
+        assert!(
+            matches!(e, StoreError::Integrity(_))
+                && text.contains(&format!("'{}' record {index} is missing", old as char)),
+            "{text}"
+        );
+        let left = raw_records(dir.path(), &[b'M', old]);
+        assert!(
+            left.iter()
+                .any(|(k, v)| k == b"Mformat" && v == &1u32.to_be_bytes())
+        );
+    }
 }
 
 /// Issue 9 item 6: indexes built by other code (a store of the previous
