@@ -120,7 +120,7 @@ impl Packed {
         for item in items.chunks_exact(self.width) {
             value.extend_from_slice(item);
             index += 1;
-            if index % PER_VALUE == 0 {
+            if index.is_multiple_of(PER_VALUE) {
                 batch.insert(&self.key(index - 1), std::mem::take(&mut value));
             }
         }

@@ -105,11 +105,11 @@ fn pack(db: &sled::Tree, old_prefix: u8, into: Packed) -> Result<u64, StoreError
         }
         items.extend_from_slice(&v);
         next += 1;
-        if next % packed::PER_VALUE == 0 {
+        if next.is_multiple_of(packed::PER_VALUE) {
             into.append(db, &mut batch, next - packed::PER_VALUE, &items)?;
             items.clear();
             values += 1;
-            if values % 1024 == 0 {
+            if values.is_multiple_of(1024) {
                 db.apply_batch(std::mem::take(&mut batch))?;
             }
         }
@@ -127,7 +127,7 @@ fn remove_prefix(db: &sled::Tree, prefix: u8) -> Result<u64, StoreError> {
     for k in db.scan_prefix([prefix]).keys() {
         batch.remove(k?);
         n += 1;
-        if n % REMOVE_BATCH as u64 == 0 {
+        if n.is_multiple_of(REMOVE_BATCH as u64) {
             db.apply_batch(std::mem::take(&mut batch))?;
         }
     }
