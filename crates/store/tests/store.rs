@@ -406,7 +406,7 @@ fn serves_the_feed(store: &Store, ids: &[Hash]) {
 fn a_store_of_layout_1_is_upgraded_at_open() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 150, Category::Counterfeit, "24", "rượu giả");
-    let packed = raw_records(dir.path(), &[b'h', b'f']);
+    let packed = raw_records(dir.path(), b"hf");
     assert_eq!(packed.len(), 5 + 3, "299 hashes and 150 positions");
     {
         let db = open_raw(dir.path());
@@ -419,7 +419,7 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
         .collect();
     serves_the_feed(&store, &ids);
     drop(store);
-    assert_eq!(raw_records(dir.path(), &[b'h', b'f']), packed);
+    assert_eq!(raw_records(dir.path(), b"hf"), packed);
     assert!(
         raw_records(dir.path(), b"HF").is_empty(),
         "old keys removed"
@@ -457,7 +457,7 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
 fn an_interrupted_upgrade_finishes_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 100, Category::Smuggling, "20", "thuốc lá");
-    let packed = raw_records(dir.path(), &[b'h', b'f']);
+    let packed = raw_records(dir.path(), b"hf");
     let expect_ids: Vec<Hash> = {
         let store = open(dir.path()).unwrap();
         (0..100)
@@ -476,7 +476,7 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
         db.flush().unwrap();
     }
     serves_the_feed(&open(dir.path()).unwrap(), &expect_ids);
-    assert_eq!(raw_records(dir.path(), &[b'h', b'f']), packed);
+    assert_eq!(raw_records(dir.path(), b"hf"), packed);
     assert!(raw_records(dir.path(), b"HF").is_empty());
     // Killed while removing the old keys: layout 2 recorded, both there.
     {
@@ -489,7 +489,7 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
         db.flush().unwrap();
     }
     serves_the_feed(&open(dir.path()).unwrap(), &expect_ids);
-    assert_eq!(raw_records(dir.path(), &[b'h', b'f']), packed);
+    assert_eq!(raw_records(dir.path(), b"hf"), packed);
     assert!(raw_records(dir.path(), b"HF").is_empty());
 }
 
