@@ -21,7 +21,7 @@ use lienthong_core::terms::TERMS_VERSION;
 use crate::StoreError;
 use crate::keys;
 use crate::read::decode_record;
-use crate::writer::{index_terms, insert_posting_block, mark_retraction};
+use crate::writer::{add_postings, index_terms, mark_retraction};
 
 /// Entries per batch (and per posting block) while rebuilding.
 const CHUNK: usize = 4096;
@@ -107,7 +107,7 @@ fn index_chunk(db: &sled::Tree, chunk: &[(u64, Vec<u8>)]) -> Result<u64, StoreEr
     }
     // Cursors arrive in ascending order: each block is sorted already.
     for (term, cursors) in postings {
-        insert_posting_block(&mut batch, &term, &cursors);
+        add_postings(db, &mut batch, &term, &cursors)?;
     }
     db.apply_batch(batch)?;
     Ok(chunk.len() as u64)

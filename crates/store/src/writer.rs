@@ -740,9 +740,11 @@ impl State {
                 &next.to_be_bytes(),
             );
         }
-        // One posting block per term per group, keyed by its first cursor:
-        // far fewer keys than one per (term, entry), which was most of the
-        // writer's time.
+        // Postings go in blocks of up to 128 cursors keyed by their first
+        // cursor (`add_postings`): far fewer keys than one per (term,
+        // entry), which was most of the writer's time, or one per (term,
+        // group), which was most of the keys of a node taking alerts one
+        // at a time.
         for (term, cursors) in postings {
             // Own entries and received ones interleave: sort each block.
             let mut list: Vec<u64> = cursors
@@ -750,7 +752,10 @@ impl State {
                 .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
                 .collect();
             list.sort_unstable();
-            insert_posting_block(&mut batch, &term, &list);
+            if let Err(err) = add_postings(db, &mut batch, &term, &list) {
+                drop(overlay);
+                return Err((err, replies(slots, repeats)));
+            }
         }
         let new = Durable {
             feed_size: start_size + signed.len() as u64,
@@ -936,10 +941,53 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
 }
 
 /// One posting block of `term`: `sorted` cursors, keyed by the first.
-pub(crate) fn insert_posting_block(batch: &mut sled::Batch, term: &[u8], sorted: &[u64]) {
-    let first = sorted.first().copied().unwrap_or_default();
-    let bytes: Vec<u8> = sorted.iter().flat_map(|c| c.to_be_bytes()).collect();
-    batch.insert(keys::posting(term, first), bytes);
+/// Cursors a posting block holds at most: 1 KiB, so a sled leaf of 16
+/// blocks stays small to rebuild and far below the size at which sled
+/// moves a page into a file of its own.
+pub(crate) const BLOCK_CURSORS: usize = 128;
+
+/// Adds `sorted` (ascending cursors, all above every cursor already posted
+/// under `term`) to the postings of `term`: first into the term's last
+/// block, up to [`BLOCK_CURSORS`], then in new blocks of at most that
+/// many.
+///
+/// Filling the last block, rather than adding one block per group, keeps
+/// the number of keys near postings / 128. With one block per group, a
+/// node taking one alert at a time wrote one key per word of every alert,
+/// and sled's memory grows with its keys.
+pub(crate) fn add_postings(
+    db: &sled::Tree,
+    batch: &mut sled::Batch,
+    term: &[u8],
+    sorted: &[u64],
+) -> Result<(), StoreError> {
+    let mut rest = sorted;
+    let Some(&first) = rest.first() else {
+        return Ok(());
+    };
+    if let Some((key, block)) = db
+        .scan_prefix(keys::term_prefix(term))
+        .next_back()
+        .transpose()?
+    {
+        let held = block.len() / 8;
+        // Only ever appended above its last cursor: blocks stay ascending
+        // and disjoint, which `term_has` relies on.
+        let above = keys::tail_u64(&block).is_some_and(|last| last < first);
+        if held < BLOCK_CURSORS && above && block.len().is_multiple_of(8) {
+            let (now, later) = rest.split_at((BLOCK_CURSORS - held).min(rest.len()));
+            let mut grown = Vec::with_capacity(block.len() + 8 * now.len());
+            grown.extend_from_slice(&block);
+            grown.extend(now.iter().flat_map(|c| c.to_be_bytes()));
+            batch.insert(key, grown);
+            rest = later;
+        }
+    }
+    for block in rest.chunks(BLOCK_CURSORS) {
+        let bytes: Vec<u8> = block.iter().flat_map(|c| c.to_be_bytes()).collect();
+        batch.insert(keys::posting(term, block[0]), bytes);
+    }
+    Ok(())
 }
 
 /// Marks the target of a retraction, in the same batch as the retraction

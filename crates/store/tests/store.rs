@@ -340,6 +340,86 @@ fn a_store_of_another_layout_version_is_refused_naming_the_release_to_use() {
     );
 }
 
+/// Postings fill blocks of 128 cursors whatever the group size: 300
+/// alerts taken one at a time (one group each) make 3 blocks for a term
+/// they all carry, not 300, and queries that cross block boundaries, as
+/// the driving term or as the term checked per candidate, match a naive
+/// scan.
+#[test]
+fn postings_fill_blocks_of_128_when_alerts_come_one_at_a_time() {
+    const CATS: [Category; 3] = [
+        Category::Smuggling,
+        Category::Counterfeit,
+        Category::FoodSafety,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    let cursors: Vec<u64> = rt().block_on(async {
+        let mut out = Vec::new();
+        for i in 0..300usize {
+            let prov = if i.is_multiple_of(2) { "20" } else { "24" };
+            let a = alert(&format!("r{i}"), CATS[i % 3], prov, "Thuốc lá lậu");
+            out.push(w.append(a).await.unwrap().cursor);
+        }
+        out
+    });
+    let word = query_words("thuốc").remove(0);
+    for (groups, keep) in [
+        (
+            vec![vec![Term::province("20")], vec![word.clone()]],
+            Box::new(|i: usize| i.is_multiple_of(2)) as Box<dyn Fn(usize) -> bool>,
+        ),
+        (
+            vec![
+                vec![Term::category(CATS[1] as i32)],
+                vec![Term::province("24")],
+            ],
+            Box::new(|i: usize| i % 3 == 1 && i % 2 == 1),
+        ),
+    ] {
+        let mut expected: Vec<u64> = (0..300).filter(|i| keep(*i)).map(|i| cursors[i]).collect();
+        expected.reverse();
+        let mut got = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .query(&Query {
+                    groups: groups.clone(),
+                    before_cursor: before,
+                    limit: 40,
+                    max_scan: 1000,
+                    ..Query::default()
+                })
+                .unwrap();
+            got.extend(page.entries.iter().map(|e| e.cursor));
+            match page.next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        assert_eq!(got, expected);
+    }
+    w.shutdown();
+    drop(store);
+    let db = open_raw(dir.path());
+    let blocks = |term: &Term| -> Vec<usize> {
+        let mut prefix = vec![b'T'];
+        prefix.extend_from_slice(&u16::try_from(term.0.len()).unwrap().to_be_bytes());
+        prefix.extend_from_slice(&term.0);
+        let mut sizes = Vec::new();
+        for kv in db.scan_prefix(&prefix) {
+            let (k, v) = kv.unwrap();
+            assert_eq!(k.len(), prefix.len() + 8, "a block key of this term");
+            sizes.push(v.len() / 8);
+        }
+        sizes
+    };
+    assert_eq!(blocks(&word), [128, 128, 44]);
+    assert_eq!(blocks(&Term::province("20")), [128, 22]);
+    assert_eq!(blocks(&Term::category(CATS[1] as i32)), [100]);
+}
+
 /// Packed values of the own feed (`h` hashes, `f` positions) with the
 /// old prefix and item width of each.
 const PACKED: [(u8, u8, usize); 2] = [(b'h', b'H', 32), (b'f', b'F', 8)];

@@ -47,6 +47,34 @@ impl Filled {
     }
 }
 
+/// The sled keys of the (stopped) node's store by kind (first byte of
+/// the key; crates/store/src/lib.rs lists them): sled's memory grows with
+/// the number of keys, loaded or not.
+fn key_census(store: &Path, entries: u64) -> Result<String> {
+    // No background flusher: the file lock is released when `db` drops,
+    // before the node starts again.
+    let db = sled::Config::new()
+        .path(store)
+        .cache_capacity(8 << 20)
+        .flush_every_ms(None)
+        .open()
+        .with_context(|| format!("open {} to count its keys", store.display()))?;
+    let mut count = std::collections::BTreeMap::<u8, u64>::new();
+    for k in db.iter().keys() {
+        *count.entry(k?.first().copied().unwrap_or(0)).or_default() += 1;
+    }
+    let total: u64 = count.values().sum();
+    let kinds: Vec<String> = count
+        .iter()
+        .map(|(k, n)| format!("{} {n}", char::from(*k)))
+        .collect();
+    Ok(format!(
+        "store keys: {total} ({:.2} per entry): {}",
+        total as f64 / entries.max(1) as f64,
+        kinds.join(" · ")
+    ))
+}
+
 /// A node with an empty store, measured once per run: the floor the
 /// filled node's start time and memory are compared with.
 #[derive(Debug, Clone, Copy)]
@@ -254,6 +282,8 @@ pub async fn memory(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     }
     let author = f.author();
     author.stop()?;
+    let census = key_census(&author.path().join("store"), n)?;
+    s.note(census);
     author.start()?;
     f.restarted = true;
     tokio::time::sleep(settle).await;
