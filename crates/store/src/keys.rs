@@ -12,12 +12,7 @@ pub const FEED_PACKED: u8 = b'f';
 /// Own feed stored Merkle hashes, 64 to a value (`packed` module).
 pub const HASH_PACKED: u8 = b'h';
 pub const REFERENCE: u8 = b'R';
-/// Postings of a term in full blocks (and, in stores of 0.2.0 and older,
-/// one block per group commit).
 pub const TERM: u8 = b'T';
-/// The newest postings of a term, in small blocks until they fill a `T`
-/// block (`writer::add_postings`).
-pub const TERM_TAIL: u8 = b'U';
 pub const CHECKPOINT: u8 = b'C';
 pub const REPLICATION: u8 = b'P';
 pub const OPENINGS: u8 = b'O';
@@ -70,20 +65,18 @@ pub fn meta(name: &str) -> Vec<u8> {
     with_bytes(META, name.as_bytes())
 }
 
-/// Prefix of the posting blocks of one term under `kind` ([`TERM`] or
-/// [`TERM_TAIL`]): kind, length, term.
-pub fn term_prefix(kind: u8, term: &[u8]) -> Vec<u8> {
+/// Prefix of every posting of one term: `T`, length, term.
+pub fn term_prefix(term: &[u8]) -> Vec<u8> {
     let len = u16::try_from(term.len()).unwrap_or(u16::MAX);
     let mut k = Vec::with_capacity(3 + term.len() + 8);
-    k.push(kind);
+    k.push(TERM);
     k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(&term[..usize::from(len)]);
     k
 }
 
-/// The key of the block of `term` under `kind` that starts at `cursor`.
-pub fn posting(kind: u8, term: &[u8], cursor: u64) -> Vec<u8> {
-    let mut k = term_prefix(kind, term);
+pub fn posting(term: &[u8], cursor: u64) -> Vec<u8> {
+    let mut k = term_prefix(term);
     k.extend_from_slice(&cursor.to_be_bytes());
     k
 }

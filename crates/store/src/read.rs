@@ -341,36 +341,15 @@ impl Store {
         Ok(page)
     }
 
-    /// Whether `cursor` is in the postings of `term`: the blocks that can
-    /// hold it are the last full block and the last tail block starting at
-    /// or before it.
+    /// Whether `cursor` is in the postings of `term`: the block that can
+    /// hold it is the last one starting at or before it.
     fn term_has(&self, term: &[u8], cursor: u64) -> Result<bool, StoreError> {
-        for kind in [keys::TERM_TAIL, keys::TERM] {
-            let lo = keys::term_prefix(kind, term);
-            let hi = keys::posting(kind, term, cursor);
-            if let Some(kv) = self.db().range(lo..=hi).next_back()
-                && block_cursors(&kv?.1).any(|c| c == cursor)
-            {
-                return Ok(true);
-            }
+        let lo = keys::term_prefix(term);
+        let hi = keys::posting(term, cursor);
+        match self.db().range(lo..=hi).next_back() {
+            None => Ok(false),
+            Some(kv) => Ok(block_cursors(&kv?.1).any(|c| c == cursor)),
         }
-        Ok(false)
-    }
-
-    /// The posting blocks of `term` starting below `below`, newest first:
-    /// the tail's, then the full ones (every cursor of the tail is above
-    /// every cursor of the full blocks).
-    fn blocks_below(
-        &self,
-        term: &[u8],
-        below: u64,
-    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + use<> {
-        let range = |kind| {
-            let lo = keys::term_prefix(kind, term);
-            let hi = keys::posting(kind, term, below);
-            self.db().range(lo..hi).rev()
-        };
-        range(keys::TERM_TAIL).chain(range(keys::TERM))
     }
 
     /// Postings of a group below `below`, counted up to a cap (a cost
@@ -380,7 +359,12 @@ impl Store {
         group
             .iter()
             .map(|t| {
-                self.blocks_below(&t.0, below)
+                let p = keys::term_prefix(&t.0);
+                let mut hi = p.clone();
+                hi.extend_from_slice(&below.to_be_bytes());
+                self.db()
+                    .range(p..hi)
+                    .rev()
                     .take(CAP_BLOCKS)
                     .map(|kv| kv.map_or(0, |(_, v)| v.len() / 8))
                     .sum::<usize>()
@@ -390,7 +374,7 @@ impl Store {
 }
 
 /// The cursors of one posting block (ascending u64 BE values).
-pub(crate) fn block_cursors(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
+fn block_cursors(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
     v.chunks_exact(8)
         .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
 }
@@ -409,21 +393,23 @@ impl MergeDesc {
         let iters = group
             .iter()
             .map(|t| {
+                let p = keys::term_prefix(&t.0);
+                let mut hi = p.clone();
+                hi.extend_from_slice(&below.to_be_bytes());
                 // Blocks starting below `below`, newest first; within a
                 // block, cursors newest first and below `below`.
-                let it: CursorIter =
-                    Box::new(store.blocks_below(&t.0, below).flat_map(move |kv| {
-                        let cursors: Vec<Result<u64, StoreError>> = match kv {
-                            Err(e) => vec![Err(e.into())],
-                            Ok((_, v)) => {
-                                let mut c: Vec<u64> =
-                                    block_cursors(&v).filter(|c| *c < below).collect();
-                                c.reverse();
-                                c.into_iter().map(Ok).collect()
-                            }
-                        };
-                        cursors
-                    }));
+                let it: CursorIter = Box::new(store.db().range(p..hi).rev().flat_map(move |kv| {
+                    let cursors: Vec<Result<u64, StoreError>> = match kv {
+                        Err(e) => vec![Err(e.into())],
+                        Ok((_, v)) => {
+                            let mut c: Vec<u64> =
+                                block_cursors(&v).filter(|c| *c < below).collect();
+                            c.reverse();
+                            c.into_iter().map(Ok).collect()
+                        }
+                    };
+                    cursors
+                }));
                 it.peekable()
             })
             .collect();

@@ -1,6 +1,6 @@
 //! Rebuilding the derived indexes when the code that computes them changed.
 //!
-//! The search terms of an entry (`T` and `U` postings) and the retraction marks
+//! The search terms of an entry (`T` postings) and the retraction marks
 //! (`Z`) are derived from the stored envelopes by
 //! [`lienthong_core::terms::entry_terms`] and the retraction rule. A store
 //! written by an older release holds them as that release computed them:
@@ -52,7 +52,7 @@ pub(crate) fn reindex_if_needed(db: &sled::Tree) -> Result<u64, StoreError> {
         to = TERMS_VERSION,
         "rebuilding the search indexes: they were built by another release"
     );
-    for prefix in [keys::TERM, keys::TERM_TAIL, keys::RETRACTED] {
+    for prefix in [keys::TERM, keys::RETRACTED] {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for kv in db.scan_prefix([prefix]) {

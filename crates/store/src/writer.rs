@@ -740,11 +740,11 @@ impl State {
                 &next.to_be_bytes(),
             );
         }
-        // Postings go in blocks keyed by their first cursor, small ones
-        // merged into blocks of 256 (`add_postings`): far fewer keys than
-        // one per (term, entry), which was most of the writer's time, or
-        // one per (term, group), which was most of the keys of a node
-        // taking alerts one at a time.
+        // Postings go in blocks of up to 128 cursors keyed by their first
+        // cursor (`add_postings`): far fewer keys than one per (term,
+        // entry), which was most of the writer's time, or one per (term,
+        // group), which was most of the keys of a node taking alerts one
+        // at a time.
         for (term, cursors) in postings {
             // Own entries and received ones interleave: sort each block.
             let mut list: Vec<u64> = cursors
@@ -941,78 +941,51 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
 }
 
 /// One posting block of `term`: `sorted` cursors, keyed by the first.
-/// Cursors of a full posting block: 2 KiB, so a sled leaf of 16 blocks
-/// stays far below the size at which sled moves a page into a file of its
-/// own.
-pub(crate) const BLOCK_CURSORS: usize = 256;
-
-/// Small blocks a term's tail may hold before they are merged.
-pub(crate) const TAIL_BLOCKS: usize = 16;
+/// Cursors a posting block holds at most: 1 KiB, so a sled leaf of 16
+/// blocks stays small to rebuild and far below the size at which sled
+/// moves a page into a file of its own.
+pub(crate) const BLOCK_CURSORS: usize = 128;
 
 /// Adds `sorted` (ascending cursors, all above every cursor already posted
-/// under `term`) to the postings of `term`.
+/// under `term`) to the postings of `term`: first into the term's last
+/// block, up to [`BLOCK_CURSORS`], then in new blocks of at most that
+/// many.
 ///
-/// A term's postings are full blocks of [`BLOCK_CURSORS`] under `T`, and
-/// its newest ones a tail of small blocks under `U`, each block keyed by
-/// its first cursor; every cursor of the tail is above every cursor of the
-/// full blocks. A group's new cursors make a tail block of their own until
-/// the tail holds [`TAIL_BLOCKS`] blocks or [`BLOCK_CURSORS`] cursors;
-/// then the tail and the new cursors are rewritten as full blocks and at
-/// most one tail block for the rest.
-///
-/// So a term has about postings / 256 keys and at most 16 more; each
-/// posting is written about twice; and the leaves sled rewrites at every
-/// group commit are those of the tails, which stay small. (With one block
-/// per group, as up to 0.2.0, a node taking alerts one at a time wrote a
-/// key for every word of every alert, and sled's memory grows with its
-/// keys. Growing the last block instead rewrites it, and its leaf, at
-/// every group: twice the bytes written at 7,000 alerts/s.)
+/// Filling the last block, rather than adding one block per group, keeps
+/// the number of keys near postings / 128. With one block per group, a
+/// node taking one alert at a time wrote one key per word of every alert,
+/// and sled's memory grows with its keys.
 pub(crate) fn add_postings(
     db: &sled::Tree,
     batch: &mut sled::Batch,
     term: &[u8],
     sorted: &[u64],
 ) -> Result<(), StoreError> {
-    let Some(&first) = sorted.first() else {
+    let mut rest = sorted;
+    let Some(&first) = rest.first() else {
         return Ok(());
     };
-    let mut tail = Vec::new();
-    for kv in db.scan_prefix(keys::term_prefix(keys::TERM_TAIL, term)) {
-        tail.push(kv?);
+    if let Some((key, block)) = db
+        .scan_prefix(keys::term_prefix(term))
+        .next_back()
+        .transpose()?
+    {
+        let held = block.len() / 8;
+        // Only ever appended above its last cursor: blocks stay ascending
+        // and disjoint, which `term_has` relies on.
+        let above = keys::tail_u64(&block).is_some_and(|last| last < first);
+        if held < BLOCK_CURSORS && above && block.len().is_multiple_of(8) {
+            let (now, later) = rest.split_at((BLOCK_CURSORS - held).min(rest.len()));
+            let mut grown = Vec::with_capacity(block.len() + 8 * now.len());
+            grown.extend_from_slice(&block);
+            grown.extend(now.iter().flat_map(|c| c.to_be_bytes()));
+            batch.insert(key, grown);
+            rest = later;
+        }
     }
-    let held: usize = tail.iter().map(|(_, b)| b.len() / 8).sum();
-    let merge = tail.len() >= TAIL_BLOCKS || held + sorted.len() >= BLOCK_CURSORS;
-    if !merge {
-        let bytes: Vec<u8> = sorted.iter().flat_map(|c| c.to_be_bytes()).collect();
-        batch.insert(keys::posting(keys::TERM_TAIL, term, first), bytes);
-        return Ok(());
-    }
-    let mut cursors: Vec<u64> = Vec::with_capacity(held + sorted.len());
-    for (key, block) in &tail {
-        cursors.extend(crate::read::block_cursors(block));
-        batch.remove(key);
-    }
-    // Full blocks must hold only cursors above the full blocks before them
-    // and below the tail after them (`term_has` looks a cursor up in the
-    // one block of each kind that can hold it).
-    if cursors.last().is_some_and(|&last| last >= first) {
-        return Err(StoreError::Corrupt {
-            key: format!("posting tail of the term {}", crate::store::hex(term)),
-            detail: format!("holds cursors up to {first} or above, which are being added now"),
-        });
-    }
-    cursors.extend_from_slice(sorted);
-    let full = cursors.len() - cursors.len() % BLOCK_CURSORS;
-    for block in cursors[..full].chunks(BLOCK_CURSORS) {
+    for block in rest.chunks(BLOCK_CURSORS) {
         let bytes: Vec<u8> = block.iter().flat_map(|c| c.to_be_bytes()).collect();
-        batch.insert(keys::posting(keys::TERM, term, block[0]), bytes);
-    }
-    if let Some(&rest) = cursors.get(full) {
-        let bytes: Vec<u8> = cursors[full..]
-            .iter()
-            .flat_map(|c| c.to_be_bytes())
-            .collect();
-        batch.insert(keys::posting(keys::TERM_TAIL, term, rest), bytes);
+        batch.insert(keys::posting(term, block[0]), bytes);
     }
     Ok(())
 }

@@ -340,14 +340,13 @@ fn a_store_of_another_layout_version_is_refused_naming_the_release_to_use() {
     );
 }
 
-/// Small posting blocks are merged whatever the group size: 300 alerts
-/// taken one at a time (one group each) make 13 blocks for a term they all
-/// carry, not 300: a full block of 256 (`T`), and a tail (`U`) of the
-/// merged 33 and the 11 groups since. Queries that cross block boundaries,
-/// as the driving term or as the term checked per candidate, match a naive
+/// Postings fill blocks of 128 cursors whatever the group size: 300
+/// alerts taken one at a time (one group each) make 3 blocks for a term
+/// they all carry, not 300, and queries that cross block boundaries, as
+/// the driving term or as the term checked per candidate, match a naive
 /// scan.
 #[test]
-fn small_posting_blocks_are_merged_when_alerts_come_one_at_a_time() {
+fn postings_fill_blocks_of_128_when_alerts_come_one_at_a_time() {
     const CATS: [Category; 3] = [
         Category::Smuggling,
         Category::Counterfeit,
@@ -404,32 +403,21 @@ fn small_posting_blocks_are_merged_when_alerts_come_one_at_a_time() {
     w.shutdown();
     drop(store);
     let db = open_raw(dir.path());
-    // Block sizes of a term: full blocks, then the tail.
-    let blocks = |term: &Term| -> [Vec<usize>; 2] {
-        [b'T', b'U'].map(|kind| {
-            let mut prefix = vec![kind];
-            prefix.extend_from_slice(&u16::try_from(term.0.len()).unwrap().to_be_bytes());
-            prefix.extend_from_slice(&term.0);
-            let mut sizes = Vec::new();
-            for kv in db.scan_prefix(&prefix) {
-                let (k, v) = kv.unwrap();
-                assert_eq!(k.len(), prefix.len() + 8, "a block key of this term");
-                sizes.push(v.len() / 8);
-            }
-            sizes
-        })
+    let blocks = |term: &Term| -> Vec<usize> {
+        let mut prefix = vec![b'T'];
+        prefix.extend_from_slice(&u16::try_from(term.0.len()).unwrap().to_be_bytes());
+        prefix.extend_from_slice(&term.0);
+        let mut sizes = Vec::new();
+        for kv in db.scan_prefix(&prefix) {
+            let (k, v) = kv.unwrap();
+            assert_eq!(k.len(), prefix.len() + 8, "a block key of this term");
+            sizes.push(v.len() / 8);
+        }
+        sizes
     };
-    let tail = |head: usize, ones: usize| -> Vec<usize> {
-        std::iter::once(head)
-            .chain(std::iter::repeat_n(1, ones))
-            .collect()
-    };
-    assert_eq!(blocks(&word), [vec![256], tail(33, 11)]);
-    assert_eq!(blocks(&Term::province("20")), [vec![], tail(145, 5)]);
-    assert_eq!(
-        blocks(&Term::category(CATS[1] as i32)),
-        [vec![], tail(97, 3)]
-    );
+    assert_eq!(blocks(&word), [128, 128, 44]);
+    assert_eq!(blocks(&Term::province("20")), [128, 22]);
+    assert_eq!(blocks(&Term::category(CATS[1] as i32)), [100]);
 }
 
 /// Packed values of the own feed (`h` hashes, `f` positions) with the
@@ -622,10 +610,7 @@ fn a_layout_1_store_with_a_missing_record_is_refused() {
 fn indexes_built_by_another_release_are_rebuilt_at_open() {
     let store = open_after(|db| {
         db.remove(b"Mterms_version").unwrap();
-        let postings: Vec<_> = [b"T", b"U"]
-            .iter()
-            .flat_map(|p| db.scan_prefix(p).keys().map(Result::unwrap))
-            .collect();
+        let postings: Vec<_> = db.scan_prefix(b"T").keys().map(Result::unwrap).collect();
         assert!(!postings.is_empty());
         for k in postings {
             db.remove(k).unwrap();
