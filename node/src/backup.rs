@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lienthong_core::proto::{self as pb, admin_server::Admin};
@@ -84,7 +84,7 @@ impl Admin for AdminService {
             let info = store.backup_to(&dest)?;
             let pause_ms = started.elapsed().as_millis() as u64;
             // The copy must open as the node's own store would.
-            let copy = Store::open(&open).with_context(|| {
+            let copy = Store::reopen(&open, Duration::from_secs(5)).with_context(|| {
                 format!("the backup at {} does not open cleanly", dest.display())
             })?;
             drop(copy);

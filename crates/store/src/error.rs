@@ -56,3 +56,11 @@ pub enum StoreError {
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] lienthong_log::CheckpointError),
 }
+
+impl StoreError {
+    /// Whether sled could not take the database's file lock: another
+    /// handle, in this process or another, has the store open.
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+    }
+}

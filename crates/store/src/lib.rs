@@ -39,7 +39,7 @@
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
 //! | `R` | reference | cursor |
-//! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending: at most 128; a group's new cursors fill the term's last block first (stores of 0.2.0 and older also hold smaller blocks, one per term per group commit) |
+//! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending: at most 64; a group's new cursors fill the term's last block first (stores of 0.2.0 and older also hold smaller blocks, one per term per group commit) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
 //! | `P` | author member code | next index to ask that author for (replication cursor) |
 //! | `O` | cursor u64 BE | `OpeningSet`: values of the entry's withheld fields this node may see (and, for the author, who may see which) |

@@ -191,6 +191,22 @@ impl Store {
         Ok(store)
     }
 
+    /// [`Store::open`] for a store this process has just closed (a backup
+    /// copy it checks): sled's own threads may hold the file lock for a
+    /// moment after the last handle is dropped, so a lock conflict is
+    /// retried for up to `wait`.
+    pub fn reopen(opts: &OpenOptions, wait: std::time::Duration) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Self::open(opts) {
+                Err(e) if e.is_lock_conflict() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn check_integrity(
         &self,
         keys: &[VerifyingKey],
@@ -346,10 +362,14 @@ impl Store {
             ));
         }
         std::fs::create_dir_all(dest).map_err(io("create directory", dest))?;
+        // No background flusher: it would hold the copy's file lock for a
+        // moment after `copy` is dropped, and the node opens the copy right
+        // after to check it ("could not acquire lock", seen under load).
         let copy = sled::Config::new()
             .path(dest)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(DEFAULT_CACHE_BYTES)
+            .flush_every_ms(None)
             .open()?;
         let _quiet = self
             .inner

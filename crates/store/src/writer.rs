@@ -740,7 +740,7 @@ impl State {
                 &next.to_be_bytes(),
             );
         }
-        // Postings go in blocks of up to 128 cursors keyed by their first
+        // Postings go in blocks of up to 64 cursors keyed by their first
         // cursor (`add_postings`): far fewer keys than one per (term,
         // entry), which was most of the writer's time, or one per (term,
         // group), which was most of the keys of a node taking alerts one
@@ -941,10 +941,15 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
 }
 
 /// One posting block of `term`: `sorted` cursors, keyed by the first.
-/// Cursors a posting block holds at most: 1 KiB, so a sled leaf of 16
-/// blocks stays small to rebuild and far below the size at which sled
-/// moves a page into a file of its own.
-pub(crate) const BLOCK_CURSORS: usize = 128;
+/// Cursors a posting block holds at most: 512 bytes.
+///
+/// Measured with the bench (`--fill-clients 1` for one alert per group,
+/// 64 for groups of about 25): at 64, a node taking alerts one at a time
+/// keeps 3.6 sled keys per alert instead of 36 and writes 64 KB to disk per
+/// alert instead of 43; at 128 it wrote 7.9 instead of 6.1 KB per alert at
+/// the high rate. Larger blocks save keys but every group rewrites the last
+/// block of each of its terms, and sled rewrites the leaf holding it.
+pub(crate) const BLOCK_CURSORS: usize = 64;
 
 /// Adds `sorted` (ascending cursors, all above every cursor already posted
 /// under `term`) to the postings of `term`: first into the term's last
@@ -952,9 +957,11 @@ pub(crate) const BLOCK_CURSORS: usize = 128;
 /// many.
 ///
 /// Filling the last block, rather than adding one block per group, keeps
-/// the number of keys near postings / 128. With one block per group, a
-/// node taking one alert at a time wrote one key per word of every alert,
-/// and sled's memory grows with its keys.
+/// the number of keys near postings / 64. With one block per group (up to
+/// 0.2.0), a node taking alerts one at a time wrote a key for every word
+/// of every alert, and sled's memory grows with its keys. (A tail of small
+/// blocks merged into full ones, tried too, wrote 162 KB per alert at one
+/// alert per group: sled split and merged leaves as blocks came and went.)
 pub(crate) fn add_postings(
     db: &sled::Tree,
     batch: &mut sled::Batch,

@@ -340,13 +340,13 @@ fn a_store_of_another_layout_version_is_refused_naming_the_release_to_use() {
     );
 }
 
-/// Postings fill blocks of 128 cursors whatever the group size: 300
-/// alerts taken one at a time (one group each) make 3 blocks for a term
+/// Postings fill blocks of 64 cursors whatever the group size: 300
+/// alerts taken one at a time (one group each) make 5 blocks for a term
 /// they all carry, not 300, and queries that cross block boundaries, as
 /// the driving term or as the term checked per candidate, match a naive
 /// scan.
 #[test]
-fn postings_fill_blocks_of_128_when_alerts_come_one_at_a_time() {
+fn postings_fill_blocks_of_64_when_alerts_come_one_at_a_time() {
     const CATS: [Category; 3] = [
         Category::Smuggling,
         Category::Counterfeit,
@@ -415,9 +415,9 @@ fn postings_fill_blocks_of_128_when_alerts_come_one_at_a_time() {
         }
         sizes
     };
-    assert_eq!(blocks(&word), [128, 128, 44]);
-    assert_eq!(blocks(&Term::province("20")), [128, 22]);
-    assert_eq!(blocks(&Term::category(CATS[1] as i32)), [100]);
+    assert_eq!(blocks(&word), [64, 64, 64, 64, 44]);
+    assert_eq!(blocks(&Term::province("20")), [64, 64, 22]);
+    assert_eq!(blocks(&Term::category(CATS[1] as i32)), [64, 36]);
 }
 
 /// Packed values of the own feed (`h` hashes, `f` positions) with the

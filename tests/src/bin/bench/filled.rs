@@ -153,14 +153,15 @@ pub async fn fill(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     }
     fed.nodes[0].start()?;
     let pid = fed.nodes[0].pid().context("pid")?;
-    let chans = load::channels(&fed.nodes[0], CLIENTS).await?;
+    let clients = ctx.fill_clients;
+    let chans = load::channels(&fed.nodes[0], clients).await?;
     // Slower than 500/s on average means something is wrong, not slow.
     let limit = Duration::from_secs(60 + n / 500);
     let usage = sys::Window::open(&[("node 20".into(), pid)]);
     let start = Instant::now();
     let run = ClosedLoop {
         chans: &chans,
-        clients: CLIENTS,
+        clients,
         warmup: Duration::ZERO,
         window: limit,
         max: n,
@@ -181,7 +182,7 @@ pub async fn fill(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     s.figure(
         Figure::new(
             "alerts_per_s",
-            "fill rate, alerts/s (64 clients)",
+            format!("fill rate, alerts/s ({clients} clients)"),
             rate,
             "/s",
         )

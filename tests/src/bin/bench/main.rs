@@ -83,6 +83,10 @@ struct Args {
     /// The nodes' `[checkpoint] interval_ms` (10–1000).
     #[arg(long, value_name = "MS", default_value_t = 50)]
     checkpoint_ms: u64,
+    /// Concurrent clients filling the feed (1–256). With 1, every alert is
+    /// a group commit of its own, as on a node taking alerts one at a time.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    fill_clients: usize,
     /// Exit non-zero when a target is missed, too (for a quiet, dedicated machine).
     #[arg(long)]
     fail_on_miss: bool,
@@ -93,6 +97,8 @@ pub struct Ctx {
     pub quick: bool,
     pub checkpoint_ms: u64,
     pub entries: u64,
+    /// Concurrent clients of the fill.
+    pub fill_clients: usize,
     pub base: Baselines,
     /// The federation holding the filled feed, once built.
     pub filled: Option<filled::Filled>,
@@ -127,7 +133,10 @@ async fn run_one(ctx: &mut Ctx, name: &'static str, title: &str) -> Vec<Scenario
         if matches!(name, "memory" | "coldstart" | "audit" | "catchup") && ctx.filled.is_none() {
             let mut f = Scenario::new(
                 "fill",
-                format!("{} alerts into one node (64 mTLS clients)", ctx.entries),
+                format!(
+                    "{} alerts into one node ({} mTLS clients)",
+                    ctx.entries, ctx.fill_clients
+                ),
             );
             let t = Instant::now();
             let r = filled::fill(ctx, &mut f).await;
@@ -185,6 +194,10 @@ async fn real_main(args: Args) -> Result<bool> {
         (10..=1000).contains(&args.checkpoint_ms),
         "--checkpoint-ms must be 10–1000 (the node's own limits)"
     );
+    anyhow::ensure!(
+        (1..=256).contains(&args.fill_clients),
+        "--fill-clients must be 1–256"
+    );
 
     eprintln!("== baselines");
     let scratch = lienthong_tests::Node::init("01", "Baseline")?;
@@ -195,6 +208,7 @@ async fn real_main(args: Args) -> Result<bool> {
         quick: args.quick,
         checkpoint_ms: args.checkpoint_ms,
         entries,
+        fill_clients: args.fill_clients,
         base,
         filled: None,
         empty: None,
