@@ -131,6 +131,8 @@ fn remove_prefix(db: &sled::Tree, prefix: u8) -> Result<u64, StoreError> {
             db.apply_batch(std::mem::take(&mut batch))?;
         }
     }
-    db.apply_batch(batch)?;
+    if !n.is_multiple_of(REMOVE_BATCH as u64) {
+        db.apply_batch(batch)?;
+    }
     Ok(n)
 }

@@ -940,14 +940,13 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
     Ok(())
 }
 
-/// One posting block of `term`: `sorted` cursors, keyed by the first.
 /// Cursors a posting block holds at most: 512 bytes.
 ///
 /// Measured with the bench (`--fill-clients 1` for one alert per group,
-/// 64 for groups of about 25): at 64, a node taking alerts one at a time
-/// keeps 3.6 sled keys per alert instead of 36 and writes 64 KB to disk per
-/// alert instead of 43; at 128 it wrote 7.9 instead of 6.1 KB per alert at
-/// the high rate. Larger blocks save keys but every group rewrites the last
+/// 64 for groups of about 25): at 64, the store of a node taking alerts one
+/// at a time holds 3.6 sled keys per alert instead of 36, and the node
+/// writes 64 KB to disk per alert instead of 43; at 128 it wrote 7.9
+/// instead of 6.1 KB per alert at the high rate. Larger blocks save keys but every group rewrites the last
 /// block of each of its terms, and sled rewrites the leaf holding it.
 pub(crate) const BLOCK_CURSORS: usize = 64;
 
