@@ -107,7 +107,7 @@ fn index_chunk(db: &sled::Tree, chunk: &[(u64, Vec<u8>)]) -> Result<u64, StoreEr
     }
     // Cursors arrive in ascending order: each block is sorted already.
     for (term, cursors) in postings {
-        add_postings(db, &mut batch, &term, &cursors)?;
+        add_postings(db, &mut batch, &term, &cursors, None)?;
     }
     db.apply_batch(batch)?;
     Ok(chunk.len() as u64)
