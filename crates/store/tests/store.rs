@@ -23,27 +23,19 @@ fn key() -> SigningKey {
     SigningKey::from_bytes(&[42; 32])
 }
 
-/// Opens the store; retries while a just-dropped handle's background
+/// Opens the store; waits while a just-dropped handle's background
 /// flusher still holds sled's file lock (see `open_raw`).
 fn open(dir: &Path) -> Result<Store, StoreError> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = Store::open(&OpenOptions {
+    Store::reopen(
+        &OpenOptions {
             dir: dir.to_path_buf(),
             member: "20".into(),
             origin: ORIGIN.into(),
             verifying_keys: vec![key().verifying_key()],
             cache_bytes: lienthong_store::DEFAULT_CACHE_BYTES,
-        });
-        match r {
-            Err(StoreError::Sled(e))
-                if e.to_string().contains("lock") && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
+        },
+        Duration::from_secs(10),
+    )
 }
 
 fn writer(store: &Store) -> Writer {
@@ -203,14 +195,7 @@ fn a_store_opens_after_a_key_rotation_and_re_signs_its_checkpoint() {
         matches!(refused, Err(StoreError::Integrity(_))),
         "a checkpoint by no key of the member must be refused"
     );
-    let store = loop {
-        match Store::open(&opts(vec![new.clone(), key()])) {
-            Err(StoreError::Sled(e)) if e.to_string().contains("lock") => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            other => break other.unwrap(),
-        }
-    };
+    let store = Store::reopen(&opts(vec![new.clone(), key()]), Duration::from_secs(10)).unwrap();
     let old_note = store.latest_checkpoint().unwrap().note.clone();
     let w = Writer::start(
         store.clone(),
