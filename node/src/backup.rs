@@ -153,9 +153,45 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 /// being stopped. The current store is kept beside it, never deleted.
 pub fn restore(config: &crate::config::Config, from: &Path, accept_older: bool) -> Result<()> {
     let opts = crate::serve::open_options(config, &config.store_dir)?;
-    // The backup must be a store of this member that opens cleanly.
+    let current = &config.store_dir;
+    // The backup must be a store of this member that opens cleanly. A copy
+    // is opened, never the backup itself: opening upgrades an older
+    // release's layout, and the backup must stay usable by the release
+    // that wrote it.
+    let tmp = current.with_extension("restoring");
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_dir(from, &tmp)?;
+    let checked = check_and_move_aside(config, &opts, from, &tmp, accept_older);
+    if checked.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    checked?;
+    std::fs::rename(&tmp, current)
+        .with_context(|| format!("putting the backup in place at {}", current.display()))?;
+    // The check above had the copy open a moment ago.
+    let restored = Store::reopen(&opts, Duration::from_secs(5))
+        .with_context(|| format!("the restored store at {} does not open", current.display()))?;
+    println!(
+        "restored {} into {}: feed size {}, checkpoint size {}; start the node with `lienthong run`",
+        from.display(),
+        current.display(),
+        restored.durable().feed_size,
+        restored.latest_checkpoint().map_or(0, |c| c.size)
+    );
+    Ok(())
+}
+
+/// Checks the copy of the backup at `tmp` and, if the node's current
+/// store may be replaced by it, moves that store aside.
+fn check_and_move_aside(
+    config: &crate::config::Config,
+    opts: &lienthong_store::OpenOptions,
+    from: &Path,
+    tmp: &Path,
+    accept_older: bool,
+) -> Result<()> {
     let mut check = opts.clone();
-    check.dir = from.to_path_buf();
+    check.dir = tmp.to_path_buf();
     let backup = Store::open(&check)
         .with_context(|| format!("{} is not a sound store of this node", from.display()))?;
     let backup_size = backup.latest_checkpoint().map_or(0, |c| c.size);
@@ -170,7 +206,7 @@ pub fn restore(config: &crate::config::Config, from: &Path, accept_older: bool) 
                 current.display()
             );
         }
-        let signed = recorded_size(current, &opts)?;
+        let signed = recorded_size(current, opts)?;
         if let Some(signed) = signed
             && signed > backup_size
             && !accept_older
@@ -198,19 +234,5 @@ pub fn restore(config: &crate::config::Config, from: &Path, accept_older: bool) 
             .with_context(|| format!("moving the current store aside to {}", aside.display()))?;
         println!("moved the current store aside: {}", aside.display());
     }
-    let tmp = current.with_extension("restoring");
-    let _ = std::fs::remove_dir_all(&tmp);
-    copy_dir(from, &tmp)?;
-    std::fs::rename(&tmp, current)
-        .with_context(|| format!("putting the backup in place at {}", current.display()))?;
-    let restored = Store::open(&opts)
-        .with_context(|| format!("the restored store at {} does not open", current.display()))?;
-    println!(
-        "restored {} into {}: feed size {}, checkpoint size {}; start the node with `lienthong run`",
-        from.display(),
-        current.display(),
-        restored.durable().feed_size,
-        restored.latest_checkpoint().map_or(0, |c| c.size)
-    );
     Ok(())
 }

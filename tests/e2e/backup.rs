@@ -1,8 +1,10 @@
 //! Issue 9 item 4: an online, consistent backup while clients submit, and a
 //! restore that never takes the feed back behind what the node signed.
 
+use std::path::Path;
+
 use lienthong_proto::v1 as pb;
-use lienthong_tests::{Node, lienthong, run_ok, sample_alert};
+use lienthong_tests::{Node, files_of, lienthong, run_ok, sample_alert};
 
 async fn submit_many(node: &Node, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
     let mut tasks = Vec::new();
@@ -90,7 +92,8 @@ async fn an_online_backup_restores_and_an_older_one_is_refused() -> anyhow::Resu
     node.stop()?;
 
     // The older backup is behind what this node signed: refused, and the
-    // store is untouched.
+    // store is untouched; so is the backup (restore checks a copy of it).
+    let backup_before = files_of(Path::new(&old_path))?;
     let older = lienthong(&[
         "restore",
         "--config",
@@ -103,6 +106,14 @@ async fn an_online_backup_restores_and_an_older_one_is_refused() -> anyhow::Resu
     assert!(
         why.contains("--accept-older") && why.contains("equivocation"),
         "{why}"
+    );
+    assert!(
+        files_of(Path::new(&old_path))? == backup_before,
+        "the refused restore changed the backup"
+    );
+    assert!(
+        !node.path().join("store.restoring").exists(),
+        "the checked copy was left behind"
     );
 
     // The store is lost (its database deleted); the newest backup comes

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lienthong_proto::v1::{self as pb, get_entry_request::Key};
-use lienthong_tests::{binary, free_port, run_ok, sample_alert};
+use lienthong_tests::{binary, files_of, free_port, run_ok, sample_alert};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Members of the fixture and their Federation ports (signed into the
@@ -609,5 +609,38 @@ async fn a_new_node_and_a_node_of_the_previous_release_federate() -> Result<()> 
     for n in &mut nodes {
         n.stop()?;
     }
+    Ok(())
+}
+
+/// A backup written by the previous release (store layout 1) restores into
+/// a node of this one, which upgrades the restored store, and the backup
+/// itself is left byte for byte as it was: it stays the way back to the
+/// release that wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_the_previous_release_restores_and_is_left_as_it_was() -> Result<()> {
+    let Some((_turn, _tmp, _root, nodes)) = unpack_fixture()? else {
+        return Ok(());
+    };
+    let node = &nodes[0];
+    let store = node.dir.join("store");
+    let backup = node.dir.join("backup-0.1");
+    std::fs::rename(&store, &backup)?;
+    let before = files_of(&backup)?;
+    let out = run_ok(&[
+        "restore",
+        "--config",
+        &node.config(),
+        "--from",
+        backup.to_str().context("path")?,
+    ])?;
+    ensure!(out.contains("feed size 100"), "{out}");
+    ensure!(
+        files_of(&backup)? == before,
+        "restoring changed the backup of the previous release"
+    );
+    // The restored copy was upgraded: the old binary's layout marker is gone.
+    let db = sled::open(&store)?;
+    let format = db.get(b"Mformat")?.context("format marker")?;
+    ensure!(format.as_ref() == 2u32.to_be_bytes(), "{format:?}");
     Ok(())
 }

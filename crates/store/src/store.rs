@@ -175,12 +175,15 @@ impl Store {
                 commit_lock: Mutex::new(()),
             }),
         };
-        // A store of an older release's layout is brought to this one's
-        // before anything reads it.
-        crate::upgrade::upgrade(&store.inner.db, format, durable.feed_size, || store.sync())?;
+        // A store of an older release's layout is packed before anything
+        // reads it, and marked as upgraded only once it passes the checks.
+        if format == 1 {
+            crate::upgrade::pack_layout_1(&store.inner.db, durable.feed_size, || store.sync())?;
+        }
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
         store.check_last_checkpoint(&opts.verifying_keys, cp.as_ref())?;
+        crate::upgrade::finish(&store.inner.db, format, || store.sync())?;
         // Indexes built by another release are rebuilt before serving.
         crate::reindex::reindex_if_needed(&store.inner.db)?;
         *store

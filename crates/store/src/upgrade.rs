@@ -6,19 +6,19 @@
 //! `packed` module). The steps, each safe to interrupt:
 //!
 //! 1. Write the packed values from the old keys (checking that no index is
-//!    missing), then flush and fsync. A node killed here still has format
-//!    1 and does it again from the start; the values it rewrites are the
-//!    same.
-//! 2. Record format 2, flush and fsync. From now on only the packed values
-//!    are read.
+//!    missing and that the counts fit the feed size), then flush and fsync.
+//!    A node killed here still has format 1 and does it again from the
+//!    start; the values it rewrites are the same.
+//! 2. Only once the store has passed the checks of every open on the
+//!    packed values (the newest entries hash to their stored leaves, the
+//!    last checkpoint's root is the stored tree's), record format 2, flush
+//!    and fsync. From now on only the packed values are read. A store that
+//!    fails the checks stays in layout 1, still readable by 0.2.0.
 //! 3. Remove the old keys. Whatever a kill leaves of them is removed at the
 //!    next open (this step runs at every open and costs one lookup when
 //!    there is nothing to do).
 //!
-//! Entries, ids, checkpoints and everything signed are not touched; the
-//! checks of every open (the newest entries hash to their stored leaves,
-//! the last checkpoint's root is the root of the stored tree) run after
-//! the upgrade, on the packed values.
+//! Entries, ids, checkpoints and everything signed are not touched.
 //!
 //! There is no way back: a release reading format 1 refuses a format 2
 //! store and names the release to use.
@@ -32,37 +32,59 @@ use crate::{STORE_FORMAT, StoreError};
 /// Old keys removed per sled batch.
 const REMOVE_BATCH: usize = 16 * 1024;
 
-/// Brings a store of layout `format` to [`STORE_FORMAT`]; `sync` makes
-/// everything written so far durable (flush and fsync).
-pub(crate) fn upgrade(
+/// Step 1 for a store of layout `format` 1: writes the packed values from
+/// the old keys and makes them durable (`sync`: flush and fsync). Nothing
+/// else changes: a 0.2.0 binary still opens the store and ignores them.
+pub(crate) fn pack_layout_1(
     db: &sled::Tree,
-    format: u32,
     feed_size: u64,
     sync: impl Fn() -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    if format == 1 {
-        let t0 = Instant::now();
-        tracing::info!(
-            from = format,
-            to = STORE_FORMAT,
-            feed_size,
-            "upgrading the store layout: packing the feed's hashes and positions"
-        );
-        let positions = pack(db, keys::FEED, packed::POSITIONS)?;
-        if positions != feed_size {
-            return Err(StoreError::Integrity(format!(
-                "the store records {feed_size} own entries but holds the feed positions of \
-                 {positions}: it is damaged; restore the newest backup"
-            )));
-        }
-        let hashes = pack(db, keys::HASH, packed::HASHES)?;
-        sync()?;
+    let t0 = Instant::now();
+    tracing::info!(
+        from = 1,
+        to = STORE_FORMAT,
+        feed_size,
+        "upgrading the store layout: packing the feed's hashes and positions"
+    );
+    let damaged = |what: &str, held: u64, want: u64| {
+        StoreError::Integrity(format!(
+            "the store records {feed_size} own entries, which need {want} {what}, but holds \
+             {held}: it is damaged; restore the newest backup"
+        ))
+    };
+    let positions = pack(db, keys::FEED, packed::POSITIONS)?;
+    if positions != feed_size {
+        return Err(damaged("feed positions", positions, feed_size));
+    }
+    let hashes = pack(db, keys::HASH, packed::HASHES)?;
+    let want = tlog_tiles::tlog::stored_hash_index(0, feed_size);
+    if hashes != want {
+        return Err(damaged("stored hashes", hashes, want));
+    }
+    sync()?;
+    tracing::info!(
+        positions,
+        hashes,
+        seconds = t0.elapsed().as_secs_f64(),
+        "store layout packed"
+    );
+    Ok(())
+}
+
+/// Steps 2 and 3, once the store has passed the checks of every open on
+/// the packed values: records [`STORE_FORMAT`] (if `format` is older) and
+/// removes whatever old keys are left.
+pub(crate) fn finish(
+    db: &sled::Tree,
+    format: u32,
+    sync: impl Fn() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if format < STORE_FORMAT {
         db.insert(keys::meta("format"), &STORE_FORMAT.to_be_bytes())?;
         sync()?;
         tracing::info!(
-            positions,
-            hashes,
-            seconds = t0.elapsed().as_secs_f64(),
+            to = STORE_FORMAT,
             "store layout upgraded; removing the old keys"
         );
     }

@@ -834,12 +834,18 @@ impl State {
             self.last_blocks.clear();
         }
         // Blocks of 0.2.0 may be larger than this release writes: those
-        // are read again when needed rather than kept.
-        self.last_blocks
-            .extend(new_last_blocks.into_iter().filter_map(|(term, last)| {
-                last.filter(|(_, b)| b.len() <= 8 * BLOCK_CURSORS)
-                    .map(|l| (term, l))
-            }));
+        // are read again when needed rather than kept. So are terms longer
+        // than a key holds (`keys::term_prefix` cuts them, so two of them
+        // may share blocks) and whatever would exceed the bound.
+        for (term, last) in new_last_blocks {
+            if let Some(l) = last
+                && l.1.len() <= 8 * BLOCK_CURSORS
+                && term.len() < usize::from(u16::MAX)
+                && self.last_blocks.len() < LAST_BLOCKS_MAX
+            {
+                self.last_blocks.insert(term, l);
+            }
+        }
         self.durable = new;
         self.last_created = now;
         if let Some(cp) = checkpoint {
@@ -1021,10 +1027,19 @@ pub(crate) fn add_postings(
     let mut written = None;
     if let Some((key, mut block)) = last {
         let held = block.len() / 8;
-        // Only ever appended above its last cursor: blocks stay ascending
-        // and disjoint, which `term_has` relies on.
+        // Blocks stay ascending and disjoint, which `term_has` relies on:
+        // new cursors are above every cursor stored, or something is wrong.
         let above = keys::tail_u64(&block).is_some_and(|last| last < first);
-        if held < BLOCK_CURSORS && above && block.len().is_multiple_of(8) {
+        if !above || !block.len().is_multiple_of(8) {
+            return Err(StoreError::Corrupt {
+                key: format!("posting block {}", crate::store::hex(&key)),
+                detail: format!(
+                    "is {} bytes ending at or above cursor {first}, which is being added now",
+                    block.len()
+                ),
+            });
+        }
+        if held < BLOCK_CURSORS {
             let (now, later) = rest.split_at((BLOCK_CURSORS - held).min(rest.len()));
             block.extend(now.iter().flat_map(|c| c.to_be_bytes()));
             batch.insert(key.as_slice(), block.as_slice());

@@ -472,7 +472,7 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 150, Category::Counterfeit, "24", "rượu giả");
     let packed = raw_records(dir.path(), b"hf");
-    assert_eq!(packed.len(), 5 + 3, "299 hashes and 150 positions");
+    assert_eq!(packed.len(), 5 + 3, "296 hashes and 150 positions");
     {
         let db = open_raw(dir.path());
         to_format_1(&db);
@@ -558,11 +558,34 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
     assert!(raw_records(dir.path(), b"HF").is_empty());
 }
 
-/// A layout 1 store with a hole in its hashes or positions is refused by
-/// the upgrade, naming the missing record, and left as it was.
+/// A damaged layout 1 store is refused at open, saying what is wrong, and
+/// stays in layout 1 with its old keys (still readable by the release that
+/// wrote it): a hole in its hashes or positions, a hash missing at the
+/// end, or a changed leaf hash, which only the checks after packing see.
 #[test]
-fn a_layout_1_store_with_a_missing_record_is_refused() {
-    for (old, index) in [(b'H', 100u64), (b'F', 7)] {
+fn a_damaged_layout_1_store_is_refused_and_stays_in_layout_1() {
+    let last_hash = tlog_tiles::tlog::stored_hash_index(0, 70) - 1;
+    let leaf_7 = tlog_tiles::tlog::stored_hash_index(0, 7);
+    let cases: [(u8, u64, bool, String); 4] = [
+        (b'H', 100, false, "'H' record 100 is missing".into()),
+        (b'F', 7, false, "'F' record 7 is missing".into()),
+        (
+            b'H',
+            last_hash,
+            false,
+            format!(
+                "need {} stored hashes, but holds {last_hash}",
+                last_hash + 1
+            ),
+        ),
+        (
+            b'H',
+            leaf_7,
+            true,
+            "does not hash to its Merkle leaf".into(),
+        ),
+    ];
+    for (old, index, flip, says) in cases {
         let dir = tempfile::tempdir().unwrap();
         fill(dir.path(), 70, Category::Smuggling, "20", "thuốc lá");
         {
@@ -570,20 +593,29 @@ fn a_layout_1_store_with_a_missing_record_is_refused() {
             to_format_1(&db);
             let mut k = vec![old];
             k.extend_from_slice(&index.to_be_bytes());
-            db.remove(k).unwrap().expect("record exists");
+            let v = db.remove(&k).unwrap().expect("record exists");
+            if flip {
+                let mut v = v.to_vec();
+                v[0] ^= 1;
+                db.insert(k, v).unwrap();
+            }
             db.flush().unwrap();
         }
         let e = open(dir.path()).err().expect("refused");
         let text = e.to_string();
         assert!(
-            matches!(e, StoreError::Integrity(_))
-                && text.contains(&format!("'{}' record {index} is missing", old as char)),
+            matches!(e, StoreError::Integrity(_)) && text.contains(&says),
             "{text}"
         );
         let left = raw_records(dir.path(), &[b'M', old]);
         assert!(
             left.iter()
-                .any(|(k, v)| k == b"Mformat" && v == &1u32.to_be_bytes())
+                .any(|(k, v)| k == b"Mformat" && v == &1u32.to_be_bytes()),
+            "still layout 1"
+        );
+        assert!(
+            left.iter().filter(|(k, _)| k[0] == old).count() > 60,
+            "old keys kept"
         );
     }
 }
