@@ -53,17 +53,7 @@ pub(crate) fn reindex_if_needed(db: &sled::Tree) -> Result<u64, StoreError> {
         "rebuilding the search indexes: they were built by another release"
     );
     for prefix in [keys::TERM, keys::RETRACTED] {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for kv in db.scan_prefix([prefix]) {
-            let (k, _) = kv?;
-            batch.remove(k);
-            n += 1;
-            if n % CHUNK == 0 {
-                db.apply_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        db.apply_batch(batch)?;
+        crate::store::remove_prefix(db, prefix, CHUNK)?;
     }
     let mut count = 0u64;
     let mut chunk: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);

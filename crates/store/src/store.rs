@@ -365,9 +365,10 @@ impl Store {
             ));
         }
         std::fs::create_dir_all(dest).map_err(io("create directory", dest))?;
-        // No background flusher: it would hold the copy's file lock for a
-        // moment after `copy` is dropped, and the node opens the copy right
-        // after to check it ("could not acquire lock", seen under load).
+        // No background flusher: one thread fewer holding the copy's file
+        // lock after `copy` is dropped. Not enough alone (sled's I/O
+        // threads may still hold it a moment): the node reopens the copy
+        // with `Store::reopen`, which waits that out.
         let copy = sled::Config::new()
             .path(dest)
             .mode(sled::Mode::HighThroughput)
@@ -594,6 +595,31 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
         path,
         source,
     }
+}
+
+/// Removes every key under `prefix`, `per_batch` to a sled batch;
+/// returns how many there were.
+pub(crate) fn remove_prefix(
+    db: &sled::Tree,
+    prefix: u8,
+    per_batch: usize,
+) -> Result<u64, StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0usize;
+    let mut n = 0u64;
+    for k in db.scan_prefix([prefix]).keys() {
+        batch.remove(k?);
+        n += 1;
+        in_batch += 1;
+        if in_batch == per_batch {
+            db.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+    }
+    if in_batch > 0 {
+        db.apply_batch(batch)?;
+    }
+    Ok(n)
 }
 
 pub(crate) fn read_meta_u64(db: &sled::Tree, name: &str) -> Result<u64, StoreError> {

@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use crate::keys;
 use crate::packed::{self, Packed};
+use crate::store::remove_prefix;
 use crate::{STORE_FORMAT, StoreError};
 
 /// Old keys removed per sled batch.
@@ -88,7 +89,8 @@ pub(crate) fn finish(
             "store layout upgraded; removing the old keys"
         );
     }
-    let removed = remove_prefix(db, keys::FEED)? + remove_prefix(db, keys::HASH)?;
+    let removed =
+        remove_prefix(db, keys::FEED, REMOVE_BATCH)? + remove_prefix(db, keys::HASH, REMOVE_BATCH)?;
     if removed > 0 {
         sync()?;
         tracing::info!(removed, "old layout keys removed");
@@ -140,21 +142,4 @@ fn pack(db: &sled::Tree, old_prefix: u8, into: Packed) -> Result<u64, StoreError
     into.append(db, &mut batch, partial, &items)?;
     db.apply_batch(batch)?;
     Ok(next)
-}
-
-/// Removes every key under `prefix`; returns how many there were.
-fn remove_prefix(db: &sled::Tree, prefix: u8) -> Result<u64, StoreError> {
-    let mut batch = sled::Batch::default();
-    let mut n = 0u64;
-    for k in db.scan_prefix([prefix]).keys() {
-        batch.remove(k?);
-        n += 1;
-        if n.is_multiple_of(REMOVE_BATCH as u64) {
-            db.apply_batch(std::mem::take(&mut batch))?;
-        }
-    }
-    if !n.is_multiple_of(REMOVE_BATCH as u64) {
-        db.apply_batch(batch)?;
-    }
-    Ok(n)
 }

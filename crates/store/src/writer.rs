@@ -985,8 +985,9 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
 /// 64 for groups of about 25): at 64, the store of a node taking alerts one
 /// at a time holds 3.6 sled keys per alert instead of 36, and the node
 /// writes 64 KB to disk per alert instead of 43; at 128 it wrote 7.9
-/// instead of 6.1 KB per alert at the high rate. Larger blocks save keys but every group rewrites the last
-/// block of each of its terms, and sled rewrites the leaf holding it.
+/// instead of 6.1 KB per alert at the high rate. Larger blocks save keys,
+/// but every group rewrites the last block of each of its terms, and sled
+/// rewrites the leaf holding it.
 pub(crate) const BLOCK_CURSORS: usize = 64;
 
 /// Adds `sorted` (ascending cursors, all above every cursor already posted

@@ -51,8 +51,9 @@ impl Filled {
 /// the key; crates/store/src/lib.rs lists them): sled's memory grows with
 /// the number of keys, loaded or not.
 fn key_census(store: &Path, entries: u64) -> Result<String> {
-    // No background flusher: the file lock is released when `db` drops,
-    // before the node starts again.
+    // No background flusher: one thread fewer holding the file lock after
+    // `db` drops, just before the node starts again on this store (which
+    // would then fail to start, saying so; not seen here).
     let db = sled::Config::new()
         .path(store)
         .cache_capacity(8 << 20)
