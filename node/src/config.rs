@@ -117,18 +117,25 @@ fn default_max_in_flight() -> usize {
 struct RawCheckpoint {
     #[serde(default = "default_interval_ms")]
     interval_ms: u64,
+    #[serde(default = "default_cosign_interval_ms")]
+    cosign_interval_ms: u64,
 }
 
 impl Default for RawCheckpoint {
     fn default() -> Self {
         Self {
             interval_ms: default_interval_ms(),
+            cosign_interval_ms: default_cosign_interval_ms(),
         }
     }
 }
 
 fn default_interval_ms() -> u64 {
     500
+}
+
+fn default_cosign_interval_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -205,6 +212,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Checkpoint interval.
     pub checkpoint_interval: Duration,
+    /// Least time between two rounds of asking the members to cosign the
+    /// newest checkpoint (zero: a round for every checkpoint).
+    pub cosign_interval: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter (tracing-subscriber syntax).
@@ -376,6 +386,13 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
             raw.checkpoint.interval_ms
         ));
     }
+    if raw.checkpoint.cosign_interval_ms > 60_000 {
+        problems.push(format!(
+            "checkpoint.cosign_interval_ms = {} must be between 0 and 60000: members are asked to cosign the newest checkpoint at most this often (default {})",
+            raw.checkpoint.cosign_interval_ms,
+            default_cosign_interval_ms()
+        ));
+    }
     if !(4..=16_384).contains(&raw.store.cache_mb) {
         problems.push(format!(
             "store.cache_mb = {} is out of range: use 4 to 16384 (default {})",
@@ -483,6 +500,7 @@ pub fn load(path: &Path, check_files: bool) -> Result<Config, ConfigError> {
         security,
         max_in_flight: raw.api.max_in_flight,
         checkpoint_interval: Duration::from_millis(raw.checkpoint.interval_ms),
+        cosign_interval: Duration::from_millis(raw.checkpoint.cosign_interval_ms),
         log_format: raw.log.format,
         log_level,
         cli,
@@ -543,6 +561,7 @@ listen = "0.0.0.0:7401"
 plaintext_dev = true
 [checkpoint]
 interval_ms = 5000
+cosign_interval_ms = 60001
 "#,
         );
         let e = load(&p, true).unwrap_err();
@@ -553,11 +572,12 @@ interval_ms = 5000
             "node.federation",
             "api.plaintext_dev",
             "checkpoint.interval_ms",
+            "checkpoint.cosign_interval_ms",
             "keys.signing_key",
         ] {
             assert!(all.contains(needle), "{needle} missing from:\n{all}");
         }
-        assert_eq!(e.problems.len(), 6, "{all}");
+        assert_eq!(e.problems.len(), 7, "{all}");
     }
 
     #[test]

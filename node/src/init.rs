@@ -107,6 +107,7 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
          \n\
          [checkpoint]\n\
          interval_ms = 500              # a growing feed gets a signed checkpoint at least this often (10–1000)\n\
+         cosign_interval_ms = 1000      # the other members are asked to cosign the newest one at most this often (0–60000)\n\
          \n\
          [log]\n\
          format = \"text\"                # or \"json\" for log collectors\n\

@@ -140,15 +140,18 @@ pub fn render(src: &Sources) -> Result<String> {
             g,
         );
     }
-    let cosigs = match &cp {
-        Some(c) => store.cosignatures(c.size)?.len() as u64,
-        None => 0,
-    };
+    let (cosigned_size, cosigs) = store.latest_cosigned()?.unwrap_or((0, 0));
     gauge(
         &mut reg,
         "checkpoint_cosignatures",
-        "Members that cosigned the latest checkpoint",
-        i(cosigs),
+        "Members that cosigned the newest cosigned checkpoint (checkpoints signed since the last cosigning round have none yet)",
+        i(cosigs as u64),
+    );
+    gauge(
+        &mut reg,
+        "checkpoint_cosigned_size",
+        "Tree size of the newest checkpoint that members cosigned",
+        i(cosigned_size),
     );
     gauge(
         &mut reg,

@@ -331,6 +331,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         )));
         peer_tasks.push(tokio::spawn(crate::witness::cosigner(
             witness.clone(),
+            config.cosign_interval,
             stopping.clone(),
         )));
         peer_tasks.push(tokio::spawn(crate::witness::gossip(

@@ -295,3 +295,72 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
     drop(to);
     Ok(())
 }
+
+/// A busy feed is checkpointed every 50 ms here, but the other members are
+/// asked to cosign at most once per `checkpoint.cosign_interval_ms` (1 s,
+/// as `lienthong init` writes it): far fewer checkpoints are cosigned than
+/// signed, and the newest one is still cosigned once the feed is quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosigning_rounds_are_paced_while_a_feed_is_busy() -> anyhow::Result<()> {
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    let config = std::fs::read_to_string(f.nodes[0].config())?;
+    anyhow::ensure!(
+        config.contains("cosign_interval_ms = 1000"),
+        "the config written by init no longer asks for 1 s:\n{config}"
+    );
+    let alive = Instant::now();
+    f.start_all()?;
+    let mut alerts = f.nodes[0].alerts().await?;
+    // About four seconds of alerts, one every 20 ms (at most 200).
+    let busy = Instant::now();
+    let mut sent = 0u32;
+    while busy.elapsed() < Duration::from_secs(4) && sent < 200 {
+        alerts
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert(&format!("paced-{sent}"))),
+            })
+            .await?;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The newest checkpoint gets its cosignature after the feed goes quiet.
+    let mut audit = f.nodes[0].audit().await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = audit
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        if s.checkpoint_size == s.feed_size && s.cosignatures == 1 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the newest checkpoint was not cosigned within 20 s: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = f.nodes[0].path().join("store");
+    f.nodes[0].stop()?;
+    let lived = alive.elapsed();
+
+    // Checkpoints signed (`C`) and checkpoints cosigned (`S`), as stored.
+    let db = sled::open(&store)?;
+    let sizes = |prefix: u8| -> anyhow::Result<std::collections::BTreeSet<Vec<u8>>> {
+        db.scan_prefix([prefix])
+            .map(|kv| Ok(kv?.0.get(1..9).unwrap_or_default().to_vec()))
+            .collect()
+    };
+    let (signed, cosigned) = (sizes(b'C')?.len(), sizes(b'S')?.len());
+    // One round per second at most while the node ran, plus the first.
+    let rounds = usize::try_from(lived.as_secs()).unwrap_or(usize::MAX) + 2;
+    anyhow::ensure!(
+        signed > rounds,
+        "only {signed} checkpoints in {lived:?}: too few to tell pacing from none"
+    );
+    anyhow::ensure!(
+        (1..=rounds).contains(&cosigned),
+        "{cosigned} of {signed} checkpoints were cosigned in {lived:?}; at most {rounds} rounds fit"
+    );
+    Ok(())
+}

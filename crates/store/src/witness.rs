@@ -61,6 +61,30 @@ impl Store {
             .collect()
     }
 
+    /// The size of the newest own checkpoint that holds any cosignature,
+    /// and how many it holds. Witnesses are asked at most once per
+    /// cosigning round, so under load the latest checkpoint is often newer.
+    pub fn latest_cosigned(&self) -> Result<Option<(u64, usize)>, StoreError> {
+        let Some((k, _)) = self
+            .inner
+            .db
+            .scan_prefix([keys::COSIGNATURE])
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let size = k
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("cosignature {k:?}"),
+                detail: format!("a key of {} bytes has no tree size", k.len()),
+            })?;
+        Ok(Some((size, self.cosignatures(size)?.len())))
+    }
+
     /// The latest checkpoint note with every cosignature it has gathered
     /// appended (a valid signed note: extra signature lines are ignored by
     /// verifiers that do not know the witness).
