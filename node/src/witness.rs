@@ -292,7 +292,7 @@ fn origin_member(note: &str, federation: &str) -> Option<String> {
 /// cosigning, and keeps the cosignatures.
 ///
 /// A round asks every member that has not cosigned the newest checkpoint;
-/// the next round starts no sooner than `pace` after this one started. A
+/// the next round starts no sooner than `pace` after this one ended. A
 /// busy feed is checkpointed every `checkpoint.interval_ms`, and one round
 /// costs each member a signature check, a cosignature and an fsync, and
 /// this node an fsync per answer: with eleven members checkpointing every
@@ -321,9 +321,7 @@ pub async fn cosigner(w: Arc<Witness>, pace: Duration, mut stopping: watch::Rece
                 .into_iter()
                 .filter(|m| *m != w.peering.me && done.get(m) != Some(&cp.size))
                 .collect();
-            if !members.is_empty() {
-                next_round = tokio::time::Instant::now() + pace;
-            }
+            let asked = !members.is_empty();
             let mut set = tokio::task::JoinSet::new();
             for m in members {
                 let (w, cp, old) = (
@@ -355,6 +353,12 @@ pub async fn cosigner(w: Arc<Witness>, pace: Duration, mut stopping: watch::Rece
                         believed.remove(&m);
                     }
                 }
+            }
+            // Counted from the end of the round: on a saturated machine a
+            // round can take longer than `pace`, and counting from its start
+            // would then run rounds back to back.
+            if asked {
+                next_round = tokio::time::Instant::now() + pace;
             }
         }
         tokio::select! {

@@ -32,7 +32,8 @@ const MEMBERS: [(&str, &str); 11] = [
     ("37", "Ninh Bình"),
 ];
 
-const RATE: f64 = 1000.0;
+/// The rate the target is set for.
+const TARGET_RATE: u32 = 1000;
 
 /// Waits until every watcher has seen feed index `index`, at most `limit`.
 async fn all_have(
@@ -94,7 +95,8 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     let (seen, poller) = load::poll_checkpoints(author_channel, Duration::from_millis(5));
     let window = ctx.secs(10.0, 2.0);
     let usage = sys::Window::open(&pids);
-    let run = load::open_loop(&chans, RATE, window, "replication").await?;
+    let rate = ctx.replication_rate;
+    let run = load::open_loop(&chans, f64::from(rate), window, "replication").await?;
     check_errors(s, &run);
     let last = run
         .acks
@@ -157,17 +159,20 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         value: cp.p99,
         unit: "ms",
     };
-    s.figure(
-        Figure::new(
-            "to_all_p99_ms",
-            "ack → stored at all 10 peers p99",
-            all.p99,
-            "ms",
-        )
-        .target(Target::AtMost(25.0))
-        .against(&cp_b)
-        .against(&b.tls_rtt_p99),
-    );
+    let p99 = Figure::new(
+        "to_all_p99_ms",
+        format!("ack → stored at all 10 peers p99, {rate} alerts/s"),
+        all.p99,
+        "ms",
+    )
+    .against(&cp_b)
+    .against(&b.tls_rtt_p99);
+    // The target holds for its own rate only.
+    s.figure(if rate == TARGET_RATE {
+        p99.target(Target::AtMost(25.0))
+    } else {
+        p99
+    });
     s.figure(Figure::new(
         "to_all_p50_ms",
         "ack → stored at all 10 peers p50",
@@ -196,7 +201,7 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         .against(&b.verify),
     );
     s.note(format!(
-        "{} alerts at {RATE:.0}/s for {:.0} s; to all peers: {}; per delivery: {}",
+        "{} alerts at {rate}/s for {:.0} s; to all peers: {}; per delivery: {}",
         run.acks.len(),
         window.as_secs_f64(),
         all.text(),
@@ -214,6 +219,7 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     s.detail("usage", usage.to_json());
     s.detail("ack_latency", run.latency().to_json());
     s.detail("missing_deliveries", json!(missing));
+    s.detail("offered_rate_per_s", json!(rate));
 
     drop(chans);
     drop(c);
