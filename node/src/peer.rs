@@ -616,23 +616,18 @@ fn collect(
     };
     // Choose first, then prove all under one cache: neighbouring entries
     // share most of their proof hashes.
-    let mut chosen = Vec::new();
-    let mut next = from;
-    while next < end {
-        let Some(e) = store.get_by_own_index(next)? else {
-            break;
-        };
-        if e.body.audience.iter().any(|m| m == caller) {
-            chosen.push((next, e));
-        }
-        next += 1;
-    }
-    let indexes: Vec<u64> = chosen.iter().map(|(i, _)| *i).collect();
+    let read = store.deliverables(from, end)?;
+    let next = read.last().map_or(from, |e| e.index + 1);
+    let chosen: Vec<_> = read
+        .into_iter()
+        .filter(|e| e.audience.iter().any(|m| m == caller))
+        .collect();
+    let indexes: Vec<u64> = chosen.iter().map(|e| e.index).collect();
     let proofs = store.inclusion_proofs(&indexes, size)?;
     let out = chosen
         .into_iter()
         .zip(proofs)
-        .map(|((_, e), proof)| {
+        .map(|(e, proof)| {
             let withheld: &[String] = e
                 .openings
                 .withheld

@@ -61,7 +61,7 @@ mod witness;
 pub mod writer;
 
 pub use error::StoreError;
-pub use read::{Page, Query, StoredEntry, Verification};
+pub use read::{Deliverable, Page, Query, StoredEntry, Verification};
 pub use store::{
     BackupInfo, CheckpointRecord, DEFAULT_CACHE_BYTES, Durable, LAST_CHECKPOINT_FILE, OpenOptions,
     Store,

@@ -45,6 +45,36 @@ pub struct StoredEntry {
     pub replaced_by: Option<EntryId>,
 }
 
+/// An own-feed entry as a delivery to a peer needs it
+/// ([`Store::deliverables`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deliverable {
+    /// Its index in the own feed.
+    pub index: u64,
+    /// Exact signed bytes.
+    pub envelope: Vec<u8>,
+    /// The members allowed to receive it (`EntryBody.audience`).
+    pub audience: Vec<String>,
+    /// Openings of withheld fields, and who may see which.
+    pub openings: OpeningSet,
+}
+
+/// `Envelope` read with its `body` (field 1, bytes) taken as the embedded
+/// message it holds, keeping only `EntryBody.audience` (field 5): the same
+/// bytes on the wire, and every other field is skipped without being
+/// decoded. The field numbers are frozen (proto/lienthong/v1/entry.proto).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AudienceOfEnvelope {
+    #[prost(message, optional, tag = "1")]
+    body: Option<AudienceOfBody>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct AudienceOfBody {
+    #[prost(string, repeated, tag = "5")]
+    audience: Vec<String>,
+}
+
 const RECORD_VERSION: u8 = 1;
 const RECORD_HEADER: usize = 1 + 1 + 8;
 
@@ -194,6 +224,57 @@ impl Store {
     /// The entry with this id, if durable.
     pub fn get_by_id(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
         self.get_via(&keys::with_bytes(keys::ID, &id.0))
+    }
+
+    /// Own-feed entries in `[from, end)`, in order and as far as they are
+    /// durable, with only what serving them to a peer needs: the envelope,
+    /// its audience and the openings. Nothing else of the body is decoded,
+    /// no id is hashed and no retraction is looked up; an author serves
+    /// every entry once per subscribed peer, and the full read was most of
+    /// its work.
+    pub fn deliverables(&self, from: u64, end: u64) -> Result<Vec<Deliverable>, StoreError> {
+        let durable = self.durable();
+        let end = end.min(durable.feed_size);
+        let mut positions = crate::packed::POSITIONS.reader(self.db());
+        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(from)).unwrap_or(0));
+        for index in from..end {
+            let Some(cursor) = positions.get_u64(index)? else {
+                break;
+            };
+            if cursor >= durable.next_cursor {
+                break;
+            }
+            let Some(record) = self.db().get(keys::with_u64(keys::ENTRY, cursor))? else {
+                break;
+            };
+            let corrupt = |detail: String| StoreError::Corrupt {
+                key: format!("entry at cursor {cursor}"),
+                detail,
+            };
+            let envelope =
+                record_envelope(&record).ok_or_else(|| corrupt("bad record header".into()))?;
+            let audience = <AudienceOfEnvelope as prost::Message>::decode(envelope)
+                .map_err(|e| corrupt(e.to_string()))?
+                .body
+                .unwrap_or_default()
+                .audience;
+            let openings = match self.db().get(keys::with_u64(keys::OPENINGS, cursor))? {
+                None => OpeningSet::default(),
+                Some(v) => {
+                    prost::Message::decode(v.as_ref()).map_err(|err| StoreError::Corrupt {
+                        key: format!("openings of cursor {cursor}"),
+                        detail: err.to_string(),
+                    })?
+                }
+            };
+            out.push(Deliverable {
+                index,
+                envelope: envelope.to_vec(),
+                audience,
+                openings,
+            });
+        }
+        Ok(out)
     }
 
     /// The own-feed entry at `index`, if durable.

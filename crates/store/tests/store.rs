@@ -1068,3 +1068,69 @@ fn witness_state_cosignatures_and_evidence_are_durable() {
     assert_eq!(store.evidence(2, 10).unwrap().len(), 1);
     assert_eq!(store.evidence(0, 1).unwrap().len(), 1);
 }
+
+/// The delivery read (`deliverables`) gives, for every own entry, the same
+/// envelope, audience and openings as the full read, in feed order, and
+/// stops where the durable feed does.
+#[test]
+fn deliverables_match_the_full_read() {
+    use lienthong_core::proto::{Opening, OpeningSet, Withheld};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    rt().block_on(async {
+        for i in 0..150u32 {
+            let mut e = alert(&format!("d{i}"), Category::Smuggling, "20", "thuốc lá lậu");
+            e.audience = match i % 3 {
+                0 => vec![],
+                1 => vec!["01".into(), "24".into()],
+                _ => vec!["15".into()],
+            };
+            if i % 4 == 0 {
+                e.openings = OpeningSet {
+                    openings: vec![Opening {
+                        field: "person.citizen_id".into(),
+                        salt: vec![7; 32],
+                        value: format!("0010{i:08}"),
+                    }],
+                    withheld: vec![Withheld {
+                        recipient: "24".into(),
+                        fields: vec!["person.citizen_id".into()],
+                    }],
+                };
+            }
+            w.append(e).await.unwrap();
+        }
+    });
+    w.shutdown();
+    let size = store.durable().feed_size;
+    assert_eq!(size, 150);
+    for (from, end) in [(0, 150), (0, 1000), (37, 101), (149, 150), (150, 400)] {
+        let got = store.deliverables(from, end).unwrap();
+        let want: Vec<_> = (from..end.min(size))
+            .map(|i| store.get_by_own_index(i).unwrap().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "[{from}, {end})");
+        for (g, e) in got.iter().zip(&want) {
+            assert_eq!(g.index, e.body.index);
+            assert_eq!(g.envelope, e.envelope);
+            assert_eq!(g.audience, e.body.audience);
+            assert!(!g.audience.is_empty());
+            assert_eq!(g.openings, e.openings);
+        }
+    }
+    // Openings were stored for some (so the comparison above covered them).
+    let with = store.deliverables(0, 150).unwrap();
+    assert_eq!(
+        with.iter()
+            .filter(|d| !d.openings.withheld.is_empty())
+            .count(),
+        38
+    );
+    assert_eq!(
+        with.iter()
+            .filter(|d| d.audience.iter().any(|m| m == "15"))
+            .count(),
+        50
+    );
+}
