@@ -744,6 +744,11 @@ impl Audit for AuditService {
                 .len() as u32,
             None => 0,
         };
+        let (cosigned_size, cosigned_by) = self
+            .store
+            .latest_cosigned()
+            .map_err(ApiError::from)?
+            .unwrap_or((0, 0));
         let all = self
             .store
             .evidence(0, lienthong_store::MAX_EVIDENCE as usize)
@@ -760,6 +765,8 @@ impl Audit for AuditService {
             evidence: all.len() as u64,
             equivocations,
             writes_refused: self.store.failure().unwrap_or_default(),
+            cosigned_size,
+            cosigned_by: u32::try_from(cosigned_by).unwrap_or(u32::MAX),
             ..Default::default()
         };
         if let Some(p) = &self.peering {

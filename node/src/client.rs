@@ -532,8 +532,16 @@ pub async fn status(cfg: &Config, json: bool, evidence: bool) -> Result<u64> {
         s.manifest_version,
         hex::encode(&s.manifest_hash).get(..16).unwrap_or("-")
     );
+    let newest_cosigned = if s.cosigned_size != s.checkpoint_size && s.cosigned_size > 0 {
+        format!(
+            "; newest cosigned: checkpoint {} by {} member(s), asked every checkpoint.cosign_interval_ms",
+            s.cosigned_size, s.cosigned_by
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "feed: {} entries, checkpoint {} cosigned by {} member(s)",
+        "feed: {} entries, checkpoint {} cosigned by {} member(s){newest_cosigned}",
         s.feed_size, s.checkpoint_size, s.cosignatures
     );
     if !s.writes_refused.is_empty() {

@@ -331,7 +331,16 @@ async fn cosigning_rounds_are_paced_while_a_feed_is_busy() -> anyhow::Result<()>
             .get_status(pb::GetStatusRequest {})
             .await?
             .into_inner();
+        // The newest cosigned checkpoint is reported beside the latest one.
+        anyhow::ensure!(
+            s.cosigned_size <= s.checkpoint_size && (s.cosigned_size == 0) == (s.cosigned_by == 0),
+            "{s:?}"
+        );
         if s.checkpoint_size == s.feed_size && s.cosignatures == 1 {
+            anyhow::ensure!(
+                s.cosigned_size == s.checkpoint_size && s.cosigned_by == 1,
+                "{s:?}"
+            );
             break;
         }
         anyhow::ensure!(
