@@ -735,6 +735,13 @@ impl Audit for AuditService {
         &self,
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        // Cosigned first: both only grow, so the cosigned size never
+        // exceeds the checkpoint size read after it.
+        let (cosigned_size, cosigned_by) = self
+            .store
+            .latest_cosigned()
+            .map_err(ApiError::from)?
+            .unwrap_or((0, 0));
         let cp = self.store.latest_checkpoint();
         let cosignatures = match &cp {
             Some(c) => self
@@ -744,11 +751,6 @@ impl Audit for AuditService {
                 .len() as u32,
             None => 0,
         };
-        let (cosigned_size, cosigned_by) = self
-            .store
-            .latest_cosigned()
-            .map_err(ApiError::from)?
-            .unwrap_or((0, 0));
         let all = self
             .store
             .evidence(0, lienthong_store::MAX_EVIDENCE as usize)

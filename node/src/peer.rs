@@ -576,7 +576,18 @@ impl Federation for FederationService {
             ));
         }
         let conflicts = self.witness.check_shared(&caller, &notes).await;
-        Ok(Response::new(pb::ShareCheckpointResponse { conflicts }))
+        let caller_checkpoint = self
+            .witness
+            .newest_held_note(&caller)
+            .unwrap_or_else(|e| {
+                tracing::warn!(peer = %caller, error = %format!("{e:#}"), "could not read the checkpoint held of this peer");
+                None
+            })
+            .unwrap_or_default();
+        Ok(Response::new(pb::ShareCheckpointResponse {
+            conflicts,
+            caller_checkpoint,
+        }))
     }
 
     async fn get_consistency_proof(

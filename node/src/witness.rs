@@ -194,6 +194,41 @@ impl Witness {
         Ok(())
     }
 
+    /// The newest checkpoint of `member`'s feed this node holds, cosigned
+    /// or delivered with entries, as signed.
+    pub fn newest_held_note(&self, member: &str) -> Result<Option<String>> {
+        let witnessed = self
+            .held(member)?
+            .map(|c| (c.size(), c.note_text().to_owned()));
+        let delivered = self.store.newest_peer_checkpoint(member)?;
+        Ok(match (witnessed, delivered) {
+            (Some(w), Some(d)) => Some(if d.0 > w.0 { d.1 } else { w.1 }),
+            (w, d) => w.or(d).map(|(_, note)| note),
+        })
+    }
+
+    /// A checkpoint of this node's own feed that member `from` holds. It is
+    /// signed with this node's key, so `from` cannot have made it up; if it
+    /// is larger than the store's newest checkpoint, the store lost what
+    /// this node signed, and new entries would fork the feed.
+    pub fn check_own(&self, from: &str, note: &str) {
+        let me = self.peering.me.clone();
+        let cp = match self.verify(&me, note, true) {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::warn!(from, error = %format!("{e:#}"), "a member showed a checkpoint of our feed that does not verify; ignored");
+                return;
+            }
+        };
+        let ours = self.store.latest_checkpoint().map_or(0, |c| c.size);
+        if cp.size() > ours {
+            self.store.halt(format!(
+                "member {from} holds a checkpoint of size {} of this feed, signed by this member, but the store has only {ours} entries checkpointed: it was restored from an older copy or lost writes. New entries would fork the feed, so none are accepted. Recover: stop the node, restore the newest backup (or the store from before the loss), start again and check with `lienthong audit status`",
+                cp.size()
+            ));
+        }
+    }
+
     /// Witness side of `Federation.ShareCheckpoint` from `from`: returns
     /// the members whose checkpoints conflict with what this node holds.
     pub async fn check_shared(&self, from: &str, notes: &[String]) -> Vec<String> {
@@ -471,10 +506,15 @@ pub async fn gossip(w: Arc<Witness>, mut stopping: watch::Receiver<bool>) {
             set.spawn(async move {
                 let r = tokio::time::timeout(PEER_TIMEOUT, async {
                     let mut c = client_for(&w.peering, &m).await?;
-                    c.share_checkpoint(pb::ShareCheckpointRequest {
-                        checkpoints: notes.clone(),
-                    })
-                    .await?;
+                    let resp = c
+                        .share_checkpoint(pb::ShareCheckpointRequest {
+                            checkpoints: notes.clone(),
+                        })
+                        .await?
+                        .into_inner();
+                    if !resp.caller_checkpoint.is_empty() {
+                        w.check_own(&m, &resp.caller_checkpoint);
+                    }
                     anyhow::Ok(())
                 })
                 .await;

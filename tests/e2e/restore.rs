@@ -91,3 +91,87 @@ async fn a_store_restored_behind_what_peers_cosigned_refuses_to_write() -> anyho
     assert!(out.contains("WRITES REFUSED"), "{out}");
     Ok(())
 }
+
+/// With cosigning paced (`checkpoint.cosign_interval_ms`), a witness may
+/// hold an older checkpoint than its member has signed since; the newer
+/// ones reached the peers with their entries. A store restored behind
+/// those is refused too: a peer answers the node's gossip with the
+/// newest checkpoint of the node's own feed it holds, which the node
+/// signed, so it cannot be made up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_restored_behind_what_peers_received_refuses_to_write() -> anyhow::Result<()> {
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    // 01 asks for cosignatures once a minute: only its first checkpoint
+    // of each run is cosigned within this test.
+    let config = f.nodes[0].config();
+    let text = std::fs::read_to_string(&config)?;
+    anyhow::ensure!(text.contains("cosign_interval_ms = 1000"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("cosign_interval_ms = 1000", "cosign_interval_ms = 60000"),
+    )?;
+    f.start_all()?;
+    submit(&f.nodes[0], "r-1").await?;
+    witnessed(&f.nodes[1], "01", 1).await?;
+
+    let store = f.nodes[0].path().join("store");
+    let backup = f.dir.path().join("store-backup");
+    f.nodes[0].stop()?;
+    copy_dir(&store, &backup)?;
+    f.nodes[0].start()?;
+    for i in 2..=4 {
+        submit(&f.nodes[0], &format!("r-{i}")).await?;
+    }
+    // 24 received and verified all four, under 01's checkpoint of size 4,
+    // while it still holds the size it cosigned before.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let witnessed_size = loop {
+        let s = f.nodes[1]
+            .audit()
+            .await?
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        let p = s.peers.iter().find(|p| p.member == "01");
+        if let Some(p) = p.filter(|p| p.replication_cursor >= 4 && p.checkpoint_size >= 4) {
+            break p.witnessed_size;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not received: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    anyhow::ensure!(
+        witnessed_size < 4,
+        "24 cosigned size {witnessed_size}: the test needs a witness behind the deliveries"
+    );
+
+    f.nodes[0].stop()?;
+    std::fs::remove_dir_all(&store)?;
+    copy_dir(&backup, &store)?;
+    f.nodes[0].start()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let s = f.nodes[0]
+            .audit()
+            .await?
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        if !s.writes_refused.is_empty() {
+            break s.writes_refused;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no refusal:\n{}",
+            f.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        refused.contains("member 24 holds a checkpoint of size 4"),
+        "{refused}"
+    );
+    assert!(refused.contains("older copy"), "{refused}");
+    let err = submit(&f.nodes[0], "r-5").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    Ok(())
+}

@@ -236,7 +236,8 @@ impl Store {
         let durable = self.durable();
         let end = end.min(durable.feed_size);
         let mut positions = crate::packed::POSITIONS.reader(self.db());
-        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(from)).unwrap_or(0));
+        let mut out =
+            Vec::with_capacity(usize::try_from(end.saturating_sub(from).min(256)).unwrap_or(0));
         for index in from..end {
             let Some(cursor) = positions.get_u64(index)? else {
                 break;
@@ -253,6 +254,16 @@ impl Store {
             };
             let envelope =
                 record_envelope(&record).ok_or_else(|| corrupt("bad record header".into()))?;
+            // What the full read checks cheaply: never serve a record that
+            // is not a signed envelope of bounded size (field 1 first).
+            if envelope.len() > lienthong_core::entry::MAX_ENVELOPE_BYTES
+                || envelope.first() != Some(&0x0a)
+            {
+                return Err(corrupt(format!(
+                    "not an envelope ({} bytes)",
+                    envelope.len()
+                )));
+            }
             let audience = <AudienceOfEnvelope as prost::Message>::decode(envelope)
                 .map_err(|e| corrupt(e.to_string()))?
                 .body

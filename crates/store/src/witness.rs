@@ -164,6 +164,28 @@ impl Store {
         Ok(Some((size, hashes)))
     }
 
+    /// The newest checkpoint note of `author` delivered with its entries,
+    /// and its size.
+    pub fn newest_peer_checkpoint(
+        &self,
+        author: &str,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let Some((k, v)) = self
+            .inner
+            .db
+            .scan_prefix(keys::peer_checkpoint_prefix(author))
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let size = keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
+            key: format!("checkpoint of {author} {k:?}"),
+            detail: "no tree size".into(),
+        })?;
+        Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
+    }
+
     /// A peer's checkpoint note of `size`, as it was delivered.
     pub fn peer_checkpoint(&self, author: &str, size: u64) -> Result<Option<String>, StoreError> {
         Ok(self
