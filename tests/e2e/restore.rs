@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use lienthong_proto::v1 as pb;
-use lienthong_tests::{AGREEMENT_ALL, Node, copy_dir, federation, sample_alert};
+use lienthong_tests::{AGREEMENT_ALL, Federation, Node, copy_dir, federation, sample_alert};
 
 async fn submit(node: &Node, reference: &str) -> Result<pb::SubmitAlertResponse, tonic::Status> {
     node.alerts()
@@ -41,48 +41,61 @@ async fn witnessed(witness: &Node, author: &str, size: u64) -> anyhow::Result<()
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_restored_behind_what_peers_cosigned_refuses_to_write() -> anyhow::Result<()> {
-    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+/// Starts the federation (01 authors, 24 witnesses); once 24 cosigned
+/// 01's first alert, backs up 01's store while 01 is stopped; then 01
+/// takes three more alerts. Returns where the backup is.
+async fn backed_up_then_grown(f: &mut Federation) -> anyhow::Result<std::path::PathBuf> {
     f.start_all()?;
     submit(&f.nodes[0], "r-1").await?;
     witnessed(&f.nodes[1], "01", 1).await?;
-
-    // Back up 01's store while it is stopped, then let it grow further.
-    let store = f.nodes[0].path().join("store");
     let backup = f.dir.path().join("store-backup");
-    f.nodes[0].stop()?;
-    copy_dir(&store, &backup)?;
-    f.nodes[0].start()?;
+    let node = &mut f.nodes[0];
+    node.stop()?;
+    copy_dir(&node.path().join("store"), &backup)?;
+    node.start()?;
     for i in 2..=4 {
         submit(&f.nodes[0], &format!("r-{i}")).await?;
     }
-    witnessed(&f.nodes[1], "01", 4).await?;
+    Ok(backup)
+}
 
-    // Put the old copy back: its own integrity check passes (it is a
-    // consistent older feed), but 24 holds a larger checkpoint 01 signed.
-    f.nodes[0].stop()?;
+/// Puts the copy in `backup` back as `node`'s store, and starts it.
+fn put_back(node: &mut Node, backup: &std::path::Path) -> anyhow::Result<()> {
+    let store = node.path().join("store");
+    node.stop()?;
     std::fs::remove_dir_all(&store)?;
-    copy_dir(&backup, &store)?;
-    f.nodes[0].start()?;
+    copy_dir(backup, &store)?;
+    node.start()
+}
+
+/// Why `node` refuses writes, once it does (at most 20 s).
+async fn refusal(node: &Node) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let s = f.nodes[0]
+    loop {
+        let s = node
             .audit()
             .await?
             .get_status(pb::GetStatusRequest {})
             .await?
             .into_inner();
         if !s.writes_refused.is_empty() {
-            break s.writes_refused;
+            return Ok(s.writes_refused);
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no refusal:\n{}",
-            f.nodes[0].log()
-        );
+        anyhow::ensure!(Instant::now() < deadline, "no refusal:\n{}", node.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_restored_behind_what_peers_cosigned_refuses_to_write() -> anyhow::Result<()> {
+    let mut f = federation(&[("01", "Hà Nội"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    let backup = backed_up_then_grown(&mut f).await?;
+    witnessed(&f.nodes[1], "01", 4).await?;
+
+    // Put the old copy back: its own integrity check passes (it is a
+    // consistent older feed), but 24 holds a larger checkpoint 01 signed.
+    put_back(&mut f.nodes[0], &backup)?;
+    let refused = refusal(&f.nodes[0]).await?;
     assert!(refused.contains("older copy"), "{refused}");
     let err = submit(&f.nodes[0], "r-5").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
@@ -110,18 +123,7 @@ async fn a_store_restored_behind_what_peers_received_refuses_to_write() -> anyho
         &config,
         text.replace("cosign_interval_ms = 1000", "cosign_interval_ms = 60000"),
     )?;
-    f.start_all()?;
-    submit(&f.nodes[0], "r-1").await?;
-    witnessed(&f.nodes[1], "01", 1).await?;
-
-    let store = f.nodes[0].path().join("store");
-    let backup = f.dir.path().join("store-backup");
-    f.nodes[0].stop()?;
-    copy_dir(&store, &backup)?;
-    f.nodes[0].start()?;
-    for i in 2..=4 {
-        submit(&f.nodes[0], &format!("r-{i}")).await?;
-    }
+    let backup = backed_up_then_grown(&mut f).await?;
     // 24 received and verified all four, under 01's checkpoint of size 4,
     // while it still holds the size it cosigned before.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -144,28 +146,8 @@ async fn a_store_restored_behind_what_peers_received_refuses_to_write() -> anyho
         "24 cosigned size {witnessed_size}: the test needs a witness behind the deliveries"
     );
 
-    f.nodes[0].stop()?;
-    std::fs::remove_dir_all(&store)?;
-    copy_dir(&backup, &store)?;
-    f.nodes[0].start()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let s = f.nodes[0]
-            .audit()
-            .await?
-            .get_status(pb::GetStatusRequest {})
-            .await?
-            .into_inner();
-        if !s.writes_refused.is_empty() {
-            break s.writes_refused;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no refusal:\n{}",
-            f.nodes[0].log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    put_back(&mut f.nodes[0], &backup)?;
+    let refused = refusal(&f.nodes[0]).await?;
     assert!(
         refused.contains("member 24 holds a checkpoint of size 4"),
         "{refused}"
