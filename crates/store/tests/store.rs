@@ -1069,9 +1069,10 @@ fn witness_state_cosignatures_and_evidence_are_durable() {
     assert_eq!(store.evidence(0, 1).unwrap().len(), 1);
 }
 
-/// The delivery read (`deliverables`) gives, for every own entry, the same
-/// envelope, audience and openings as the full read, in feed order, and
-/// stops where the durable feed does.
+/// The delivery read (`deliverables`) gives, for every own entry (alerts
+/// with three audiences and withheld openings, receipts, a retraction),
+/// the same envelope, audience and openings as the full read, in feed
+/// order, and stops where the durable feed does.
 #[test]
 fn deliverables_match_the_full_read() {
     use lienthong_core::proto::{Opening, OpeningSet, Withheld};
@@ -1101,11 +1102,27 @@ fn deliverables_match_the_full_read() {
             }
             w.append(e).await.unwrap();
         }
+        // Receipts of a peer's entries, and a retraction, in the own feed.
+        let (entries, tree, note) = peer_feed(3);
+        for i in 0..3 {
+            w.receive(delivered(&entries, &tree, &note, i), vec![], 1)
+                .await
+                .unwrap();
+        }
+        let first = store.get_by_own_index(0).unwrap().unwrap();
+        let mut retraction = alert("d-retract", Category::Smuggling, "20", "-");
+        retraction.reference = None;
+        retraction.payload = Payload::Retraction(lienthong_core::proto::Retraction {
+            target: first.id.0.to_vec(),
+            reason: "nhập nhầm".into(),
+            replaced_by: vec![],
+        });
+        w.append(retraction).await.unwrap();
     });
     w.shutdown();
     let size = store.durable().feed_size;
-    assert_eq!(size, 150);
-    for (from, end) in [(0, 150), (0, 1000), (37, 101), (149, 150), (150, 400)] {
+    assert_eq!(size, 154);
+    for (from, end) in [(0, 154), (0, 1000), (37, 101), (149, 153), (154, 400)] {
         let got = store.deliverables(from, end).unwrap();
         let want: Vec<_> = (from..end.min(size))
             .map(|i| store.get_by_own_index(i).unwrap().unwrap())
@@ -1119,7 +1136,20 @@ fn deliverables_match_the_full_read() {
             assert_eq!(g.openings, e.openings);
         }
     }
-    // Openings were stored for some (so the comparison above covered them).
+    // The comparison covered openings, receipts and a retraction.
+    let full: Vec<_> = (0..size)
+        .map(|i| store.get_by_own_index(i).unwrap().unwrap())
+        .collect();
+    assert!(full[0].retracted_by.is_some());
+    let receipts = full
+        .iter()
+        .filter(|e| matches!(e.body.payload, Some(Payload::Receipt(_))))
+        .count();
+    assert_eq!(receipts, 3);
+    assert!(matches!(
+        full[153].body.payload,
+        Some(Payload::Retraction(_))
+    ));
     let with = store.deliverables(0, 150).unwrap();
     assert_eq!(
         with.iter()
