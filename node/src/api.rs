@@ -620,8 +620,23 @@ impl Audit for AuditService {
 
     async fn get_checkpoint(
         &self,
-        _: Request<pb::GetCheckpointRequest>,
+        req: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        if req.get_ref().cosigned {
+            let cp = self
+                .store
+                .newest_cosigned_checkpoint()
+                .map_err(ApiError::from)?
+                .ok_or_else(|| {
+                    ApiError::NotFound("no cosigned checkpoint yet: the other members are asked at most every checkpoint.cosign_interval_ms (and only in a federation); retry, or ask for the latest (cosigned = false)".into())
+                })?;
+            return Ok(Response::new(pb::GetCheckpointResponse {
+                signed_note: cp.note,
+                size: cp.size,
+                root_hash: cp.root.to_vec(),
+                origin: self.store.origin().to_owned(),
+            }));
+        }
         let cp = self.store.latest_checkpoint().ok_or_else(|| {
             ApiError::NotFound("no checkpoint yet: the feed is empty or its first checkpoint is being signed; retry in a second".into())
         })?;

@@ -376,7 +376,7 @@ pub async fn verify_feed(
     };
     let mut audit = AuditClient::new(connect(cfg).await?);
     let cp = audit
-        .get_checkpoint(pb::GetCheckpointRequest {})
+        .get_checkpoint(pb::GetCheckpointRequest::default())
         .await
         .map_err(|s| anyhow::anyhow!(explain(&s)))?
         .into_inner();

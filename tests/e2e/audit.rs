@@ -17,7 +17,10 @@ async fn checkpoint_of_size(
     size: u64,
 ) -> anyhow::Result<pb::GetCheckpointResponse> {
     for _ in 0..200 {
-        if let Ok(cp) = audit.get_checkpoint(pb::GetCheckpointRequest {}).await {
+        if let Ok(cp) = audit
+            .get_checkpoint(pb::GetCheckpointRequest::default())
+            .await
+        {
             let cp = cp.into_inner();
             if cp.size >= size {
                 return Ok(cp);

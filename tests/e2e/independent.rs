@@ -156,7 +156,7 @@ async fn cosigned_by(
     let mut audit = node.audit().await?;
     for _ in 0..800 {
         let cp = audit
-            .get_checkpoint(pb::GetCheckpointRequest {})
+            .get_checkpoint(pb::GetCheckpointRequest::default())
             .await?
             .into_inner();
         if cp.size >= last as u64 && cp.signed_note.contains(&format!("— {witness} ")) {
@@ -179,7 +179,10 @@ async fn grow(node: &Node, first: usize, last: usize) -> Result<pb::GetCheckpoin
     }
     let mut audit = node.audit().await?;
     for _ in 0..400 {
-        if let Ok(cp) = audit.get_checkpoint(pb::GetCheckpointRequest {}).await {
+        if let Ok(cp) = audit
+            .get_checkpoint(pb::GetCheckpointRequest::default())
+            .await
+        {
             let cp = cp.into_inner();
             if cp.size >= last as u64 {
                 return Ok(cp);

@@ -15,7 +15,7 @@ use lienthong_tests::{Node, copy_dir, sample_alert};
 async fn log_of(node: &Node) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
     let mut a = node.audit().await?;
     let cp = a
-        .get_checkpoint(pb::GetCheckpointRequest {})
+        .get_checkpoint(pb::GetCheckpointRequest::default())
         .await?
         .into_inner();
     let (note, size) = (cp.signed_note, cp.size);

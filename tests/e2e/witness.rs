@@ -39,7 +39,7 @@ async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
             let cp = n
                 .audit()
                 .await?
-                .get_checkpoint(pb::GetCheckpointRequest {})
+                .get_checkpoint(pb::GetCheckpointRequest::default())
                 .await?
                 .into_inner();
             // The member's own signature still verifies with witnesses'
@@ -349,6 +349,24 @@ async fn cosigning_rounds_are_paced_while_a_feed_is_busy() -> anyhow::Result<()>
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Asked for the newest cosigned checkpoint, the node serves it with
+    // 24's cosignature, which verifies under 24's key.
+    let cp = audit
+        .get_checkpoint(pb::GetCheckpointRequest { cosigned: true })
+        .await?
+        .into_inner();
+    let (_, _, witness_key) = lienthong_log::parse_vkey(f.nodes[1].vkey()?.trim())?;
+    lienthong_log::verify_cosignature_in_note(
+        cp.signed_note.as_bytes(),
+        &format!("{FED}/24"),
+        &witness_key,
+    )?;
+    let verified =
+        lienthong_log::verify_checkpoint(cp.signed_note.as_bytes(), f.nodes[0].vkey()?.trim())?;
+    anyhow::ensure!(
+        verified.size() == cp.size && verified.root().0.as_slice() == cp.root_hash,
+        "the decoded size and root do not match the note: {cp:?}"
+    );
     let store = f.nodes[0].path().join("store");
     f.nodes[0].stop()?;
     let lived = alive.elapsed();

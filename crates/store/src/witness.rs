@@ -10,7 +10,7 @@ use prost::Message as _;
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::store::Store;
+use crate::store::{CheckpointRecord, Store};
 
 /// Most evidence records kept; past this, new ones are counted, not kept,
 /// so a hostile peer cannot fill the disk.
@@ -83,6 +83,27 @@ impl Store {
                 detail: format!("a key of {} bytes has no tree size", k.len()),
             })?;
         Ok(Some((size, self.cosignatures(size)?.len())))
+    }
+
+    /// The newest own checkpoint that members cosigned, its note with the
+    /// cosignatures appended.
+    pub fn newest_cosigned_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        let Some((size, _)) = self.latest_cosigned()? else {
+            return Ok(None);
+        };
+        let Some((_, note)) = self
+            .own_checkpoints(size.saturating_sub(1), size)?
+            .into_iter()
+            .find(|(s, _)| *s == size)
+        else {
+            return Ok(None);
+        };
+        let root = lienthong_log::tree_root(size, &crate::store::TreeHashes(&self.inner.db))?;
+        Ok(Some(CheckpointRecord {
+            note,
+            size,
+            root: root.0,
+        }))
     }
 
     /// The latest checkpoint note with every cosignature it has gathered

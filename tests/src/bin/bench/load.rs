@@ -317,7 +317,7 @@ pub fn poll_checkpoints(
         let mut c = pb::audit_client::AuditClient::new(channel);
         let mut last = None;
         loop {
-            let mut req = tonic::Request::new(pb::GetCheckpointRequest {});
+            let mut req = tonic::Request::new(pb::GetCheckpointRequest::default());
             req.set_timeout(REQUEST_TIMEOUT);
             if let Ok(r) = c.get_checkpoint(req).await {
                 let size = r.into_inner().size;
