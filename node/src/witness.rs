@@ -226,6 +226,49 @@ impl Witness {
                 "member {from} holds a checkpoint of size {} of this feed, signed by this member, but the store has only {ours} entries checkpointed: it was restored from an older copy or lost writes. New entries would fork the feed, so none are accepted. Recover: stop the node, restore the newest backup (or the store from before the loss), start again and check with `lienthong audit status`",
                 cp.size()
             ));
+            return;
+        }
+        match self.store.root_at(cp.size()) {
+            Ok(root) if root != cp.root() => self.store.halt(format!(
+                "member {from} holds a checkpoint of size {} of this feed, signed by this member, whose root differs from the store's: the store is not the feed this member signed (restored from an older copy that was written on since?). New entries would deepen the fork, so none are accepted; restore the newest backup and check with `lienthong audit status`",
+                cp.size()
+            )),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(from, error = %e, "could not compare a checkpoint of our feed a member holds"),
+        }
+    }
+
+    /// A member says this node's store is behind what it holds of this
+    /// node's feed (`claim`). Its word alone does not stop writes: one
+    /// dishonest member could then stop any other. Ask it for the checkpoint
+    /// of this feed it holds, which this node signed, and refuse writes
+    /// only if that shows the store lost what this node signed
+    /// ([`Witness::check_own`]). Returns the error to report.
+    async fn confirm_behind(&self, m: &str, claim: String) -> anyhow::Error {
+        let shown = tokio::time::timeout(PEER_TIMEOUT, async {
+            let mut c = client_for(&self.peering, m).await?;
+            let r = c
+                .share_checkpoint(pb::ShareCheckpointRequest {
+                    checkpoints: Vec::new(),
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(r.caller_checkpoint)
+        })
+        .await;
+        if let Ok(Ok(note)) = &shown
+            && !note.is_empty()
+        {
+            self.check_own(m, note);
+        }
+        match self.store.failure() {
+            Some(why) => anyhow::anyhow!(why),
+            None => {
+                tracing::warn!(witness = %m, %claim, "a member says this store is behind but shows no checkpoint signed by this node that proves it; writes go on");
+                anyhow::anyhow!(
+                    "{claim}; it showed no checkpoint signed by this node that proves it, so writes go on"
+                )
+            }
         }
     }
 
@@ -415,15 +458,18 @@ async fn request_cosignature(
     let mut client = client_for(&w.peering, m).await?;
     for _ in 0..2 {
         if old > cp.size {
-            // Only this member's key could have signed that checkpoint: the
-            // store lost what it signed (restored from an older backup?).
-            // Writing on would fork the feed.
-            let why = format!(
-                "member {m} holds a checkpoint of size {old} of this feed, signed by this member, but the store has only {} entries checkpointed: it was restored from an older copy or lost writes. New entries would fork the feed, so none are accepted. Recover: stop the node, restore the newest backup (or the store from before the loss), start again and check with `lienthong audit status`",
-                cp.size
-            );
-            w.store.halt(why.clone());
-            anyhow::bail!(why);
+            // The store may have lost what this node signed (restored from
+            // an older backup?): writing on would fork the feed. The size
+            // is the witness's word; halt only on the checkpoint it holds.
+            return Err(w
+                .confirm_behind(
+                    m,
+                    format!(
+                        "member {m} says it holds a checkpoint of size {old} of this feed, but the store has only {} entries checkpointed",
+                        cp.size
+                    ),
+                )
+                .await);
         }
         let proof = if old == 0 || old == cp.size {
             Vec::new()
@@ -440,15 +486,18 @@ async fn request_cosignature(
         {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                // The witness holds a checkpoint of ours this one
-                // contradicts: the feed on disk is not the one we signed.
-                let why = format!(
-                    "member {m} refuses to cosign this node's checkpoint of size {}: {}. The store is not the feed this member signed before (restored from an older copy?). New entries would deepen the fork, so none are accepted; restore the newest backup and check with `lienthong audit status`",
-                    cp.size,
-                    s.message()
-                );
-                w.store.halt(why.clone());
-                anyhow::bail!(why);
+                // The witness says it holds a checkpoint of ours this one
+                // contradicts; halt only on that checkpoint itself.
+                return Err(w
+                    .confirm_behind(
+                        m,
+                        format!(
+                            "member {m} refuses to cosign this node's checkpoint of size {}: {}",
+                            cp.size,
+                            s.message()
+                        ),
+                    )
+                    .await);
             }
             Err(s) => return Err(s.into()),
         };

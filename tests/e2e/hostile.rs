@@ -485,3 +485,110 @@ async fn a_flood_on_the_federation_port_does_not_stop_honest_replication() -> an
     drop(garbage);
     Ok(())
 }
+
+/// Plays a witness that claims to hold a far larger checkpoint of its
+/// caller's feed (every other answer) or refuses to cosign (the others),
+/// and never shows a checkpoint the caller signed.
+struct LyingWitness {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl pb::federation_server::Federation for LyingWitness {
+    type SubscribeStream = Deliveries;
+
+    async fn subscribe(
+        &self,
+        _: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Deliveries>, Status> {
+        Ok(Response::new(Box::pin(tokio_stream::pending())))
+    }
+    async fn get_manifest(
+        &self,
+        _: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::GetManifestResponse>, Status> {
+        Ok(Response::new(pb::GetManifestResponse::default()))
+    }
+    async fn add_checkpoint(
+        &self,
+        _: Request<pb::AddCheckpointRequest>,
+    ) -> Result<Response<pb::AddCheckpointResponse>, Status> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n.is_multiple_of(2) {
+            Ok(Response::new(pb::AddCheckpointResponse {
+                cosignatures: vec![],
+                witness_size: 1_000_000,
+            }))
+        } else {
+            Err(Status::failed_precondition(
+                "this witness already cosigned size 1000000 of your feed",
+            ))
+        }
+    }
+    async fn share_checkpoint(
+        &self,
+        _: Request<pb::ShareCheckpointRequest>,
+    ) -> Result<Response<pb::ShareCheckpointResponse>, Status> {
+        Ok(Response::new(pb::ShareCheckpointResponse::default()))
+    }
+    async fn get_consistency_proof(
+        &self,
+        _: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        Err(Status::unimplemented("lying witness"))
+    }
+}
+
+/// One member's word that another's store is behind (a larger size it
+/// claims to have cosigned, or a refusal to cosign) must not stop that
+/// member's writes: only a checkpoint the member signed itself can.
+/// Otherwise one dishonest member could stop any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_claiming_without_proof_that_our_store_is_behind_does_not_stop_writes()
+-> anyhow::Result<()> {
+    let mut f = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rogue = serve_rogue(
+        &f,
+        LyingWitness {
+            calls: calls.clone(),
+        },
+    )
+    .await?;
+    f.nodes[1].start()?;
+    let mut alerts = f.nodes[1].alerts().await?;
+    // New checkpoints keep 24 asking 20 to cosign: both lies, twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0u32;
+    while calls.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "24 asked 20 to cosign only {} times:\n{}",
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            f.nodes[1].log()
+        );
+        alerts
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert(&format!("claimed-{sent}"))),
+            })
+            .await?;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = f.nodes[1].status().await?;
+    assert!(s.writes_refused.is_empty(), "{s:?}");
+    alerts
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("after-the-claims")),
+        })
+        .await?;
+    assert!(
+        f.nodes[1]
+            .log()
+            .contains("shows no checkpoint signed by this node"),
+        "{}",
+        f.nodes[1].log()
+    );
+    rogue.abort();
+    Ok(())
+}

@@ -98,7 +98,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let root = lienthong_log::tree_root(size, &crate::store::TreeHashes(&self.inner.db))?;
+        let root = self.root_at(size)?;
         Ok(Some(CheckpointRecord {
             note,
             size,
