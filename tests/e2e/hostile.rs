@@ -29,6 +29,11 @@ struct Rogue {
     first: std::sync::Mutex<Option<Vec<pb::Delivery>>>,
     /// Subscriptions served, shared with the test.
     subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// If set, plays a lying witness, counting the cosigning requests: it
+    /// claims to hold a far larger checkpoint of the caller's feed (every
+    /// other answer) or refuses to cosign (the others), and never shows a
+    /// checkpoint the caller signed.
+    lies: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Rogue {
@@ -37,6 +42,7 @@ impl Rogue {
             deliveries,
             first: std::sync::Mutex::new(None),
             subscriptions: Default::default(),
+            lies: None,
         }
     }
 }
@@ -82,13 +88,31 @@ impl pb::federation_server::Federation for Rogue {
         &self,
         _: Request<pb::AddCheckpointRequest>,
     ) -> Result<Response<pb::AddCheckpointResponse>, Status> {
-        Err(Status::unimplemented("rogue"))
+        let Some(calls) = &self.lies else {
+            return Err(Status::unimplemented("rogue"));
+        };
+        if calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .is_multiple_of(2)
+        {
+            Ok(Response::new(pb::AddCheckpointResponse {
+                cosignatures: vec![],
+                witness_size: 1_000_000,
+            }))
+        } else {
+            Err(Status::failed_precondition(
+                "this witness already cosigned size 1000000 of your feed",
+            ))
+        }
     }
     async fn share_checkpoint(
         &self,
         _: Request<pb::ShareCheckpointRequest>,
     ) -> Result<Response<pb::ShareCheckpointResponse>, Status> {
-        Err(Status::unimplemented("rogue"))
+        match self.lies {
+            Some(_) => Ok(Response::new(pb::ShareCheckpointResponse::default())),
+            None => Err(Status::unimplemented("rogue")),
+        }
     }
     async fn get_consistency_proof(
         &self,
@@ -486,59 +510,6 @@ async fn a_flood_on_the_federation_port_does_not_stop_honest_replication() -> an
     Ok(())
 }
 
-/// Plays a witness that claims to hold a far larger checkpoint of its
-/// caller's feed (every other answer) or refuses to cosign (the others),
-/// and never shows a checkpoint the caller signed.
-struct LyingWitness {
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl pb::federation_server::Federation for LyingWitness {
-    type SubscribeStream = Deliveries;
-
-    async fn subscribe(
-        &self,
-        _: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<Deliveries>, Status> {
-        Ok(Response::new(Box::pin(tokio_stream::pending())))
-    }
-    async fn get_manifest(
-        &self,
-        _: Request<pb::GetManifestRequest>,
-    ) -> Result<Response<pb::GetManifestResponse>, Status> {
-        Ok(Response::new(pb::GetManifestResponse::default()))
-    }
-    async fn add_checkpoint(
-        &self,
-        _: Request<pb::AddCheckpointRequest>,
-    ) -> Result<Response<pb::AddCheckpointResponse>, Status> {
-        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if n.is_multiple_of(2) {
-            Ok(Response::new(pb::AddCheckpointResponse {
-                cosignatures: vec![],
-                witness_size: 1_000_000,
-            }))
-        } else {
-            Err(Status::failed_precondition(
-                "this witness already cosigned size 1000000 of your feed",
-            ))
-        }
-    }
-    async fn share_checkpoint(
-        &self,
-        _: Request<pb::ShareCheckpointRequest>,
-    ) -> Result<Response<pb::ShareCheckpointResponse>, Status> {
-        Ok(Response::new(pb::ShareCheckpointResponse::default()))
-    }
-    async fn get_consistency_proof(
-        &self,
-        _: Request<pb::GetConsistencyProofRequest>,
-    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
-        Err(Status::unimplemented("lying witness"))
-    }
-}
-
 /// One member's word that another's store is behind (a larger size it
 /// claims to have cosigned, or a refusal to cosign) must not stop that
 /// member's writes: only a checkpoint the member signed itself can.
@@ -550,8 +521,9 @@ async fn a_witness_claiming_without_proof_that_our_store_is_behind_does_not_stop
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let rogue = serve_rogue(
         &f,
-        LyingWitness {
-            calls: calls.clone(),
+        Rogue {
+            lies: Some(calls.clone()),
+            ..Rogue::new(Vec::new())
         },
     )
     .await?;
