@@ -622,7 +622,7 @@ impl Audit for AuditService {
         &self,
         req: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-        if req.get_ref().cosigned {
+        let (note, size, root) = if req.get_ref().cosigned {
             let cp = self
                 .store
                 .newest_cosigned_checkpoint()
@@ -630,24 +630,21 @@ impl Audit for AuditService {
                 .ok_or_else(|| {
                     ApiError::NotFound("no cosigned checkpoint yet: the other members are asked at most every checkpoint.cosign_interval_ms (and only in a federation); retry, or ask for the latest (cosigned = false)".into())
                 })?;
-            return Ok(Response::new(pb::GetCheckpointResponse {
-                signed_note: cp.note,
-                size: cp.size,
-                root_hash: cp.root.to_vec(),
-                origin: self.store.origin().to_owned(),
-            }));
-        }
-        let cp = self.store.latest_checkpoint().ok_or_else(|| {
-            ApiError::NotFound("no checkpoint yet: the feed is empty or its first checkpoint is being signed; retry in a second".into())
-        })?;
-        let note = match self.store.latest_cosigned_note().map_err(ApiError::from)? {
-            Some((size, note)) if size == cp.size => note,
-            _ => cp.note.clone(),
+            (cp.note, cp.size, cp.root)
+        } else {
+            let cp = self.store.latest_checkpoint().ok_or_else(|| {
+                ApiError::NotFound("no checkpoint yet: the feed is empty or its first checkpoint is being signed; retry in a second".into())
+            })?;
+            let note = match self.store.latest_cosigned_note().map_err(ApiError::from)? {
+                Some((size, note)) if size == cp.size => note,
+                _ => cp.note.clone(),
+            };
+            (note, cp.size, cp.root)
         };
         Ok(Response::new(pb::GetCheckpointResponse {
             signed_note: note,
-            size: cp.size,
-            root_hash: cp.root.to_vec(),
+            size,
+            root_hash: root.to_vec(),
             origin: self.store.origin().to_owned(),
         }))
     }

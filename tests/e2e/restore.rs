@@ -19,26 +19,38 @@ async fn submit(node: &Node, reference: &str) -> Result<pb::SubmitAlertResponse,
         .map(tonic::Response::into_inner)
 }
 
-/// Waits until `witness` has cosigned `author`'s checkpoint of at least
-/// `size`.
-async fn witnessed(witness: &Node, author: &str, size: u64) -> anyhow::Result<()> {
+/// What `node` knows of `peer` once `ready` holds of it (at most 20 s;
+/// `what` names the wait in the error).
+async fn peer_once(
+    node: &Node,
+    peer: &str,
+    what: &str,
+    ready: impl Fn(&pb::PeerStatus) -> bool,
+) -> anyhow::Result<pb::PeerStatus> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let s = witness
+        let s = node
             .audit()
             .await?
             .get_status(pb::GetStatusRequest {})
             .await?
             .into_inner();
-        if s.peers
-            .iter()
-            .any(|p| p.member == author && p.witnessed_size >= size)
-        {
-            return Ok(());
+        if let Some(p) = s.peers.iter().find(|p| p.member == peer && ready(p)) {
+            return Ok(p.clone());
         }
-        anyhow::ensure!(Instant::now() < deadline, "not witnessed: {s:?}");
+        anyhow::ensure!(Instant::now() < deadline, "{what}: {s:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until `witness` has cosigned `author`'s checkpoint of at least
+/// `size`.
+async fn witnessed(witness: &Node, author: &str, size: u64) -> anyhow::Result<()> {
+    peer_once(witness, author, "not witnessed", |p| {
+        p.witnessed_size >= size
+    })
+    .await?;
+    Ok(())
 }
 
 /// Starts the federation (01 authors, 24 witnesses); once 24 cosigned
@@ -126,21 +138,11 @@ async fn a_store_restored_behind_what_peers_received_refuses_to_write() -> anyho
     let backup = backed_up_then_grown(&mut f).await?;
     // 24 received and verified all four, under 01's checkpoint of size 4,
     // while it still holds the size it cosigned before.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let witnessed_size = loop {
-        let s = f.nodes[1]
-            .audit()
-            .await?
-            .get_status(pb::GetStatusRequest {})
-            .await?
-            .into_inner();
-        let p = s.peers.iter().find(|p| p.member == "01");
-        if let Some(p) = p.filter(|p| p.replication_cursor >= 4 && p.checkpoint_size >= 4) {
-            break p.witnessed_size;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "not received: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let witnessed_size = peer_once(&f.nodes[1], "01", "not received", |p| {
+        p.replication_cursor >= 4 && p.checkpoint_size >= 4
+    })
+    .await?
+    .witnessed_size;
     anyhow::ensure!(
         witnessed_size < 4,
         "24 cosigned size {witnessed_size}: the test needs a witness behind the deliveries"

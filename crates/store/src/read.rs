@@ -205,13 +205,19 @@ impl Store {
     }
 
     fn with_openings_only(&self, mut e: StoredEntry) -> Result<StoredEntry, StoreError> {
-        if let Some(v) = self.db().get(keys::with_u64(keys::OPENINGS, e.cursor))? {
-            e.openings = prost::Message::decode(v.as_ref()).map_err(|err| StoreError::Corrupt {
-                key: format!("openings of cursor {}", e.cursor),
-                detail: err.to_string(),
-            })?;
-        }
+        e.openings = self.openings_of(e.cursor)?;
         Ok(e)
+    }
+
+    /// The openings stored for the entry at `cursor` (none: empty).
+    fn openings_of(&self, cursor: u64) -> Result<OpeningSet, StoreError> {
+        match self.db().get(keys::with_u64(keys::OPENINGS, cursor))? {
+            None => Ok(OpeningSet::default()),
+            Some(v) => prost::Message::decode(v.as_ref()).map_err(|err| StoreError::Corrupt {
+                key: format!("openings of cursor {cursor}"),
+                detail: err.to_string(),
+            }),
+        }
     }
 
     fn get_via(&self, key: &[u8]) -> Result<Option<StoredEntry>, StoreError> {
@@ -269,20 +275,11 @@ impl Store {
                 .body
                 .unwrap_or_default()
                 .audience;
-            let openings = match self.db().get(keys::with_u64(keys::OPENINGS, cursor))? {
-                None => OpeningSet::default(),
-                Some(v) => {
-                    prost::Message::decode(v.as_ref()).map_err(|err| StoreError::Corrupt {
-                        key: format!("openings of cursor {cursor}"),
-                        detail: err.to_string(),
-                    })?
-                }
-            };
             out.push(Deliverable {
                 index,
                 envelope: envelope.to_vec(),
                 audience,
-                openings,
+                openings: self.openings_of(cursor)?,
             });
         }
         Ok(out)
@@ -444,6 +441,13 @@ impl Store {
         }
     }
 
+    /// The posting blocks of `term` starting below `below`, newest first.
+    fn blocks_below(&self, term: &[u8], below: u64) -> std::iter::Rev<sled::Iter> {
+        self.db()
+            .range(keys::term_prefix(term)..keys::posting(term, below))
+            .rev()
+    }
+
     /// Postings of a group below `below`, counted up to a cap (a cost
     /// estimate for choosing which group drives a query).
     fn estimate(&self, group: &[Term], below: u64) -> usize {
@@ -451,12 +455,7 @@ impl Store {
         group
             .iter()
             .map(|t| {
-                let p = keys::term_prefix(&t.0);
-                let mut hi = p.clone();
-                hi.extend_from_slice(&below.to_be_bytes());
-                self.db()
-                    .range(p..hi)
-                    .rev()
+                self.blocks_below(&t.0, below)
                     .take(CAP_BLOCKS)
                     .map(|kv| kv.map_or(0, |(_, v)| v.len() / 8))
                     .sum::<usize>()
@@ -485,23 +484,21 @@ impl MergeDesc {
         let iters = group
             .iter()
             .map(|t| {
-                let p = keys::term_prefix(&t.0);
-                let mut hi = p.clone();
-                hi.extend_from_slice(&below.to_be_bytes());
                 // Blocks starting below `below`, newest first; within a
                 // block, cursors newest first and below `below`.
-                let it: CursorIter = Box::new(store.db().range(p..hi).rev().flat_map(move |kv| {
-                    let cursors: Vec<Result<u64, StoreError>> = match kv {
-                        Err(e) => vec![Err(e.into())],
-                        Ok((_, v)) => {
-                            let mut c: Vec<u64> =
-                                block_cursors(&v).filter(|c| *c < below).collect();
-                            c.reverse();
-                            c.into_iter().map(Ok).collect()
-                        }
-                    };
-                    cursors
-                }));
+                let it: CursorIter =
+                    Box::new(store.blocks_below(&t.0, below).flat_map(move |kv| {
+                        let cursors: Vec<Result<u64, StoreError>> = match kv {
+                            Err(e) => vec![Err(e.into())],
+                            Ok((_, v)) => {
+                                let mut c: Vec<u64> =
+                                    block_cursors(&v).filter(|c| *c < below).collect();
+                                c.reverse();
+                                c.into_iter().map(Ok).collect()
+                            }
+                        };
+                        cursors
+                    }));
                 it.peekable()
             })
             .collect();

@@ -65,6 +65,14 @@ impl Store {
     /// and how many it holds. Witnesses are asked at most once per
     /// cosigning round, so under load the latest checkpoint is often newer.
     pub fn latest_cosigned(&self) -> Result<Option<(u64, usize)>, StoreError> {
+        let Some(size) = self.latest_cosigned_size()? else {
+            return Ok(None);
+        };
+        Ok(Some((size, self.cosignatures(size)?.len())))
+    }
+
+    /// The size of the newest own checkpoint that holds any cosignature.
+    fn latest_cosigned_size(&self) -> Result<Option<u64>, StoreError> {
         let Some((k, _)) = self
             .inner
             .db
@@ -82,13 +90,13 @@ impl Store {
                 key: format!("cosignature {k:?}"),
                 detail: format!("a key of {} bytes has no tree size", k.len()),
             })?;
-        Ok(Some((size, self.cosignatures(size)?.len())))
+        Ok(Some(size))
     }
 
     /// The newest own checkpoint that members cosigned, its note with the
     /// cosignatures appended.
     pub fn newest_cosigned_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
-        let Some((size, _)) = self.latest_cosigned()? else {
+        let Some(size) = self.latest_cosigned_size()? else {
             return Ok(None);
         };
         let Some((_, note)) = self
