@@ -2,7 +2,10 @@
 
 pub const META: u8 = b'M';
 pub const ENTRY: u8 = b'E';
+/// Layouts 1 and 2 only: one key per entry id (read by the upgrade).
 pub const ID: u8 = b'I';
+/// Entry ids in buckets (`hashed` module).
+pub const ID_BUCKET: u8 = b'i';
 /// Format 1 only: one key per own feed index (read by the upgrade).
 pub const FEED: u8 = b'F';
 /// Format 1 only: one key per stored hash (read by the upgrade).
@@ -11,8 +14,15 @@ pub const HASH: u8 = b'H';
 pub const FEED_PACKED: u8 = b'f';
 /// Own feed stored Merkle hashes, 64 to a value (`packed` module).
 pub const HASH_PACKED: u8 = b'h';
+/// Layouts 1 and 2 only: one key per reference (read by the upgrade).
 pub const REFERENCE: u8 = b'R';
+/// References in buckets (`hashed` module).
+pub const REFERENCE_BUCKET: u8 = b'r';
+/// Layouts 1 and 2 only: posting blocks of 8-byte cursors (read by the
+/// upgrade).
 pub const TERM: u8 = b'T';
+/// Posting blocks (`postings` module).
+pub const POSTING: u8 = b't';
 pub const CHECKPOINT: u8 = b'C';
 pub const REPLICATION: u8 = b'P';
 pub const OPENINGS: u8 = b'O';
@@ -65,11 +75,11 @@ pub fn meta(name: &str) -> Vec<u8> {
     with_bytes(META, name.as_bytes())
 }
 
-/// Prefix of every posting of one term: `T`, length, term.
+/// Prefix of every posting block of one term: `t`, length, term.
 pub fn term_prefix(term: &[u8]) -> Vec<u8> {
     let len = u16::try_from(term.len()).unwrap_or(u16::MAX);
     let mut k = Vec::with_capacity(3 + term.len() + 8);
-    k.push(TERM);
+    k.push(POSTING);
     k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(&term[..usize::from(len)]);
     k

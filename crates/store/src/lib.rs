@@ -35,11 +35,12 @@
 //! |---|---|---|
 //! | `M` | name | meta value (`format`, `member`, `origin`, `feed_size`, `next_cursor`, `terms_version`: see the `reindex` module) |
 //! | `E` | cursor u64 BE | record: version, verification, stored time, envelope |
-//! | `I` | entry id (32) | cursor |
+//! | `M` `index_salt` | | 16 random bytes, made once per store: the salt of the `i` and `r` digests |
+//! | `i` | bucket: first 2 bytes of the id's salted digest | the bucket's ids, sorted: the other 30 digest bytes and the cursor u64 BE each (`hashed` module) |
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
-//! | `R` | reference | cursor |
-//! | `T` | term length u16 BE, term, first cursor of the block | the block's cursors, u64 BE ascending: at most 64; a group's new cursors fill the term's last block first (stores of 0.2.0 and older also hold smaller blocks, one per term per group commit) |
+//! | `r` | bucket: first 2 bytes of the reference's salted digest | the bucket's references, as for `i` |
+//! | `t` | term length u16 BE, term, first cursor of the block | the block's cursors ascending, as LEB128 varints (the first whole, then each as its distance from the previous): at most 512; a group's new cursors fill the term's last block first (`postings` module) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
 //! | `P` | author member code | next index to ask that author for (replication cursor) |
 //! | `O` | cursor u64 BE | `OpeningSet`: values of the entry's withheld fields this node may see (and, for the author, who may see which) |
@@ -51,8 +52,10 @@
 //! | `K` | author length u8, author, tree size u64 BE | that author's checkpoint note as delivered with entries |
 
 mod error;
+mod hashed;
 mod keys;
 mod packed;
+mod postings;
 mod read;
 mod reindex;
 mod store;
@@ -69,7 +72,7 @@ pub use store::{
 pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
-/// Version of the on-disk layout written by this code. Format 1 (releases
-/// up to 0.2.0) is upgraded at open (`upgrade` module); later ones are
-/// refused.
-pub const STORE_FORMAT: u32 = 2;
+/// Version of the on-disk layout written by this code. Formats 1 (releases
+/// up to 0.2.0) and 2 (one key per id and per reference) are upgraded at
+/// open (`upgrade` module); later ones are refused.
+pub const STORE_FORMAT: u32 = 3;

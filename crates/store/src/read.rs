@@ -220,8 +220,13 @@ impl Store {
         }
     }
 
-    fn get_via(&self, key: &[u8]) -> Result<Option<StoredEntry>, StoreError> {
-        match self.db().get(key)?.and_then(|v| keys::tail_u64(&v)) {
+    /// The entry recorded under `key` in a hashed index, if durable.
+    fn get_indexed(
+        &self,
+        index: crate::hashed::Index,
+        key: &[u8],
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        match index.get(self.db(), &index.digest(&self.inner.salt, key))? {
             None => Ok(None),
             Some(c) => self.get_by_cursor(c),
         }
@@ -229,7 +234,7 @@ impl Store {
 
     /// The entry with this id, if durable.
     pub fn get_by_id(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
-        self.get_via(&keys::with_bytes(keys::ID, &id.0))
+        self.get_indexed(crate::hashed::IDS, &id.0)
     }
 
     /// Own-feed entries in `[from, end)`, in order and as far as they are
@@ -298,7 +303,7 @@ impl Store {
 
     /// The entry created for a submitting system's reference, if durable.
     pub fn get_by_reference(&self, reference: &str) -> Result<Option<StoredEntry>, StoreError> {
-        self.get_via(&keys::with_bytes(keys::REFERENCE, reference.as_bytes()))
+        self.get_indexed(crate::hashed::REFERENCES, reference.as_bytes())
     }
 
     /// The next index to ask `author` for: one past the highest index of
@@ -437,7 +442,15 @@ impl Store {
         let hi = keys::posting(term, cursor);
         match self.db().range(lo..=hi).next_back() {
             None => Ok(false),
-            Some(kv) => Ok(block_cursors(&kv?.1).any(|c| c == cursor)),
+            Some(kv) => {
+                let (k, v) = kv?;
+                for c in crate::postings::cursors(&v) {
+                    if c.map_err(|detail| bad_block(&k, detail))? == cursor {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
         }
     }
 
@@ -457,17 +470,18 @@ impl Store {
             .map(|t| {
                 self.blocks_below(&t.0, below)
                     .take(CAP_BLOCKS)
-                    .map(|kv| kv.map_or(0, |(_, v)| v.len() / 8))
+                    .map(|kv| kv.map_or(0, |(_, v)| crate::postings::count(&v)))
                     .sum::<usize>()
             })
             .sum()
     }
 }
 
-/// The cursors of one posting block (ascending u64 BE values).
-fn block_cursors(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    v.chunks_exact(8)
-        .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
+fn bad_block(key: &[u8], detail: String) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("posting block {}", crate::store::hex(key)),
+        detail,
+    }
 }
 
 /// Cursors, highest first.
@@ -490,11 +504,14 @@ impl MergeDesc {
                     Box::new(store.blocks_below(&t.0, below).flat_map(move |kv| {
                         let cursors: Vec<Result<u64, StoreError>> = match kv {
                             Err(e) => vec![Err(e.into())],
-                            Ok((_, v)) => {
-                                let mut c: Vec<u64> =
-                                    block_cursors(&v).filter(|c| *c < below).collect();
+                            Ok((k, v)) => {
+                                let mut c: Vec<Result<u64, StoreError>> =
+                                    crate::postings::cursors(&v)
+                                        .map(|c| c.map_err(|d| bad_block(&k, d)))
+                                        .filter(|c| c.as_ref().map_or(true, |c| *c < below))
+                                        .collect();
                                 c.reverse();
-                                c.into_iter().map(Ok).collect()
+                                c
                             }
                         };
                         cursors

@@ -1,6 +1,6 @@
 //! Rebuilding the derived indexes when the code that computes them changed.
 //!
-//! The search terms of an entry (`T` postings) and the retraction marks
+//! The search terms of an entry (`t` postings) and the retraction marks
 //! (`Z`) are derived from the stored envelopes by
 //! [`lienthong_core::terms::entry_terms`] and the retraction rule. A store
 //! written by an older release holds them as that release computed them:
@@ -21,7 +21,7 @@ use lienthong_core::terms::TERMS_VERSION;
 use crate::StoreError;
 use crate::keys;
 use crate::read::decode_record;
-use crate::writer::{add_postings, index_terms, mark_retraction};
+use crate::writer::{index_terms, mark_retraction};
 
 /// Entries per batch (and per posting block) while rebuilding.
 const CHUNK: usize = 4096;
@@ -52,7 +52,7 @@ pub(crate) fn reindex_if_needed(db: &sled::Tree) -> Result<u64, StoreError> {
         to = TERMS_VERSION,
         "rebuilding the search indexes: they were built by another release"
     );
-    for prefix in [keys::TERM, keys::RETRACTED] {
+    for prefix in [keys::TERM, keys::POSTING, keys::RETRACTED] {
         crate::store::remove_prefix(db, prefix, CHUNK)?;
     }
     let mut count = 0u64;
@@ -97,7 +97,7 @@ fn index_chunk(db: &sled::Tree, chunk: &[(u64, Vec<u8>)]) -> Result<u64, StoreEr
     }
     // Cursors arrive in ascending order: each block is sorted already.
     for (term, cursors) in postings {
-        add_postings(db, &mut batch, &term, &cursors, None)?;
+        crate::postings::add(db, &mut batch, &term, &cursors, None)?;
     }
     db.apply_batch(batch)?;
     Ok(chunk.len() as u64)

@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) failed: Mutex<Option<String>>,
     pub(crate) origin: String,
     pub(crate) member: String,
+    /// The salt of the id and reference digests (`hashed` module).
+    pub(crate) salt: crate::hashed::Salt,
     /// Held by the writer while it commits a group, and by a backup while
     /// it copies: a backup sees the store between two groups, never inside
     /// one.
@@ -111,8 +113,10 @@ impl Store {
             problem,
         };
 
+        let mut fresh = false;
         let format = match db.get(keys::meta("format"))? {
             None => {
+                fresh = true;
                 if db.scan_prefix([keys::ENTRY]).next().is_some() {
                     return Err(mismatch(
                         "has entries but no format marker; it was not written by lienthong".into(),
@@ -158,6 +162,9 @@ impl Store {
                 format
             }
         };
+        // Made once, when the store is created or first upgraded to
+        // buckets; written before anything is bucketed under it.
+        let salt = crate::hashed::salt(&db, format < STORE_FORMAT || fresh)?;
         let durable = Durable {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,
@@ -172,6 +179,7 @@ impl Store {
                 failed: Mutex::new(None),
                 origin: opts.origin.clone(),
                 member: opts.member.clone(),
+                salt,
                 commit_lock: Mutex::new(()),
             }),
         };
@@ -179,6 +187,10 @@ impl Store {
         // reads it, and marked as upgraded only once it passes the checks.
         if format == 1 {
             crate::upgrade::pack_layout_1(&store.inner.db, durable.feed_size, || store.sync())?;
+        }
+        if format < 3 {
+            crate::upgrade::bucket_layout_2(&store.inner.db, &salt, || store.sync())?;
+            crate::upgrade::repost_layout_2(&store.inner.db, || store.sync())?;
         }
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
@@ -240,9 +252,18 @@ impl Store {
             })?;
             let leaf =
                 TreeHashes(db).read_hashes(&[tlog_tiles::tlog::stored_hash_index(0, index)])?;
-            if leaf[0].0 != EntryId::of_envelope(envelope).0 {
+            let id = EntryId::of_envelope(envelope);
+            if leaf[0].0 != id.0 {
                 return Err(StoreError::Integrity(format!(
                     "entry at feed index {index} does not hash to its Merkle leaf: {recover}"
+                )));
+            }
+            let ids = crate::hashed::IDS;
+            let found = ids.get(db, &ids.digest(&self.inner.salt, &id.0))?;
+            if found != Some(cursor) {
+                return Err(StoreError::Integrity(format!(
+                    "the id index finds {found:?} for the entry at feed index {index}, not cursor \
+                     {cursor}: {recover}"
                 )));
             }
         }

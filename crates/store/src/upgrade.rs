@@ -18,13 +18,25 @@
 //!    next open (this step runs at every open and costs one lookup when
 //!    there is nothing to do).
 //!
-//! Entries, ids, checkpoints and everything signed are not touched.
+//! Format 2 → 3 (and 1 → 3, after the packing): the id (`I`) and
+//! reference (`R`) keys, one per entry, go into 65,536 buckets each (`i`,
+//! `r`; see the `hashed` module), and the posting blocks of 64 cursors of
+//! 8 bytes (`T`) become blocks of 512 varints (`t`; the `postings`
+//! module), in the same three steps: write every bucket and block from the
+//! old keys, the buckets under the store's salt (made first, and kept if a
+//! cut-off run made it already), removing whatever buckets and blocks a
+//! cut-off run left; record format 3 only once every open's checks pass,
+//! which now include finding the newest entries by id; then remove the old
+//! keys.
 //!
-//! There is no way back: a release reading format 1 refuses a format 2
+//! Entries, checkpoints and everything signed are not touched.
+//!
+//! There is no way back: a release reading an older format refuses a newer
 //! store and names the release to use.
 
 use std::time::Instant;
 
+use crate::hashed::{self, Salt};
 use crate::keys;
 use crate::packed::{self, Packed};
 use crate::store::remove_prefix;
@@ -73,6 +85,123 @@ pub(crate) fn pack_layout_1(
     Ok(())
 }
 
+/// Step 1 for a store of layout 1 (once packed) or 2: writes the id and
+/// reference buckets from the old keys and makes them durable. A 0.2.0
+/// binary, or this code's predecessor, ignores them.
+pub(crate) fn bucket_layout_2(
+    db: &sled::Tree,
+    salt: &Salt,
+    sync: impl Fn() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let t0 = Instant::now();
+    tracing::info!(
+        to = STORE_FORMAT,
+        "upgrading the store layout: putting ids and references into buckets"
+    );
+    let mut counts = [0usize; 2];
+    for (n, (old, index)) in [
+        (keys::ID, hashed::IDS),
+        (keys::REFERENCE, hashed::REFERENCES),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        remove_prefix(db, index.prefix(), REMOVE_BATCH)?;
+        let mut items = Vec::new();
+        for kv in db.scan_prefix([old]) {
+            let (k, v) = kv?;
+            let bad = |detail: String| StoreError::Corrupt {
+                key: format!("{:?} key {}", old as char, crate::store::hex(&k)),
+                detail,
+            };
+            if old == keys::ID && k.len() != 33 {
+                return Err(bad("is not an entry id".into()));
+            }
+            let cursor = keys::tail_u64(&v)
+                .filter(|_| v.len() == 8)
+                .ok_or_else(|| bad(format!("holds {} bytes, not a cursor", v.len())))?;
+            items.push((index.digest(salt, &k[1..]), cursor));
+        }
+        counts[n] = items.len();
+        index.write_all(db, &mut items)?;
+    }
+    sync()?;
+    tracing::info!(
+        ids = counts[0],
+        references = counts[1],
+        seconds = t0.elapsed().as_secs_f64(),
+        "ids and references bucketed"
+    );
+    Ok(())
+}
+
+/// Step 1, too, for the postings of a store of layout 1 or 2: the blocks
+/// of 8-byte cursors (`T`) are written again as blocks of up to 512
+/// varints (`t`; see the `postings` module), and made durable.
+pub(crate) fn repost_layout_2(
+    db: &sled::Tree,
+    sync: impl Fn() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let t0 = Instant::now();
+    remove_prefix(db, keys::POSTING, REMOVE_BATCH)?;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0usize;
+    let (mut terms, mut postings) = (0u64, 0u64);
+    let mut term: Option<Vec<u8>> = None;
+    let mut cursors: Vec<u64> = Vec::new();
+    let mut flush = |term: &[u8], cursors: &mut Vec<u64>, last: bool| {
+        in_batch += cursors.len();
+        crate::postings::add(db, &mut batch, term, cursors, None)?;
+        cursors.clear();
+        if in_batch >= 64 * 1024 || last {
+            db.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+        Ok::<(), StoreError>(())
+    };
+    for kv in db.scan_prefix([keys::TERM]) {
+        let (k, v) = kv?;
+        let bad = |detail: &str| StoreError::Corrupt {
+            key: format!("'T' key {}", crate::store::hex(&k)),
+            detail: detail.into(),
+        };
+        // `T`, term length u16 BE, term, first cursor u64 BE.
+        let len = k
+            .get(1..3)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+            .filter(|len| k.len() == 3 + len + 8)
+            .ok_or_else(|| bad("is not a term and a cursor"))?;
+        if !v.len().is_multiple_of(8) || v.is_empty() {
+            return Err(bad("does not hold 8-byte cursors"));
+        }
+        let this = &k[3..3 + len];
+        if term.as_deref() != Some(this) {
+            if let Some(t) = term.take() {
+                flush(&t, &mut cursors, false)?;
+            }
+            term = Some(this.to_vec());
+            terms += 1;
+        }
+        for c in v.chunks_exact(8) {
+            let c = u64::from_be_bytes(c.try_into().map_err(|_| bad("odd cursor"))?);
+            if cursors.last().is_some_and(|l| *l >= c) {
+                return Err(bad("holds cursors out of order"));
+            }
+            cursors.push(c);
+            postings += 1;
+        }
+    }
+    flush(term.as_deref().unwrap_or_default(), &mut cursors, true)?;
+    sync()?;
+    tracing::info!(
+        terms,
+        postings,
+        seconds = t0.elapsed().as_secs_f64(),
+        "postings written again in blocks of 512"
+    );
+    Ok(())
+}
+
 /// Steps 2 and 3, once the store has passed the checks of every open on
 /// the packed values: records [`STORE_FORMAT`] (if `format` is older) and
 /// removes whatever old keys are left.
@@ -89,8 +218,16 @@ pub(crate) fn finish(
             "store layout upgraded; removing the old keys"
         );
     }
-    let removed =
-        remove_prefix(db, keys::FEED, REMOVE_BATCH)? + remove_prefix(db, keys::HASH, REMOVE_BATCH)?;
+    let mut removed = 0;
+    for old in [
+        keys::FEED,
+        keys::HASH,
+        keys::ID,
+        keys::REFERENCE,
+        keys::TERM,
+    ] {
+        removed += remove_prefix(db, old, REMOVE_BATCH)?;
+    }
     if removed > 0 {
         sync()?;
         tracing::info!(removed, "old layout keys removed");

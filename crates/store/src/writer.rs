@@ -294,11 +294,9 @@ struct State {
 /// at 7,500 alerts/s. Only the writer writes postings while it runs, so an
 /// entry cannot go stale; a term is taken out before a group and put back
 /// only once the group is durable. Emptied when it holds
-/// [`LAST_BLOCKS_MAX`] terms: at most 64 × 8 bytes each, a few MiB at worst.
-type LastBlocks = HashMap<Vec<u8>, Block>;
-
-/// A posting block: its key and its cursors (u64 BE each).
-pub(crate) type Block = (Vec<u8>, Vec<u8>);
+/// [`LAST_BLOCKS_MAX`] terms: a block of 512 cursors is 0.5 to 2 KiB, so a
+/// few MiB.
+type LastBlocks = HashMap<Vec<u8>, crate::postings::Block>;
 
 /// Terms [`LastBlocks`] holds at most.
 const LAST_BLOCKS_MAX: usize = 4096;
@@ -450,6 +448,8 @@ impl State {
         force_checkpoint: bool,
     ) -> Result<(), (StoreError, Vec<Reply>)> {
         let db = &self.store.inner.db;
+        let salt = &self.store.inner.salt;
+        let (ids, refs) = (crate::hashed::IDS, crate::hashed::REFERENCES);
         // Step 2: references already durable or repeated within the group;
         // received entries already stored.
         let mut slots: Vec<Slot> = Vec::with_capacity(jobs.len());
@@ -462,18 +462,18 @@ impl State {
                 Work::Author(e) => e
                     .reference
                     .as_ref()
-                    .map(|r| keys::with_bytes(keys::REFERENCE, r.as_bytes())),
-                Work::Receive(d) => Some(keys::with_bytes(keys::ID, &d.0.entry().id().0)),
+                    .map(|r| (refs, refs.digest(salt, r.as_bytes()))),
+                Work::Receive(d) => Some((ids, ids.digest(salt, &d.0.entry().id().0))),
             };
-            if let Some(key) = lookup {
-                match db.get(&key) {
-                    Ok(Some(v)) => {
-                        known.push((reply, keys::tail_u64(&v).unwrap_or(u64::MAX)));
+            if let Some((index, digest)) = lookup {
+                match index.get(db, &digest) {
+                    Ok(Some(cursor)) => {
+                        known.push((reply, cursor));
                         continue;
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                        let _ = reply.send(Err(e));
                         continue;
                     }
                 }
@@ -638,6 +638,8 @@ impl State {
         let first_hash = tlog_tiles::tlog::stored_hash_index(0, start_size);
         let mut new_hashes = Vec::with_capacity(64 * signed.len());
         let mut new_positions = Vec::with_capacity(8 * signed.len());
+        let mut new_ids = Vec::with_capacity(signed.len() + received.len());
+        let mut new_refs = Vec::with_capacity(signed.len());
         for (k, e) in signed.iter().enumerate() {
             let index = start_size + k as u64;
             let cursor = own_cursors[k];
@@ -658,13 +660,10 @@ impl State {
                 &keys::with_u64(keys::ENTRY, cursor),
                 encode_record(Verification::AuthoredHere, stored_ms, e.envelope()),
             );
-            batch.insert(keys::with_bytes(keys::ID, &e.id().0), &cursor.to_be_bytes());
+            new_ids.push((ids.digest(salt, &e.id().0), cursor));
             new_positions.extend_from_slice(&cursor.to_be_bytes());
             if let Some(r) = &own_refs[k] {
-                batch.insert(
-                    keys::with_bytes(keys::REFERENCE, r.as_bytes()),
-                    &cursor.to_be_bytes(),
-                );
+                new_refs.push((refs.digest(salt, r.as_bytes()), cursor));
             }
             mark_retraction(&mut batch, e.body(), cursor);
             let openings = own_openings[k].filter(|o| !o.openings.is_empty());
@@ -740,10 +739,7 @@ impl State {
                 &keys::with_u64(keys::ENTRY, *cursor),
                 encode_record(Verification::Verified, stored_ms, entry.envelope()),
             );
-            batch.insert(
-                keys::with_bytes(keys::ID, &entry.id().0),
-                &cursor.to_be_bytes(),
-            );
+            new_ids.push((ids.digest(salt, &entry.id().0), *cursor));
             mark_retraction(&mut batch, entry.body(), *cursor);
             for t in index_terms(&entry.id().0, entry.body(), openings) {
                 postings
@@ -758,8 +754,15 @@ impl State {
                 &next.to_be_bytes(),
             );
         }
+        let indexed = ids
+            .add(db, &mut batch, &mut new_ids)
+            .and_then(|()| refs.add(db, &mut batch, &mut new_refs));
+        if let Err(err) = indexed {
+            drop(overlay);
+            return Err((err, replies(slots, repeats)));
+        }
         // Postings go in blocks of up to 64 cursors keyed by their first
-        // cursor (`add_postings`): far fewer keys than one per (term,
+        // cursor (`postings::add`): far fewer keys than one per (term,
         // entry), which was most of the writer's time, or one per (term,
         // group), which was most of the keys of a node taking alerts one
         // at a time.
@@ -772,7 +775,7 @@ impl State {
                 .collect();
             list.sort_unstable();
             let known = self.last_blocks.remove(&term);
-            match add_postings(db, &mut batch, &term, &list, known) {
+            match crate::postings::add(db, &mut batch, &term, &list, known) {
                 Ok(last) => new_last_blocks.push((term, last)),
                 Err(err) => {
                     drop(overlay);
@@ -833,13 +836,12 @@ impl State {
         if self.last_blocks.len() + new_last_blocks.len() > LAST_BLOCKS_MAX {
             self.last_blocks.clear();
         }
-        // Blocks of 0.2.0 may be larger than this release writes: those
-        // are read again when needed rather than kept. So are terms longer
-        // than a key holds (`keys::term_prefix` cuts them, so two of them
-        // may share blocks) and whatever would exceed the bound.
+        // Terms longer than a key holds (`keys::term_prefix` cuts them, so
+        // two of them may share blocks) are read again when needed rather
+        // than kept, and so is whatever would exceed the bound.
         for (term, last) in new_last_blocks {
             if let Some(l) = last
-                && l.1.len() <= 8 * BLOCK_CURSORS
+                && l.size() <= 16 * crate::postings::BLOCK_CURSORS
                 && term.len() < usize::from(u16::MAX)
                 && self.last_blocks.len() < LAST_BLOCKS_MAX
             {
@@ -977,84 +979,6 @@ fn resign(store: &Store, signer: &FeedSigner, cp: &CheckpointRecord) -> Result<(
         root: cp.root,
     }));
     Ok(())
-}
-
-/// Cursors a posting block holds at most: 512 bytes.
-///
-/// Measured with the bench (`--fill-clients 1` for one alert per group,
-/// 64 for groups of about 25): at 64, the store of a node taking alerts one
-/// at a time holds 3.6 sled keys per alert instead of 36, and the node
-/// writes 64 KB to disk per alert instead of 43; at 128 it wrote 7.9
-/// instead of 6.1 KB per alert at the high rate. Larger blocks save keys,
-/// but every group rewrites the last block of each of its terms, and sled
-/// rewrites the leaf holding it.
-pub(crate) const BLOCK_CURSORS: usize = 64;
-
-/// Adds `sorted` (ascending cursors, all above every cursor already posted
-/// under `term`) to the postings of `term`: first into the term's last
-/// block, up to [`BLOCK_CURSORS`], then in new blocks of at most that
-/// many.
-///
-/// Filling the last block, rather than adding one block per group, keeps
-/// the number of keys near postings / 64. With one block per group (up to
-/// 0.2.0), a node taking alerts one at a time wrote a key for every word
-/// of every alert, and sled's memory grows with its keys. (A tail of small
-/// blocks merged into full ones, tried too, wrote 162 KB per alert at one
-/// alert per group: sled split and merged leaves as blocks came and went.)
-///
-/// `known` is the term's last block (key, cursors) if the caller knows it
-/// (`None`: read from `db`). Returns the term's last block after the
-/// addition, as written to `batch` (`None` if `sorted` is empty and
-/// nothing is known).
-pub(crate) fn add_postings(
-    db: &sled::Tree,
-    batch: &mut sled::Batch,
-    term: &[u8],
-    sorted: &[u64],
-    known: Option<Block>,
-) -> Result<Option<Block>, StoreError> {
-    let mut rest = sorted;
-    let Some(&first) = rest.first() else {
-        return Ok(known);
-    };
-    let last = match known {
-        Some(k) => Some(k),
-        None => db
-            .scan_prefix(keys::term_prefix(term))
-            .next_back()
-            .transpose()?
-            .map(|(k, v)| (k.to_vec(), v.to_vec())),
-    };
-    let mut written = None;
-    if let Some((key, mut block)) = last {
-        let held = block.len() / 8;
-        // Blocks stay ascending and disjoint, which `term_has` relies on:
-        // new cursors are above every cursor stored, or something is wrong.
-        let above = keys::tail_u64(&block).is_some_and(|last| last < first);
-        if !above || !block.len().is_multiple_of(8) {
-            return Err(StoreError::Corrupt {
-                key: format!("posting block {}", crate::store::hex(&key)),
-                detail: format!(
-                    "is {} bytes ending at or above cursor {first}, which is being added now",
-                    block.len()
-                ),
-            });
-        }
-        if held < BLOCK_CURSORS {
-            let (now, later) = rest.split_at((BLOCK_CURSORS - held).min(rest.len()));
-            block.extend(now.iter().flat_map(|c| c.to_be_bytes()));
-            batch.insert(key.as_slice(), block.as_slice());
-            rest = later;
-        }
-        written = Some((key, block));
-    }
-    for chunk in rest.chunks(BLOCK_CURSORS) {
-        let key = keys::posting(term, chunk[0]);
-        let bytes: Vec<u8> = chunk.iter().flat_map(|c| c.to_be_bytes()).collect();
-        batch.insert(key.as_slice(), bytes.as_slice());
-        written = Some((key, bytes));
-    }
-    Ok(written)
 }
 
 /// Marks the target of a retraction, in the same batch as the retraction

@@ -325,13 +325,13 @@ fn a_store_of_another_layout_version_is_refused_naming_the_release_to_use() {
     );
 }
 
-/// Postings fill blocks of 64 cursors whatever the group size: 300
-/// alerts taken one at a time (one group each) make 5 blocks for a term
-/// they all carry, not 300, and queries that cross block boundaries, as
+/// Postings fill blocks of 512 cursors whatever the group size: 1,100
+/// alerts taken one at a time (one group each) make 3 blocks for a term
+/// they all carry, not 1,100, each holding its cursors as varints, and queries that cross block boundaries, as
 /// the driving term or as the term checked per candidate, match a naive
 /// scan.
 #[test]
-fn postings_fill_blocks_of_64_when_alerts_come_one_at_a_time() {
+fn postings_fill_blocks_of_512_when_alerts_come_one_at_a_time() {
     const CATS: [Category; 3] = [
         Category::Smuggling,
         Category::Counterfeit,
@@ -342,7 +342,7 @@ fn postings_fill_blocks_of_64_when_alerts_come_one_at_a_time() {
     let w = writer(&store);
     let cursors: Vec<u64> = rt().block_on(async {
         let mut out = Vec::new();
-        for i in 0..300usize {
+        for i in 0..1100usize {
             let prov = if i.is_multiple_of(2) { "20" } else { "24" };
             let a = alert(&format!("r{i}"), CATS[i % 3], prov, "Thuốc lá lậu");
             out.push(w.append(a).await.unwrap().cursor);
@@ -363,7 +363,7 @@ fn postings_fill_blocks_of_64_when_alerts_come_one_at_a_time() {
             Box::new(|i: usize| i % 3 == 1 && i % 2 == 1),
         ),
     ] {
-        let mut expected: Vec<u64> = (0..300).filter(|i| keep(*i)).map(|i| cursors[i]).collect();
+        let mut expected: Vec<u64> = (0..1100).filter(|i| keep(*i)).map(|i| cursors[i]).collect();
         expected.reverse();
         let mut got = Vec::new();
         let mut before = None;
@@ -388,21 +388,101 @@ fn postings_fill_blocks_of_64_when_alerts_come_one_at_a_time() {
     w.shutdown();
     drop(store);
     let db = open_raw(dir.path());
-    let blocks = |term: &Term| -> Vec<usize> {
-        let mut prefix = vec![b'T'];
+    let blocks = |term: &Term, keep: &dyn Fn(usize) -> bool| -> Vec<usize> {
+        let mut prefix = vec![b't'];
         prefix.extend_from_slice(&u16::try_from(term.0.len()).unwrap().to_be_bytes());
         prefix.extend_from_slice(&term.0);
         let mut sizes = Vec::new();
+        let mut all = Vec::new();
         for kv in db.scan_prefix(&prefix) {
             let (k, v) = kv.unwrap();
             assert_eq!(k.len(), prefix.len() + 8, "a block key of this term");
-            sizes.push(v.len() / 8);
+            let mut rest = v.as_ref();
+            let mut block = Vec::new();
+            while !rest.is_empty() {
+                let d = prost::encoding::decode_varint(&mut rest).unwrap();
+                block.push(block.last().map_or(d, |l| l + d));
+            }
+            assert_eq!(
+                k[prefix.len()..],
+                block[0].to_be_bytes(),
+                "keyed by its first"
+            );
+            sizes.push(block.len());
+            all.extend(block);
         }
+        let want: Vec<u64> = (0..1100).filter(|i| keep(*i)).map(|i| cursors[i]).collect();
+        assert_eq!(all, want, "the blocks hold the term's cursors");
         sizes
     };
-    assert_eq!(blocks(&word), [64, 64, 64, 64, 44]);
-    assert_eq!(blocks(&Term::province("20")), [64, 64, 22]);
-    assert_eq!(blocks(&Term::category(CATS[1] as i32)), [64, 36]);
+    assert_eq!(blocks(&word, &|_| true), [512, 512, 76]);
+    assert_eq!(
+        blocks(&Term::province("20"), &|i| i.is_multiple_of(2)),
+        [512, 38]
+    );
+    assert_eq!(
+        blocks(&Term::category(CATS[1] as i32), &|i| i % 3 == 1),
+        [367]
+    );
+}
+
+/// The id (`I`) and reference (`R`) keys of layouts 1 and 2 for the store
+/// at `dir`, one per own entry, as those layouts wrote them.
+fn old_index_keys(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let store = open(dir).unwrap();
+    let mut keys = Vec::new();
+    for i in 0..store.durable().feed_size {
+        let e = store.get_by_own_index(i).unwrap().expect("entry");
+        let cursor = e.cursor.to_be_bytes().to_vec();
+        let mut id = vec![b'I'];
+        id.extend_from_slice(&e.id.0);
+        keys.push((id, cursor.clone()));
+        if let Some(Payload::Alert(a)) = &e.body.payload {
+            keys.push(([b"R", a.reference.as_bytes()].concat(), cursor));
+        }
+    }
+    keys
+}
+
+/// Rewrites a store of this release into layout 2: one key per id and per
+/// reference (`old`, from [`old_index_keys`]), no buckets and no index
+/// salt, posting blocks of 64 cursors of 8 bytes, format marker 2.
+fn to_format_2(db: &sled::Db, old: &[(Vec<u8>, Vec<u8>)]) {
+    for prefix in [b'i', b'r'] {
+        let keys: Vec<_> = db
+            .scan_prefix([prefix])
+            .keys()
+            .map(Result::unwrap)
+            .collect();
+        assert!(!keys.is_empty());
+        for k in keys {
+            db.remove(k).unwrap();
+        }
+    }
+    db.remove(b"Mindex_salt").unwrap().expect("a salt");
+    // Posting blocks: 8-byte cursors, 64 to a block, prefix `T`.
+    let blocks: Vec<_> = db.scan_prefix(b"t").map(Result::unwrap).collect();
+    assert!(!blocks.is_empty());
+    for (k, v) in blocks {
+        db.remove(&k).unwrap();
+        let mut rest = v.as_ref();
+        let mut cursors: Vec<u64> = Vec::new();
+        while !rest.is_empty() {
+            let d = prost::encoding::decode_varint(&mut rest).unwrap();
+            cursors.push(cursors.last().map_or(d, |l| l + d));
+        }
+        for chunk in cursors.chunks(64) {
+            let mut key = vec![b'T'];
+            key.extend_from_slice(&k[1..k.len() - 8]);
+            key.extend_from_slice(&chunk[0].to_be_bytes());
+            let value: Vec<u8> = chunk.iter().flat_map(|c| c.to_be_bytes()).collect();
+            db.insert(key, value).unwrap();
+        }
+    }
+    for (k, v) in old {
+        db.insert(k.as_slice(), v.as_slice()).unwrap();
+    }
+    db.insert(b"Mformat", &2u32.to_be_bytes()).unwrap();
 }
 
 /// Packed values of the own feed (`h` hashes, `f` positions) with the
@@ -410,9 +490,10 @@ fn postings_fill_blocks_of_64_when_alerts_come_one_at_a_time() {
 const PACKED: [(u8, u8, usize); 2] = [(b'h', b'H', 32), (b'f', b'F', 8)];
 
 /// Rewrites a store of this release into layout 1, as releases up to
-/// 0.2.0 wrote it: one key per stored hash (`H`) and per feed position
-/// (`F`), format marker 1.
-fn to_format_1(db: &sled::Db) {
+/// 0.2.0 wrote it: layout 2 ([`to_format_2`]), and one key per stored
+/// hash (`H`) and per feed position (`F`), format marker 1.
+fn to_format_1(db: &sled::Db, old: &[(Vec<u8>, Vec<u8>)]) {
+    to_format_2(db, old);
     for (packed, old, width) in PACKED {
         let values: Vec<_> = db.scan_prefix([packed]).map(Result::unwrap).collect();
         assert!(!values.is_empty());
@@ -446,6 +527,10 @@ fn serves_the_feed(store: &Store, ids: &[Hash]) {
     for (i, id) in ids.iter().enumerate() {
         let e = store.get_by_own_index(i as u64).unwrap().expect("entry");
         assert_eq!(e.id.0, id.0, "feed index {i}");
+        let by_id = store
+            .get_by_id(&lienthong_core::entry::EntryId(id.0))
+            .unwrap();
+        assert_eq!(by_id.map(|e| e.cursor), Some(e.cursor), "id of {i}");
         model.append(*id).unwrap();
     }
     let n = ids.len() as u64;
@@ -473,9 +558,10 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
     fill(dir.path(), 150, Category::Counterfeit, "24", "rượu giả");
     let packed = raw_records(dir.path(), b"hf");
     assert_eq!(packed.len(), 5 + 3, "296 hashes and 150 positions");
+    let old = old_index_keys(dir.path());
     {
         let db = open_raw(dir.path());
-        to_format_1(&db);
+        to_format_1(&db, &old);
         db.flush().unwrap();
     }
     let store = open(dir.path()).unwrap();
@@ -486,8 +572,14 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
     drop(store);
     assert_eq!(raw_records(dir.path(), b"hf"), packed);
     assert!(
-        raw_records(dir.path(), b"HF").is_empty(),
+        raw_records(dir.path(), b"HFIR").is_empty(),
         "old keys removed"
+    );
+    let buckets = raw_records(dir.path(), b"ir");
+    assert_eq!(
+        buckets.iter().map(|(_, v)| v.len() / 38).sum::<usize>(),
+        300,
+        "150 ids and 150 references in buckets"
     );
     assert_eq!(
         raw_records(dir.path(), b"M")
@@ -509,6 +601,11 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
             assert_eq!(a.index, i);
             ids.push(Hash(store.get_by_own_index(i).unwrap().unwrap().id.0));
         }
+        let again = w
+            .append(alert("r5", Category::Counterfeit, "24", "x"))
+            .await
+            .unwrap();
+        assert!(again.duplicate && again.index == 5, "{again:?}");
     });
     w.shutdown();
     drop(store);
@@ -517,7 +614,9 @@ fn a_store_of_layout_1_is_upgraded_at_open() {
 
 /// An upgrade cut off at any step finishes at the next open: killed while
 /// packing (layout 1 still recorded, some values written, one of them
-/// half), or after recording layout 2 with old keys left.
+/// half), after recording layout 2 with old keys left, while bucketing
+/// (layout 2, a salt and stray buckets written), or after recording
+/// layout 3 with the old id and reference keys left.
 #[test]
 fn an_interrupted_upgrade_finishes_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -529,11 +628,12 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
             .map(|i| Hash(store.get_by_own_index(i).unwrap().unwrap().id.0))
             .collect()
     };
+    let old = old_index_keys(dir.path());
     // Killed while packing: layout 1, the first hash value written, the
     // last position value half written.
     {
         let db = open_raw(dir.path());
-        to_format_1(&db);
+        to_format_1(&db, &old);
         let (k, v) = &packed[0];
         db.insert(k, v.as_slice()).unwrap();
         let (k, v) = packed.last().unwrap();
@@ -546,7 +646,7 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
     // Killed while removing the old keys: layout 2 recorded, both there.
     {
         let db = open_raw(dir.path());
-        to_format_1(&db);
+        to_format_1(&db, &old);
         for (k, v) in &packed {
             db.insert(k, v.as_slice()).unwrap();
         }
@@ -556,6 +656,42 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
     serves_the_feed(&open(dir.path()).unwrap(), &expect_ids);
     assert_eq!(raw_records(dir.path(), b"hf"), packed);
     assert!(raw_records(dir.path(), b"HF").is_empty());
+    let upgraded = |dir: &Path| {
+        let store = open(dir).unwrap();
+        serves_the_feed(&store, &expect_ids);
+        for i in [0, 37, 99] {
+            let e = store.get_by_reference(&format!("r{i}")).unwrap();
+            assert_eq!(e.map(|e| e.body.index), Some(i), "reference r{i}");
+        }
+        drop(store);
+        assert!(raw_records(dir, b"HFIR").is_empty(), "old keys removed");
+        let items: usize = raw_records(dir, b"ir")
+            .iter()
+            .map(|(_, v)| v.len() / 38)
+            .sum();
+        assert_eq!(items, 200, "100 ids and 100 references, nothing stray");
+    };
+    // Killed while bucketing: layout 2, its salt made, and buckets with
+    // items of no entry left (the run starts by removing every bucket).
+    {
+        let db = open_raw(dir.path());
+        to_format_2(&db, &old);
+        db.insert(b"Mindex_salt", &[9u8; 16]).unwrap();
+        db.insert(b"i\x00\x00", vec![7u8; 38]).unwrap();
+        db.insert(b"r\xff\xff", vec![7u8; 76]).unwrap();
+        db.flush().unwrap();
+    }
+    upgraded(dir.path());
+    // Killed while removing the old id and reference keys: layout 3
+    // recorded, both there.
+    {
+        let db = open_raw(dir.path());
+        for (k, v) in &old {
+            db.insert(k.as_slice(), v.as_slice()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    upgraded(dir.path());
 }
 
 /// A damaged layout 1 store is refused at open, saying what is wrong, and
@@ -588,9 +724,10 @@ fn a_damaged_layout_1_store_is_refused_and_stays_in_layout_1() {
     for (old, index, flip, says) in cases {
         let dir = tempfile::tempdir().unwrap();
         fill(dir.path(), 70, Category::Smuggling, "20", "thuốc lá");
+        let old_keys = old_index_keys(dir.path());
         {
             let db = open_raw(dir.path());
-            to_format_1(&db);
+            to_format_1(&db, &old_keys);
             let mut k = vec![old];
             k.extend_from_slice(&index.to_be_bytes());
             let v = db.remove(&k).unwrap().expect("record exists");
@@ -620,6 +757,96 @@ fn a_damaged_layout_1_store_is_refused_and_stays_in_layout_1() {
     }
 }
 
+/// A layout 2 store is upgraded at open: ids and references are bucketed
+/// under a new salt, found again, and a known reference is still answered
+/// as a duplicate. A damaged old key is refused by name, and the store
+/// stays in layout 2 with its old keys. A missing id bucket in a store of
+/// this layout is caught by the checks at open.
+#[test]
+fn a_store_of_layout_2_is_upgraded_and_a_damaged_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 120, Category::Counterfeit, "24", "rượu giả");
+    let old = old_index_keys(dir.path());
+    let ids: Vec<Hash> = old
+        .iter()
+        .filter(|(k, _)| k[0] == b'I')
+        .map(|(k, _)| Hash(k[1..].try_into().unwrap()))
+        .collect();
+    let salt = |dir: &Path| {
+        raw_records(dir, b"M")
+            .into_iter()
+            .find(|(k, _)| k == b"Mindex_salt")
+            .map(|(_, v)| v)
+    };
+    let first_salt = salt(dir.path()).expect("a new store has a salt");
+    let blocks = raw_records(dir.path(), b"t");
+    {
+        let db = open_raw(dir.path());
+        to_format_2(&db, &old);
+        db.flush().unwrap();
+    }
+    assert_eq!(
+        raw_records(dir.path(), b"T").len(),
+        blocks.len() * 2,
+        "120 cursors: 2 old blocks per term"
+    );
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    let again = rt().block_on(w.append(alert("r77", Category::Counterfeit, "24", "x")));
+    w.shutdown();
+    let again = again.unwrap();
+    assert!(again.duplicate && again.index == 77, "{again:?}");
+    drop(store);
+    let store = open(dir.path()).unwrap();
+    let by_cursor: std::collections::BTreeMap<u64, Hash> = (0..120)
+        .map(|i| {
+            let e = store.get_by_own_index(i).unwrap().unwrap();
+            (e.cursor, Hash(e.id.0))
+        })
+        .collect();
+    assert_eq!(by_cursor.len(), 120);
+    serves_the_feed(&store, &ids);
+    drop(store);
+    assert!(
+        raw_records(dir.path(), b"IR").is_empty(),
+        "old keys removed"
+    );
+    assert_ne!(salt(dir.path()), Some(first_salt), "a new salt");
+
+    // Damaged: an id key holding no cursor.
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 30, Category::Counterfeit, "24", "rượu giả");
+    let mut old = old_index_keys(dir.path());
+    old[10].1.truncate(7);
+    {
+        let db = open_raw(dir.path());
+        to_format_2(&db, &old);
+        db.flush().unwrap();
+    }
+    let e = open(dir.path()).err().expect("refused").to_string();
+    assert!(e.contains("holds 7 bytes, not a cursor"), "{e}");
+    let left = raw_records(dir.path(), b"MIR");
+    assert!(
+        left.iter()
+            .any(|(k, v)| k == b"Mformat" && v == &2u32.to_be_bytes())
+    );
+    assert_eq!(
+        left.iter().filter(|(k, _)| k[0] != b'M').count(),
+        60,
+        "old keys kept"
+    );
+
+    // This layout, an id bucket gone.
+    let e = open_after(|db| {
+        let k = db.scan_prefix(b"i").keys().next_back().unwrap().unwrap();
+        db.remove(k).unwrap();
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(e.contains("the id index finds None"), "{e}");
+}
+
 /// Issue 9 item 6: indexes built by other code (a store of the previous
 /// release has no `terms_version`; here every posting is gone too) are
 /// rebuilt from the stored entries when the store opens.
@@ -627,7 +854,7 @@ fn a_damaged_layout_1_store_is_refused_and_stays_in_layout_1() {
 fn indexes_built_by_another_release_are_rebuilt_at_open() {
     let store = open_after(|db| {
         db.remove(b"Mterms_version").unwrap();
-        let postings: Vec<_> = db.scan_prefix(b"T").keys().map(Result::unwrap).collect();
+        let postings: Vec<_> = db.scan_prefix(b"t").keys().map(Result::unwrap).collect();
         assert!(!postings.is_empty());
         for k in postings {
             db.remove(k).unwrap();
