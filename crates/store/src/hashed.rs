@@ -139,8 +139,7 @@ impl Index {
         batch: &mut sled::Batch,
         items: &mut [(Digest, u64)],
     ) -> Result<(), StoreError> {
-        items.sort_unstable();
-        for group in items.chunk_by(|a, b| a.0.0[..2] == b.0.0[..2]) {
+        for group in by_bucket(items) {
             let key = self.bucket_key(&group[0].0);
             let old = db.get(key)?;
             let old = match &old {
@@ -159,10 +158,9 @@ impl Index {
         db: &sled::Tree,
         items: &mut [(Digest, u64)],
     ) -> Result<usize, StoreError> {
-        items.sort_unstable();
         let mut batch = sled::Batch::default();
         let mut buckets = 0usize;
-        for group in items.chunk_by(|a, b| a.0.0[..2] == b.0.0[..2]) {
+        for group in by_bucket(items) {
             batch.insert(&self.bucket_key(&group[0].0), merge(&[], group));
             buckets += 1;
             if buckets.is_multiple_of(4096) {
@@ -172,6 +170,12 @@ impl Index {
         db.apply_batch(batch)?;
         Ok(buckets)
     }
+}
+
+/// `items` sorted, in runs of one bucket each.
+fn by_bucket(items: &mut [(Digest, u64)]) -> impl Iterator<Item = &[(Digest, u64)]> {
+    items.sort_unstable();
+    items.chunk_by(|a, b| a.0.0[..2] == b.0.0[..2])
 }
 
 /// The sorted items of `old` with the sorted `new` ones added (a digest

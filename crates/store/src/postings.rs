@@ -41,16 +41,10 @@ impl Block {
         let mut count = 0;
         let mut last = None;
         for c in cursors(&value) {
-            last = Some(c.map_err(|detail| StoreError::Corrupt {
-                key: format!("posting block {}", crate::store::hex(&key)),
-                detail,
-            })?);
+            last = Some(c.map_err(|detail| bad_block(&key, detail))?);
             count += 1;
         }
-        let last = last.ok_or_else(|| StoreError::Corrupt {
-            key: format!("posting block {}", crate::store::hex(&key)),
-            detail: "is empty".into(),
-        })?;
+        let last = last.ok_or_else(|| bad_block(&key, "is empty".into()))?;
         Ok(Self {
             key,
             value,
@@ -107,6 +101,14 @@ pub(crate) fn cursors(v: &[u8]) -> impl Iterator<Item = Result<u64, String>> + '
     })
 }
 
+/// The error for the posting block under `key`.
+pub(crate) fn bad_block(key: &[u8], detail: String) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("posting block {}", crate::store::hex(key)),
+        detail,
+    }
+}
+
 /// How many cursors a block's value holds (each varint ends with a byte
 /// below 0x80).
 pub(crate) fn count(v: &[u8]) -> usize {
@@ -152,13 +154,13 @@ pub(crate) fn add(
     if let Some(b) = &block
         && b.last >= first
     {
-        return Err(StoreError::Corrupt {
-            key: format!("posting block {}", crate::store::hex(&b.key)),
-            detail: format!(
+        return Err(bad_block(
+            &b.key,
+            format!(
                 "ends at cursor {}, at or above cursor {first}, which is being added now",
                 b.last
             ),
-        });
+        ));
     }
     let mut dirty = false;
     for &c in sorted {

@@ -445,7 +445,7 @@ impl Store {
             Some(kv) => {
                 let (k, v) = kv?;
                 for c in crate::postings::cursors(&v) {
-                    if c.map_err(|detail| bad_block(&k, detail))? == cursor {
+                    if c.map_err(|detail| crate::postings::bad_block(&k, detail))? == cursor {
                         return Ok(true);
                     }
                 }
@@ -477,13 +477,6 @@ impl Store {
     }
 }
 
-fn bad_block(key: &[u8], detail: String) -> StoreError {
-    StoreError::Corrupt {
-        key: format!("posting block {}", crate::store::hex(key)),
-        detail,
-    }
-}
-
 /// Cursors, highest first.
 type CursorIter = Box<dyn Iterator<Item = Result<u64, StoreError>>>;
 
@@ -507,7 +500,7 @@ impl MergeDesc {
                             Ok((k, v)) => {
                                 let mut c: Vec<Result<u64, StoreError>> =
                                     crate::postings::cursors(&v)
-                                        .map(|c| c.map_err(|d| bad_block(&k, d)))
+                                        .map(|c| c.map_err(|d| crate::postings::bad_block(&k, d)))
                                         .filter(|c| c.as_ref().map_or(true, |c| *c < below))
                                         .collect();
                                 c.reverse();

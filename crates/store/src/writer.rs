@@ -129,6 +129,9 @@ struct Job {
 struct Slot {
     work: Work,
     reply: Reply,
+    /// The digest it was looked up by in step 2: of its reference (own
+    /// entries that have one) or of its id (received entries).
+    digest: Option<crate::hashed::Digest>,
 }
 
 /// Where a slot's answer comes from.
@@ -465,8 +468,8 @@ impl State {
                     .map(|r| (refs, refs.digest(salt, r.as_bytes()))),
                 Work::Receive(d) => Some((ids, ids.digest(salt, &d.0.entry().id().0))),
             };
-            if let Some((index, digest)) = lookup {
-                match index.get(db, &digest) {
+            if let Some((index, digest)) = &lookup {
+                match index.get(db, digest) {
                     Ok(Some(cursor)) => {
                         known.push((reply, cursor));
                         continue;
@@ -496,7 +499,11 @@ impl State {
                     ids_in_group.insert(d.0.entry().id().0, slots.len());
                 }
             }
-            slots.push(Slot { work, reply });
+            slots.push(Slot {
+                work,
+                reply,
+                digest: lookup.map(|(_, d)| d),
+            });
         }
 
         // Step 3: indexes, cursors, times. A received entry takes a cursor,
@@ -504,7 +511,9 @@ impl State {
         let now = now_unix_ms().max(self.last_created);
         let mut bodies: Vec<EntryBody> = Vec::with_capacity(slots.len());
         let mut own_cursors: Vec<u64> = Vec::with_capacity(slots.len());
-        let mut own_refs: Vec<Option<String>> = Vec::with_capacity(slots.len());
+        // The digest of each own entry's reference, if it has one.
+        let mut own_refs: Vec<Option<crate::hashed::Digest>> = Vec::with_capacity(slots.len());
+        let mut new_ids = Vec::with_capacity(slots.len() * 2);
         let mut received: Vec<(&VerifiedEntry, u64, &[Opening])> = Vec::new();
         let mut proofs: Vec<(u64, &AcceptedDelivery)> = Vec::new();
         let mut own_openings: Vec<Option<&OpeningSet>> = Vec::with_capacity(slots.len());
@@ -549,7 +558,7 @@ impl State {
                         b.handling = e.handling;
                         b.response_deadline_hours = e.response_deadline_hours;
                     }
-                    own_refs.push(e.reference.clone());
+                    own_refs.push(slot.digest);
                     own_openings.push(Some(&e.openings));
                     own_cursors.push(cursor);
                     cursor += 1;
@@ -559,6 +568,10 @@ impl State {
                     answer_of.push(Answer::Received(received.len()));
                     received.push((entry, cursor, &d.1));
                     proofs.push((cursor, &d.0));
+                    // Step 2 looked every received entry up by its id.
+                    if let Some(digest) = slot.digest {
+                        new_ids.push((digest, cursor));
+                    }
                     cursor += 1;
                     // A receipt acknowledges an entry; acknowledging a
                     // receipt would make two members acknowledge each
@@ -638,7 +651,6 @@ impl State {
         let first_hash = tlog_tiles::tlog::stored_hash_index(0, start_size);
         let mut new_hashes = Vec::with_capacity(64 * signed.len());
         let mut new_positions = Vec::with_capacity(8 * signed.len());
-        let mut new_ids = Vec::with_capacity(signed.len() + received.len());
         let mut new_refs = Vec::with_capacity(signed.len());
         for (k, e) in signed.iter().enumerate() {
             let index = start_size + k as u64;
@@ -662,8 +674,8 @@ impl State {
             );
             new_ids.push((ids.digest(salt, &e.id().0), cursor));
             new_positions.extend_from_slice(&cursor.to_be_bytes());
-            if let Some(r) = &own_refs[k] {
-                new_refs.push((refs.digest(salt, r.as_bytes()), cursor));
+            if let Some(digest) = own_refs[k] {
+                new_refs.push((digest, cursor));
             }
             mark_retraction(&mut batch, e.body(), cursor);
             let openings = own_openings[k].filter(|o| !o.openings.is_empty());
@@ -739,7 +751,6 @@ impl State {
                 &keys::with_u64(keys::ENTRY, *cursor),
                 encode_record(Verification::Verified, stored_ms, entry.envelope()),
             );
-            new_ids.push((ids.digest(salt, &entry.id().0), *cursor));
             mark_retraction(&mut batch, entry.body(), *cursor);
             for t in index_terms(&entry.id().0, entry.body(), openings) {
                 postings
@@ -761,7 +772,7 @@ impl State {
             drop(overlay);
             return Err((err, replies(slots, repeats)));
         }
-        // Postings go in blocks of up to 64 cursors keyed by their first
+        // Postings go in blocks of up to 512 cursors keyed by their first
         // cursor (`postings::add`): far fewer keys than one per (term,
         // entry), which was most of the writer's time, or one per (term,
         // group), which was most of the keys of a node taking alerts one

@@ -397,12 +397,7 @@ fn postings_fill_blocks_of_512_when_alerts_come_one_at_a_time() {
         for kv in db.scan_prefix(&prefix) {
             let (k, v) = kv.unwrap();
             assert_eq!(k.len(), prefix.len() + 8, "a block key of this term");
-            let mut rest = v.as_ref();
-            let mut block = Vec::new();
-            while !rest.is_empty() {
-                let d = prost::encoding::decode_varint(&mut rest).unwrap();
-                block.push(block.last().map_or(d, |l| l + d));
-            }
+            let block = block_cursors(&v);
             assert_eq!(
                 k[prefix.len()..],
                 block[0].to_be_bytes(),
@@ -424,6 +419,18 @@ fn postings_fill_blocks_of_512_when_alerts_come_one_at_a_time() {
         blocks(&Term::category(CATS[1] as i32), &|i| i % 3 == 1),
         [367]
     );
+}
+
+/// The cursors of a layout-3 posting block: varints, the first whole,
+/// then distances.
+fn block_cursors(v: &[u8]) -> Vec<u64> {
+    let mut rest = v;
+    let mut cursors: Vec<u64> = Vec::new();
+    while !rest.is_empty() {
+        let d = prost::encoding::decode_varint(&mut rest).unwrap();
+        cursors.push(cursors.last().map_or(d, |l| l + d));
+    }
+    cursors
 }
 
 /// The id (`I`) and reference (`R`) keys of layouts 1 and 2 for the store
@@ -465,12 +472,7 @@ fn to_format_2(db: &sled::Db, old: &[(Vec<u8>, Vec<u8>)]) {
     assert!(!blocks.is_empty());
     for (k, v) in blocks {
         db.remove(&k).unwrap();
-        let mut rest = v.as_ref();
-        let mut cursors: Vec<u64> = Vec::new();
-        while !rest.is_empty() {
-            let d = prost::encoding::decode_varint(&mut rest).unwrap();
-            cursors.push(cursors.last().map_or(d, |l| l + d));
-        }
+        let cursors = block_cursors(&v);
         for chunk in cursors.chunks(64) {
             let mut key = vec![b'T'];
             key.extend_from_slice(&k[1..k.len() - 8]);
