@@ -1026,12 +1026,15 @@ fn entries_received_in_one_group_share_one_receipt() {
     let (entries, tree, note) = peer_feed(N);
     let store = open(dir.path()).unwrap();
     let w = writer(&store);
-    // Queued without waiting, as a subscriber does: they share groups.
-    let pending: Vec<_> = (0..N)
-        .map(|i| {
-            w.receive_queued(delivered(&entries, &tree, &note, i), vec![], 1)
-                .unwrap()
-        })
+    // Built first, then queued without waiting, as a subscriber does:
+    // they share groups. (Built while queueing, a slow build let the
+    // writer take them one at a time.)
+    let deliveries: Vec<_> = (0..N)
+        .map(|i| delivered(&entries, &tree, &note, i))
+        .collect();
+    let pending: Vec<_> = deliveries
+        .into_iter()
+        .map(|d| w.receive_queued(d, vec![], 1).unwrap())
         .collect();
     rt().block_on(async {
         for rx in pending {
