@@ -1,7 +1,10 @@
 //! Encoding of sled keys (see the table in the crate docs).
 
 pub const META: u8 = b'M';
+/// Layouts 1 to 3 only: one key per entry record (read by the upgrade).
 pub const ENTRY: u8 = b'E';
+/// Entry records, several to a value (`records` module).
+pub const RECORDS: u8 = b'e';
 /// Layouts 1 and 2 only: one key per entry id (read by the upgrade).
 pub const ID: u8 = b'I';
 /// Entry ids in buckets (`hashed` module).

@@ -34,7 +34,7 @@
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `M` | name | meta value (`format`, `member`, `origin`, `feed_size`, `next_cursor`, `terms_version`: see the `reindex` module) |
-//! | `E` | cursor u64 BE | record: version, verification, stored time, envelope |
+//! | `e` | cursor of the value's first record, u64 BE | up to 8 consecutive records (fewer once 6 KiB), each a LEB128 length and the record: version, verification, stored time, envelope (`records` module) |
 //! | `M` `index_salt` | | 16 random bytes, made once per store: the salt of the `i` and `r` digests |
 //! | `i` | bucket: first 2 bytes of the id's salted digest | the bucket's ids, sorted: the other 30 digest bytes and the cursor u64 BE each (`hashed` module) |
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
@@ -57,6 +57,7 @@ mod keys;
 mod packed;
 mod postings;
 mod read;
+mod records;
 mod reindex;
 mod store;
 mod upgrade;
@@ -73,6 +74,7 @@ pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
 /// Version of the on-disk layout written by this code. Formats 1 (releases
-/// up to 0.2.0) and 2 (one key per id and per reference) are upgraded at
-/// open (`upgrade` module); later ones are refused.
-pub const STORE_FORMAT: u32 = 3;
+/// up to 0.2.0), 2 (one key per id and per reference) and 3 (one key per
+/// entry record) are upgraded at open (`upgrade` module); later ones are
+/// refused.
+pub const STORE_FORMAT: u32 = 4;

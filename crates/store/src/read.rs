@@ -169,7 +169,7 @@ impl Store {
         if cursor >= self.durable().next_cursor {
             return Ok(None);
         }
-        match self.db().get(keys::with_u64(keys::ENTRY, cursor))? {
+        match crate::records::get(self.db(), cursor)? {
             None => Ok(None),
             Some(r) => self.with_openings(decode_record(cursor, &r)?).map(Some),
         }
@@ -188,7 +188,7 @@ impl Store {
             let Some(c) = keys::tail_u64(&k).filter(|c| *c < end) else {
                 continue;
             };
-            let Some(r) = self.db().get(keys::with_u64(keys::ENTRY, c))? else {
+            let Some(r) = crate::records::get(self.db(), c)? else {
                 continue;
             };
             let r = decode_record(c, &r)?;
@@ -247,6 +247,7 @@ impl Store {
         let durable = self.durable();
         let end = end.min(durable.feed_size);
         let mut positions = crate::packed::POSITIONS.reader(self.db());
+        let mut records = crate::records::Reader::new(self.db());
         let mut out =
             Vec::with_capacity(usize::try_from(end.saturating_sub(from).min(256)).unwrap_or(0));
         for index in from..end {
@@ -256,7 +257,7 @@ impl Store {
             if cursor >= durable.next_cursor {
                 break;
             }
-            let Some(record) = self.db().get(keys::with_u64(keys::ENTRY, cursor))? else {
+            let Some(record) = records.get(cursor)? else {
                 break;
             };
             let corrupt = |detail: String| StoreError::Corrupt {
@@ -349,15 +350,12 @@ impl Store {
         if from >= end {
             return Ok(out);
         }
-        for kv in self
-            .db()
-            .range(keys::with_u64(keys::ENTRY, from)..keys::with_u64(keys::ENTRY, end))
-            .take(max)
-        {
-            let (k, v) = kv?;
-            let cursor = keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
-                key: "entry key".into(),
-                detail: "short".into(),
+        let end = end.min(from.saturating_add(max as u64));
+        let mut records = crate::records::Reader::new(self.db());
+        for cursor in from..end {
+            let v = records.get(cursor)?.ok_or_else(|| StoreError::Corrupt {
+                key: format!("entry at cursor {cursor}"),
+                detail: "missing below the durable next cursor".into(),
             })?;
             out.push(self.with_openings(decode_record(cursor, &v)?)?);
         }
@@ -378,12 +376,9 @@ impl Store {
         // Drive by the smallest group; check the others per candidate.
         let driver = (0..q.groups.len()).min_by_key(|&i| self.estimate(&q.groups[i], below));
         let candidates: CursorIter = match driver {
-            None => Box::new(
-                self.db()
-                    .range(keys::with_u64(keys::ENTRY, 0)..keys::with_u64(keys::ENTRY, below))
-                    .rev()
-                    .map(|kv| Ok(keys::tail_u64(&kv?.0).unwrap_or(0))),
-            ),
+            // Cursors are dense: every one below the durable end is an
+            // entry.
+            None => Box::new((0..below).rev().map(Ok)),
             Some(d) => Box::new(MergeDesc::new(self, &q.groups[d], below)),
         };
         let mut scanned = 0usize;

@@ -57,12 +57,8 @@ pub(crate) fn reindex_if_needed(db: &sled::Tree) -> Result<u64, StoreError> {
     }
     let mut count = 0u64;
     let mut chunk: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
-    for kv in db.scan_prefix([keys::ENTRY]) {
-        let (k, v) = kv?;
-        let cursor = keys::tail_u64(&k).ok_or_else(|| StoreError::Corrupt {
-            key: "entry key".into(),
-            detail: "shorter than a cursor".into(),
-        })?;
+    for record in crate::records::all(db) {
+        let (cursor, v) = record?;
         chunk.push((cursor, v.to_vec()));
         if chunk.len() == CHUNK {
             count += index_chunk(db, &chunk)?;

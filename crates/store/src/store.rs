@@ -117,7 +117,9 @@ impl Store {
         let format = match db.get(keys::meta("format"))? {
             None => {
                 fresh = true;
-                if db.scan_prefix([keys::ENTRY]).next().is_some() {
+                if db.scan_prefix([keys::ENTRY]).next().is_some()
+                    || db.scan_prefix([keys::RECORDS]).next().is_some()
+                {
                     return Err(mismatch(
                         "has entries but no format marker; it was not written by lienthong".into(),
                     ));
@@ -192,6 +194,11 @@ impl Store {
             crate::upgrade::bucket_layout_2(&store.inner.db, &salt, || store.sync())?;
             crate::upgrade::repost_layout_2(&store.inner.db, || store.sync())?;
         }
+        if format < 4 {
+            crate::upgrade::pack_records_layout_3(&store.inner.db, durable.next_cursor, || {
+                store.sync()
+            })?;
+        }
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
         store.check_last_checkpoint(&opts.verifying_keys, cp.as_ref())?;
@@ -234,19 +241,18 @@ impl Store {
 
         // The newest entries must hash to the stored leaves.
         let mut positions = crate::packed::POSITIONS.reader(db);
+        let mut records = crate::records::Reader::new(db);
         for index in size.saturating_sub(TAIL_CHECK)..size {
             let cursor = positions.get_u64(index)?.ok_or_else(|| {
                 StoreError::Integrity(format!(
                     "feed index {index} is missing but the feed has {size} entries: {recover}"
                 ))
             })?;
-            let record = db
-                .get(keys::with_u64(keys::ENTRY, cursor))?
-                .ok_or_else(|| {
-                    StoreError::Integrity(format!(
-                        "entry at cursor {cursor} (feed index {index}) is missing: {recover}"
-                    ))
-                })?;
+            let record = records.get(cursor)?.ok_or_else(|| {
+                StoreError::Integrity(format!(
+                    "entry at cursor {cursor} (feed index {index}) is missing: {recover}"
+                ))
+            })?;
             let envelope = crate::read::record_envelope(&record).ok_or_else(|| {
                 StoreError::Integrity(format!("entry at cursor {cursor} is unreadable: {recover}"))
             })?;
@@ -266,6 +272,17 @@ impl Store {
                      {cursor}: {recover}"
                 )));
             }
+        }
+
+        // Received entries come after the last own one too: the records
+        // must reach the durable next cursor.
+        let next = self.durable().next_cursor;
+        if next > 0 && records.get(next - 1)?.is_none() {
+            return Err(StoreError::Integrity(format!(
+                "the store counts {next} entries but the record of the newest, at cursor {}, is \
+                 missing: {recover}",
+                next - 1
+            )));
         }
 
         let Some((_, note)) = db.scan_prefix([keys::CHECKPOINT]).next_back().transpose()? else {

@@ -29,7 +29,15 @@
 //! which now include finding the newest entries by id; then remove the old
 //! keys.
 //!
-//! Entries, checkpoints and everything signed are not touched.
+//! Format 3 → 4 (and older, after the steps above): the entry records
+//! (`E`), one key per entry, are packed several to a value (`e`; see the
+//! `records` module), in the same three steps: write every value from the
+//! old keys, after removing whatever values a cut-off run left, checking
+//! that no cursor below the store's next cursor is missing; record format
+//! 4 only once every open's checks pass on the packed records; then remove
+//! the old keys. The records themselves are copied byte for byte.
+//!
+//! Checkpoints and everything signed are not touched.
 //!
 //! There is no way back: a release reading an older format refuses a newer
 //! store and names the release to use.
@@ -44,6 +52,9 @@ use crate::{STORE_FORMAT, StoreError};
 
 /// Old keys removed per sled batch.
 const REMOVE_BATCH: usize = 16 * 1024;
+
+/// Entry records packed per sled batch.
+const RECORDS_BATCH: usize = 4096;
 
 /// Step 1 for a store of layout `format` 1: writes the packed values from
 /// the old keys and makes them durable (`sync`: flush and fsync). Nothing
@@ -202,6 +213,70 @@ pub(crate) fn repost_layout_2(
     Ok(())
 }
 
+/// Step 1 for the entry records of a store of layout 3 or older: writes
+/// the packed values (`e`) from the one-key-per-record `E` keys, which must
+/// be exactly the cursors below `next_cursor`, and makes them durable. An
+/// older binary ignores them.
+pub(crate) fn pack_records_layout_3(
+    db: &sled::Tree,
+    next_cursor: u64,
+    sync: impl Fn() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let t0 = Instant::now();
+    tracing::info!(
+        to = STORE_FORMAT,
+        records = next_cursor,
+        "upgrading the store layout: packing the entry records"
+    );
+    remove_prefix(db, keys::RECORDS, REMOVE_BATCH)?;
+    let mut next = 0u64;
+    let mut records: Vec<(u64, Vec<u8>)> = Vec::with_capacity(RECORDS_BATCH);
+    let write = |records: &mut Vec<(u64, Vec<u8>)>, next: u64| {
+        let mut batch = sled::Batch::default();
+        crate::records::append(db, &mut batch, next - records.len() as u64, records)?;
+        db.apply_batch(batch)?;
+        records.clear();
+        Ok::<(), StoreError>(())
+    };
+    for kv in db.scan_prefix([keys::ENTRY]) {
+        let (k, v) = kv?;
+        let cursor =
+            keys::tail_u64(&k)
+                .filter(|_| k.len() == 9)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("'E' key {}", crate::store::hex(&k)),
+                    detail: "not a prefix and a cursor".into(),
+                })?;
+        if cursor != next {
+            return Err(StoreError::Integrity(format!(
+                "the record of the entry at cursor {next} is missing (the next is at {cursor}): \
+                 the store is damaged; restore the newest backup"
+            )));
+        }
+        records.push((cursor, v.to_vec()));
+        next += 1;
+        if records.len() == RECORDS_BATCH {
+            write(&mut records, next)?;
+        }
+    }
+    if !records.is_empty() {
+        write(&mut records, next)?;
+    }
+    if next != next_cursor {
+        return Err(StoreError::Integrity(format!(
+            "the store counts {next_cursor} entries but holds {next} entry records: it is \
+             damaged; restore the newest backup"
+        )));
+    }
+    sync()?;
+    tracing::info!(
+        records = next,
+        seconds = t0.elapsed().as_secs_f64(),
+        "entry records packed"
+    );
+    Ok(())
+}
+
 /// Steps 2 and 3, once the store has passed the checks of every open on
 /// the packed values: records [`STORE_FORMAT`] (if `format` is older) and
 /// removes whatever old keys are left.
@@ -225,6 +300,7 @@ pub(crate) fn finish(
         keys::ID,
         keys::REFERENCE,
         keys::TERM,
+        keys::ENTRY,
     ] {
         removed += remove_prefix(db, old, REMOVE_BATCH)?;
     }

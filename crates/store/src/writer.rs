@@ -652,6 +652,7 @@ impl State {
         let mut new_hashes = Vec::with_capacity(64 * signed.len());
         let mut new_positions = Vec::with_capacity(8 * signed.len());
         let mut new_refs = Vec::with_capacity(signed.len());
+        let mut new_records = Vec::with_capacity(signed.len() + received.len());
         for (k, e) in signed.iter().enumerate() {
             let index = start_size + k as u64;
             let cursor = own_cursors[k];
@@ -668,10 +669,10 @@ impl State {
                 overlay.insert(i, h);
                 new_hashes.extend_from_slice(&h.0);
             }
-            batch.insert(
-                &keys::with_u64(keys::ENTRY, cursor),
+            new_records.push((
+                cursor,
                 encode_record(Verification::AuthoredHere, stored_ms, e.envelope()),
-            );
+            ));
             new_ids.push((ids.digest(salt, &e.id().0), cursor));
             new_positions.extend_from_slice(&cursor.to_be_bytes());
             if let Some(digest) = own_refs[k] {
@@ -747,10 +748,10 @@ impl State {
                     prost::Message::encode_to_vec(&set),
                 );
             }
-            batch.insert(
-                &keys::with_u64(keys::ENTRY, *cursor),
+            new_records.push((
+                *cursor,
                 encode_record(Verification::Verified, stored_ms, entry.envelope()),
-            );
+            ));
             mark_retraction(&mut batch, entry.body(), *cursor);
             for t in index_terms(&entry.id().0, entry.body(), openings) {
                 postings
@@ -765,9 +766,13 @@ impl State {
                 &next.to_be_bytes(),
             );
         }
-        let indexed = ids
-            .add(db, &mut batch, &mut new_ids)
-            .and_then(|()| refs.add(db, &mut batch, &mut new_refs));
+        // Own entries and received ones interleave: records go in by
+        // cursor.
+        new_records.sort_unstable_by_key(|(c, _)| *c);
+        let indexed =
+            crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
+                .and_then(|()| ids.add(db, &mut batch, &mut new_ids))
+                .and_then(|()| refs.add(db, &mut batch, &mut new_refs));
         if let Err(err) = indexed {
             drop(overlay);
             return Err((err, replies(slots, repeats)));

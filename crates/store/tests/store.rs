@@ -451,10 +451,42 @@ fn old_index_keys(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     keys
 }
 
-/// Rewrites a store of this release into layout 2: one key per id and per
-/// reference (`old`, from [`old_index_keys`]), no buckets and no index
-/// salt, posting blocks of 64 cursors of 8 bytes, format marker 2.
+/// The entry records of a packed value (`e`): a varint length and the
+/// record each.
+fn value_records(v: &[u8]) -> Vec<Vec<u8>> {
+    let mut rest = v;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
+        out.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// Rewrites a store of this release into layout 3: one key per entry
+/// record (`E` and its cursor), no packed records, format marker 3.
+fn to_format_3(db: &sled::Db) {
+    let values: Vec<_> = db.scan_prefix(b"e").map(Result::unwrap).collect();
+    assert!(!values.is_empty());
+    for (k, v) in values {
+        let first = u64::from_be_bytes(k[1..].try_into().unwrap());
+        for (j, record) in value_records(&v).into_iter().enumerate() {
+            let mut key = vec![b'E'];
+            key.extend_from_slice(&(first + j as u64).to_be_bytes());
+            db.insert(key, record).unwrap();
+        }
+        db.remove(k).unwrap();
+    }
+    db.insert(b"Mformat", &3u32.to_be_bytes()).unwrap();
+}
+
+/// Rewrites a store of this release into layout 2: layout 3
+/// ([`to_format_3`]), one key per id and per reference (`old`, from
+/// [`old_index_keys`]), no buckets and no index salt, posting blocks of 64
+/// cursors of 8 bytes, format marker 2.
 fn to_format_2(db: &sled::Db, old: &[(Vec<u8>, Vec<u8>)]) {
+    to_format_3(db);
     for prefix in [b'i', b'r'] {
         let keys: Vec<_> = db
             .scan_prefix([prefix])
@@ -847,6 +879,106 @@ fn a_store_of_layout_2_is_upgraded_and_a_damaged_one_refused() {
     .expect("refused")
     .to_string();
     assert!(e.contains("the id index finds None"), "{e}");
+}
+
+/// A store of layout 3 (one key per entry record) has its records packed
+/// at open, byte for byte as this release writes them, also when a
+/// cut-off upgrade left stray values or the old keys; one with a record
+/// missing is refused and stays in layout 3 with its old keys.
+#[test]
+fn a_store_of_layout_3_is_upgraded_and_a_damaged_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 100, Category::Counterfeit, "24", "rượu giả");
+    let packed = raw_records(dir.path(), b"e");
+    assert_eq!(
+        packed
+            .iter()
+            .map(|(_, v)| value_records(v).len())
+            .collect::<Vec<_>>(),
+        [[8; 12].as_slice(), &[4]].concat(),
+        "100 records, 8 to a value"
+    );
+    let ids: Vec<Hash> = {
+        let store = open(dir.path()).unwrap();
+        (0..100)
+            .map(|i| Hash(store.get_by_own_index(i).unwrap().unwrap().id.0))
+            .collect()
+    };
+    let upgraded = |dir: &Path| {
+        let store = open(dir).unwrap();
+        serves_the_feed(&store, &ids);
+        let e = store.get_by_reference("r42").unwrap().expect("r42");
+        assert_eq!(e.body.index, 42);
+        drop(store);
+        assert_eq!(raw_records(dir, b"e"), packed);
+        assert!(raw_records(dir, b"E").is_empty(), "old keys removed");
+        assert_eq!(
+            raw_records(dir, b"M")
+                .into_iter()
+                .find(|(k, _)| k == b"Mformat")
+                .map(|(_, v)| v),
+            Some(lienthong_store::STORE_FORMAT.to_be_bytes().to_vec())
+        );
+    };
+    {
+        let db = open_raw(dir.path());
+        to_format_3(&db);
+        db.flush().unwrap();
+    }
+    assert_eq!(raw_records(dir.path(), b"E").len(), 100);
+    upgraded(dir.path());
+    // Killed while packing: values of a cut-off run left, one of them
+    // not even a value.
+    {
+        let db = open_raw(dir.path());
+        to_format_3(&db);
+        let (k, v) = &packed[1];
+        db.insert(k, &v[..v.len() / 2]).unwrap();
+        db.insert(b"e\x00\x00\x00\x00\x00\x00\x00\x05", &[1u8, 2][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    upgraded(dir.path());
+    // Killed while removing the old keys: layout 4 recorded, both there.
+    {
+        let db = open_raw(dir.path());
+        to_format_3(&db);
+        for (k, v) in &packed {
+            db.insert(k, v.as_slice()).unwrap();
+        }
+        db.insert(b"Mformat", &4u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    upgraded(dir.path());
+
+    // Damaged: the record of cursor 50 gone.
+    {
+        let db = open_raw(dir.path());
+        to_format_3(&db);
+        db.remove(b"E\x00\x00\x00\x00\x00\x00\x00\x32").unwrap();
+        db.flush().unwrap();
+    }
+    let e = open(dir.path()).err().expect("refused").to_string();
+    assert!(
+        e.contains("the record of the entry at cursor 50 is missing (the next is at 51)"),
+        "{e}"
+    );
+    let left = raw_records(dir.path(), b"ME");
+    assert!(
+        left.iter()
+            .any(|(k, v)| k == b"Mformat" && v == &3u32.to_be_bytes())
+    );
+    assert_eq!(left.iter().filter(|(k, _)| k[0] == b'E').count(), 99);
+
+    // This layout, the newest records gone.
+    let e = open_after(|db| {
+        let k = db.scan_prefix(b"e").keys().next_back().unwrap().unwrap();
+        db.remove(k).unwrap();
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(e.contains("is missing"), "{e}");
 }
 
 /// Issue 9 item 6: indexes built by other code (a store of the previous
