@@ -33,6 +33,8 @@ pub const CHECKPOINT_RETIRED: u8 = b'Q';
 pub const WITNESSED: u8 = b'W';
 pub const COSIGNATURE: u8 = b'S';
 pub const EVIDENCE: u8 = b'X';
+/// Layouts 1 to 3 only: one key per received entry's proof (read by the
+/// upgrade).
 pub const PROOF: u8 = b'V';
 pub const PEER_CHECKPOINT: u8 = b'K';
 /// Retraction marks: `Z ‖ target id ‖ cursor of the retraction` → empty.

@@ -34,7 +34,7 @@
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `M` | name | meta value (`format`, `member`, `origin`, `feed_size`, `next_cursor`, `terms_version`: see the `reindex` module) |
-//! | `e` | cursor of the value's first record, u64 BE | up to 8 consecutive records (fewer once 6 KiB), each a LEB128 length and the record: version, verification, stored time, envelope (`records` module) |
+//! | `e` | cursor of the value's first record, u64 BE | up to 8 consecutive items (fewer once 6 KiB), each the record (version, verification, stored time, envelope) and, for an entry received from a peer, its proof (the size of the author's checkpoint it was proven under, then the inclusion proof's 32-byte hashes), each a LEB128 length and the bytes (`records` module) |
 //! | `M` `index_salt` | | 16 random bytes, made once per store: the salt of the `i` and `r` digests |
 //! | `i` | bucket: first 2 bytes of the id's salted digest | the bucket's ids, sorted: the other 30 digest bytes and the cursor u64 BE each (`hashed` module) |
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
@@ -48,7 +48,6 @@
 //! | `W` | member code | the checkpoint of that member this node last cosigned as a witness (note text) |
 //! | `S` | own tree size u64 BE, witness member code | that witness's cosignature line on the own checkpoint of that size |
 //! | `X` | evidence id u64 BE | `EvidenceRecord` (protobuf): equivocating checkpoints or a refused signed entry |
-//! | `V` | cursor u64 BE | for an entry received from a peer: the size of the author's checkpoint it was proven under, then the inclusion proof (32-byte hashes) |
 //! | `K` | author length u8, author, tree size u64 BE | that author's checkpoint note as delivered with entries |
 
 mod error;

@@ -1,7 +1,12 @@
 //! Entry records packed several to a sled value (`e`).
 //!
 //! Every stored entry has a record (`read::encode_record`): its
-//! verification, stored time and signed envelope. Cursors are dense, so
+//! verification, stored time and signed envelope. An entry received from a
+//! peer also has the proof it came with: the size of the author's
+//! checkpoint and the inclusion proof, kept so that this node can show
+//! later that the author committed to it (`Store::received_proof`). Up to
+//! layout 3 that proof was one more key per received entry (`V`). Cursors
+//! are dense, so
 //! records grow only at the end, one group at a time. Up to layout 3 each
 //! record was a sled key of its own, and sled 0.34 keeps memory for every
 //! leaf of 8–16 keys whether it is loaded or not: with a million entries
@@ -9,9 +14,10 @@
 //! memory (docs/benchmarks.md). Packed, a value holds up to [`PER_VALUE`]
 //! records.
 //!
-//! A value is keyed by the cursor of its first record and holds its
-//! records in cursor order, each as its length (a LEB128 varint) and its
-//! bytes. A value takes no further record once it holds [`PER_VALUE`] or
+//! A value is keyed by the cursor of its first record and holds an item
+//! per cursor, in order: the record's length (a LEB128 varint) and bytes,
+//! then the proof's length and bytes (length 0: no proof). A value takes
+//! no further item once it holds [`PER_VALUE`] or
 //! once the next would take it past [`VALUE_BYTES`]; a record larger than
 //! that has a value of its own. Values thus vary in count, and the value
 //! holding a cursor is the one with the greatest key not above it.
@@ -47,28 +53,43 @@ fn corrupt(first: u64, detail: String) -> StoreError {
     }
 }
 
-/// Where each record of a value lies in it: `(offset, length)`.
-fn split(first: u64, value: &[u8]) -> Result<Vec<(usize, usize)>, StoreError> {
+/// Where one item lies in its value: the record's and the proof's offset
+/// and length.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    record: (usize, usize),
+    proof: (usize, usize),
+}
+
+/// Where each item of a value lies in it.
+fn split(first: u64, value: &[u8]) -> Result<Vec<Part>, StoreError> {
     let mut out = Vec::with_capacity(PER_VALUE);
     let mut rest = value;
-    while !rest.is_empty() {
-        let len = prost::encoding::decode_varint(&mut rest)
-            .map_err(|_| corrupt(first, format!("record {} has no length", out.len())))?;
+    // One length-prefixed field: its offset and length.
+    let field = |rest: &mut &[u8], n: usize, what: &str, empty: bool| {
+        let len = prost::encoding::decode_varint(rest)
+            .map_err(|_| corrupt(first, format!("{what} {n} has no length")))?;
         let len = usize::try_from(len)
             .ok()
-            .filter(|len| *len > 0 && *len <= rest.len())
+            .filter(|len| (empty || *len > 0) && *len <= rest.len())
             .ok_or_else(|| {
                 corrupt(
                     first,
                     format!(
-                        "record {} claims {len} bytes where {} are left",
-                        out.len(),
+                        "{what} {n} claims {len} bytes where {} are left",
                         rest.len()
                     ),
                 )
             })?;
-        out.push((value.len() - rest.len(), len));
-        rest = &rest[len..];
+        let at = value.len() - rest.len();
+        *rest = &rest[len..];
+        Ok::<_, StoreError>((at, len))
+    };
+    while !rest.is_empty() {
+        let n = out.len();
+        let record = field(&mut rest, n, "record", false)?;
+        let proof = field(&mut rest, n, "proof", true)?;
+        out.push(Part { record, proof });
     }
     if out.is_empty() {
         return Err(corrupt(first, "holds no record".into()));
@@ -100,14 +121,25 @@ fn holding(db: &sled::Tree, cursor: u64) -> Result<Option<Value>, StoreError> {
 struct Value {
     first: u64,
     value: IVec,
-    parts: Vec<(usize, usize)>,
+    parts: Vec<Part>,
 }
 
 impl Value {
+    fn part(&self, cursor: u64) -> Option<Part> {
+        let i = usize::try_from(cursor.checked_sub(self.first)?).ok()?;
+        self.parts.get(i).copied()
+    }
+
     /// The record at `cursor`, if this value holds it.
     fn record(&self, cursor: u64) -> Option<IVec> {
-        let i = usize::try_from(cursor.checked_sub(self.first)?).ok()?;
-        let (at, len) = *self.parts.get(i)?;
+        let (at, len) = self.part(cursor)?.record;
+        Some(self.value.subslice(at, len))
+    }
+
+    /// The proof stored with the record at `cursor`, if this value holds
+    /// it (empty: none).
+    fn proof(&self, cursor: u64) -> Option<IVec> {
+        let (at, len) = self.part(cursor)?.proof;
         Some(self.value.subslice(at, len))
     }
 
@@ -121,6 +153,32 @@ impl Value {
 /// the durable size.
 pub(crate) fn get(db: &sled::Tree, cursor: u64) -> Result<Option<IVec>, StoreError> {
     Ok(holding(db, cursor)?.and_then(|v| v.record(cursor)))
+}
+
+/// The proof stored with the entry at `cursor`: `None` if there is no
+/// such entry or it came with no proof.
+pub(crate) fn get_proof(db: &sled::Tree, cursor: u64) -> Result<Option<IVec>, StoreError> {
+    Ok(holding(db, cursor)?
+        .and_then(|v| v.proof(cursor))
+        .filter(|p| !p.is_empty()))
+}
+
+/// A record to append, with its cursor and the proof it came with (empty:
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Item {
+    pub(crate) cursor: u64,
+    pub(crate) record: Vec<u8>,
+    pub(crate) proof: Vec<u8>,
+}
+
+impl Item {
+    fn encoded_len(&self) -> usize {
+        prost::encoding::encoded_len_varint(self.record.len() as u64)
+            + self.record.len()
+            + prost::encoding::encoded_len_varint(self.proof.len() as u64)
+            + self.proof.len()
+    }
 }
 
 /// Reads records by cursor, keeping the last value read: reading cursors
@@ -173,21 +231,22 @@ pub(crate) fn all(db: &sled::Tree) -> impl Iterator<Item = Result<(u64, IVec), S
     })
 }
 
-/// Appends `records`, which must have the cursors `next ..` in order, to
+/// Appends `items`, which must have the cursors `next ..` in order, to
 /// `batch`; `next` must be the number of records stored. The last stored
 /// value is read from `db` and, if it has room, rewritten with the first
-/// new records after its own.
+/// new items after its own.
 pub(crate) fn append(
     db: &sled::Tree,
     batch: &mut sled::Batch,
     next: u64,
-    records: &[(u64, Vec<u8>)],
+    items: &[Item],
 ) -> Result<(), StoreError> {
-    if records.is_empty() {
+    if items.is_empty() {
         return Ok(());
     }
-    for (i, (cursor, _)) in records.iter().enumerate() {
-        if *cursor != next + i as u64 {
+    for (i, item) in items.iter().enumerate() {
+        let cursor = item.cursor;
+        if cursor != next + i as u64 {
             return Err(corrupt(
                 next,
                 format!(
@@ -213,15 +272,17 @@ pub(crate) fn append(
             value.extend_from_slice(&last.value);
         }
     }
-    for (cursor, record) in records {
-        let size = prost::encoding::encoded_len_varint(record.len() as u64) + record.len();
+    for item in items {
+        let size = item.encoded_len();
         if count > 0 && (count == PER_VALUE || value.len() + size > VALUE_BYTES) {
             batch.insert(&key(first), std::mem::take(&mut value));
-            first = *cursor;
+            first = item.cursor;
             count = 0;
         }
-        prost::encoding::encode_varint(record.len() as u64, &mut value);
-        value.extend_from_slice(record);
+        for field in [&item.record, &item.proof] {
+            prost::encoding::encode_varint(field.len() as u64, &mut value);
+            value.extend_from_slice(field);
+        }
         count += 1;
     }
     batch.insert(&key(first), value);
@@ -238,12 +299,21 @@ mod tests {
         (dir, db)
     }
 
-    fn record(cursor: u64, len: usize) -> (u64, Vec<u8>) {
-        (cursor, vec![(cursor % 251) as u8 + 1; len])
+    /// A record of `len` bytes; every third one with a proof.
+    fn record(cursor: u64, len: usize) -> Item {
+        Item {
+            cursor,
+            record: vec![(cursor % 251) as u8 + 1; len],
+            proof: if cursor.is_multiple_of(3) {
+                Vec::new()
+            } else {
+                vec![0xaa; 1 + cursor as usize % 5]
+            },
+        }
     }
 
     /// Appends `records` in groups of the given sizes, as the writer would.
-    fn append_groups(db: &sled::Db, records: &[(u64, Vec<u8>)], groups: &[usize]) {
+    fn append_groups(db: &sled::Db, records: &[Item], groups: &[usize]) {
         let mut at = 0;
         for g in groups {
             let mut batch = sled::Batch::default();
@@ -271,12 +341,13 @@ mod tests {
     fn records_read_back_whatever_the_groups() {
         let (_d, db) = db();
         let mut records: Vec<_> = (0..40).map(|c| record(c, 100)).collect();
-        records[20].1 = vec![9; 10_000];
-        records[21].1 = vec![8; 3_050];
-        records[22].1 = vec![7; 3_050];
+        records[20].record = vec![9; 10_000];
+        records[21].record = vec![8; 3_040];
+        records[22].record = vec![7; 3_040];
         append_groups(&db, &records, &[1, 1, 1, 5, 3, 9, 1, 19]);
         // 0..8 and 8..16 full; 16..20 then the big one alone; 21 and 22
-        // share a value (6,104 bytes), 23 does not fit; then 8 at a time.
+        // share a value (6,089 bytes with their proofs), 23 does not fit;
+        // then 8 at a time.
         assert_eq!(
             value_counts(&db),
             [
@@ -291,18 +362,33 @@ mod tests {
             ]
         );
         let mut reader = Reader::new(&db);
-        for (c, r) in &records {
+        for Item {
+            cursor: c,
+            record: r,
+            proof: p,
+        } in &records
+        {
             assert_eq!(get(&db, *c).unwrap().as_deref(), Some(&r[..]), "{c}");
             assert_eq!(reader.get(*c).unwrap().as_deref(), Some(&r[..]), "{c}");
+            let proof = get_proof(&db, *c).unwrap();
+            assert_eq!(proof.as_deref(), (!p.is_empty()).then_some(&p[..]), "{c}");
         }
         assert_eq!(get(&db, 40).unwrap(), None);
+        assert_eq!(get_proof(&db, 40).unwrap(), None);
         assert_eq!(reader.get(40).unwrap(), None);
-        assert_eq!(reader.get(3).unwrap().as_deref(), Some(&records[3].1[..]));
+        assert_eq!(
+            reader.get(3).unwrap().as_deref(),
+            Some(&records[3].record[..])
+        );
         let scanned: Vec<_> = all(&db)
             .map(|r| r.map(|(c, v)| (c, v.to_vec())))
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(scanned, records);
+        let want: Vec<_> = records
+            .iter()
+            .map(|i| (i.cursor, i.record.clone()))
+            .collect();
+        assert_eq!(scanned, want);
     }
 
     /// Appending anything but the next cursors, or after a value that does
@@ -328,8 +414,14 @@ mod tests {
         assert!(
             short
                 .to_string()
-                .contains("claims 20 bytes where 2 are left"),
+                .contains("record 0 claims 20 bytes where 2 are left"),
             "{short}"
+        );
+        db.insert(key(0), &[1u8, 1][..]).unwrap();
+        let no_proof = get(&db, 0).unwrap_err();
+        assert!(
+            no_proof.to_string().contains("proof 0 has no length"),
+            "{no_proof}"
         );
         db.insert(key(0), &[0x80u8][..]).unwrap();
         assert!(get(&db, 0).is_err());

@@ -31,7 +31,8 @@
 //!
 //! Format 3 → 4 (and older, after the steps above): the entry records
 //! (`E`), one key per entry, are packed several to a value (`e`; see the
-//! `records` module), in the same three steps: write every value from the
+//! `records` module), each with the proof of a received entry (`V`, one
+//! key per received entry), in the same three steps: write every value from the
 //! old keys, after removing whatever values a cut-off run left, checking
 //! that no cursor below the store's next cursor is missing; record format
 //! 4 only once every open's checks pass on the packed records; then remove
@@ -47,6 +48,7 @@ use std::time::Instant;
 use crate::hashed::{self, Salt};
 use crate::keys;
 use crate::packed::{self, Packed};
+use crate::records::Item;
 use crate::store::remove_prefix;
 use crate::{STORE_FORMAT, StoreError};
 
@@ -215,8 +217,9 @@ pub(crate) fn repost_layout_2(
 
 /// Step 1 for the entry records of a store of layout 3 or older: writes
 /// the packed values (`e`) from the one-key-per-record `E` keys, which must
-/// be exactly the cursors below `next_cursor`, and makes them durable. An
-/// older binary ignores them.
+/// be exactly the cursors below `next_cursor`, each with the proof of a
+/// received entry from its `V` key, and makes them durable. An older
+/// binary ignores them.
 pub(crate) fn pack_records_layout_3(
     db: &sled::Tree,
     next_cursor: u64,
@@ -226,41 +229,72 @@ pub(crate) fn pack_records_layout_3(
     tracing::info!(
         to = STORE_FORMAT,
         records = next_cursor,
-        "upgrading the store layout: packing the entry records"
+        "upgrading the store layout: packing the entry records and their proofs"
     );
     remove_prefix(db, keys::RECORDS, REMOVE_BATCH)?;
-    let mut next = 0u64;
-    let mut records: Vec<(u64, Vec<u8>)> = Vec::with_capacity(RECORDS_BATCH);
-    let write = |records: &mut Vec<(u64, Vec<u8>)>, next: u64| {
+    let old_key = |prefix: u8, k: &[u8]| {
+        keys::tail_u64(k)
+            .filter(|_| k.len() == 9)
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("{:?} key {}", prefix as char, crate::store::hex(k)),
+                detail: "not a prefix and a cursor".into(),
+            })
+    };
+    let mut proofs = db.scan_prefix([keys::PROOF]).peekable();
+    let (mut next, mut proven) = (0u64, 0u64);
+    let mut items: Vec<Item> = Vec::with_capacity(RECORDS_BATCH);
+    let write = |items: &mut Vec<Item>, next: u64| {
         let mut batch = sled::Batch::default();
-        crate::records::append(db, &mut batch, next - records.len() as u64, records)?;
+        crate::records::append(db, &mut batch, next - items.len() as u64, items)?;
         db.apply_batch(batch)?;
-        records.clear();
+        items.clear();
         Ok::<(), StoreError>(())
     };
     for kv in db.scan_prefix([keys::ENTRY]) {
         let (k, v) = kv?;
-        let cursor =
-            keys::tail_u64(&k)
-                .filter(|_| k.len() == 9)
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: format!("'E' key {}", crate::store::hex(&k)),
-                    detail: "not a prefix and a cursor".into(),
-                })?;
+        let cursor = old_key(keys::ENTRY, &k)?;
         if cursor != next {
             return Err(StoreError::Integrity(format!(
                 "the record of the entry at cursor {next} is missing (the next is at {cursor}): \
                  the store is damaged; restore the newest backup"
             )));
         }
-        records.push((cursor, v.to_vec()));
+        let mut proof = Vec::new();
+        if let Some(kv) = proofs.next_if(|kv| {
+            kv.as_ref()
+                .map_or(true, |(k, _)| keys::tail_u64(k).is_none_or(|c| c <= cursor))
+        }) {
+            let (pk, pv) = kv?;
+            let at = old_key(keys::PROOF, &pk)?;
+            if at != cursor {
+                return Err(StoreError::Integrity(format!(
+                    "the store holds a proof for cursor {at}, which has no entry record: it is \
+                     damaged; restore the newest backup"
+                )));
+            }
+            proof = pv.to_vec();
+            proven += 1;
+        }
+        items.push(Item {
+            cursor,
+            record: v.to_vec(),
+            proof,
+        });
         next += 1;
-        if records.len() == RECORDS_BATCH {
-            write(&mut records, next)?;
+        if items.len() == RECORDS_BATCH {
+            write(&mut items, next)?;
         }
     }
-    if !records.is_empty() {
-        write(&mut records, next)?;
+    if !items.is_empty() {
+        write(&mut items, next)?;
+    }
+    if let Some(kv) = proofs.next() {
+        let (pk, _) = kv?;
+        return Err(StoreError::Integrity(format!(
+            "the store holds a proof for cursor {}, beyond its last entry record: it is damaged; \
+             restore the newest backup",
+            old_key(keys::PROOF, &pk)?
+        )));
     }
     if next != next_cursor {
         return Err(StoreError::Integrity(format!(
@@ -271,6 +305,7 @@ pub(crate) fn pack_records_layout_3(
     sync()?;
     tracing::info!(
         records = next,
+        proofs = proven,
         seconds = t0.elapsed().as_secs_f64(),
         "entry records packed"
     );
@@ -301,6 +336,7 @@ pub(crate) fn finish(
         keys::REFERENCE,
         keys::TERM,
         keys::ENTRY,
+        keys::PROOF,
     ] {
         removed += remove_prefix(db, old, REMOVE_BATCH)?;
     }

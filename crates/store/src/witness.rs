@@ -175,7 +175,10 @@ impl Store {
     /// For an entry received from a peer (by cursor): the size of the
     /// author's checkpoint it was proven under and the inclusion proof.
     pub fn received_proof(&self, cursor: u64) -> Result<Option<(u64, Vec<Hash>)>, StoreError> {
-        let Some(v) = self.inner.db.get(keys::with_u64(keys::PROOF, cursor))? else {
+        if cursor >= self.durable().next_cursor {
+            return Ok(None);
+        }
+        let Some(v) = crate::records::get_proof(&self.inner.db, cursor)? else {
             return Ok(None);
         };
         let corrupt = || StoreError::Corrupt {

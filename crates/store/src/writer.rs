@@ -669,10 +669,11 @@ impl State {
                 overlay.insert(i, h);
                 new_hashes.extend_from_slice(&h.0);
             }
-            new_records.push((
+            new_records.push(crate::records::Item {
                 cursor,
-                encode_record(Verification::AuthoredHere, stored_ms, e.envelope()),
-            ));
+                record: encode_record(Verification::AuthoredHere, stored_ms, e.envelope()),
+                proof: Vec::new(),
+            });
             new_ids.push((ids.digest(salt, &e.id().0), cursor));
             new_positions.extend_from_slice(&cursor.to_be_bytes());
             if let Some(digest) = own_refs[k] {
@@ -707,7 +708,10 @@ impl State {
             return Err((err, replies(slots, repeats)));
         }
         // What the author showed: its checkpoint (once per size) and the
-        // inclusion proof, so this node can prove it later (audit export).
+        // inclusion proof, kept with the record, so this node can prove it
+        // later (audit export).
+        let mut noted: std::collections::HashSet<(&str, u64)> = Default::default();
+        let mut proof_of = Vec::with_capacity(proofs.len());
         for (cursor, d) in &proofs {
             let cp = d.checkpoint();
             let mut proof = Vec::with_capacity(8 + 32 * d.inclusion_proof().len());
@@ -715,17 +719,21 @@ impl State {
             for h in d.inclusion_proof() {
                 proof.extend_from_slice(&h.0);
             }
-            batch.insert(&keys::with_u64(keys::PROOF, *cursor), proof);
-            batch.insert(
-                keys::peer_checkpoint(d.entry().author(), cp.size()),
-                cp.note_text().as_bytes(),
-            );
+            proof_of.push((*cursor, proof));
+            if noted.insert((d.entry().author(), cp.size())) {
+                batch.insert(
+                    keys::peer_checkpoint(d.entry().author(), cp.size()),
+                    cp.note_text().as_bytes(),
+                );
+            }
         }
+        drop(noted);
         drop(proofs);
         // Each author's replication cursor: one past the highest index
         // stored, never lowered by an entry received out of order.
         let mut advanced: HashMap<&str, u64> = HashMap::new();
-        for (entry, cursor, openings) in &received {
+        for ((entry, cursor, openings), (proven, proof)) in received.iter().zip(proof_of) {
+            debug_assert_eq!(*cursor, proven);
             let c = match advanced.entry(entry.author()) {
                 Entry::Occupied(c) => c.into_mut(),
                 // One read per author per group.
@@ -748,10 +756,11 @@ impl State {
                     prost::Message::encode_to_vec(&set),
                 );
             }
-            new_records.push((
-                *cursor,
-                encode_record(Verification::Verified, stored_ms, entry.envelope()),
-            ));
+            new_records.push(crate::records::Item {
+                cursor: *cursor,
+                record: encode_record(Verification::Verified, stored_ms, entry.envelope()),
+                proof,
+            });
             mark_retraction(&mut batch, entry.body(), *cursor);
             for t in index_terms(&entry.id().0, entry.body(), openings) {
                 postings
@@ -768,7 +777,7 @@ impl State {
         }
         // Own entries and received ones interleave: records go in by
         // cursor.
-        new_records.sort_unstable_by_key(|(c, _)| *c);
+        new_records.sort_unstable_by_key(|i| i.cursor);
         let indexed =
             crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
                 .and_then(|()| ids.add(db, &mut batch, &mut new_ids))

@@ -451,30 +451,40 @@ fn old_index_keys(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     keys
 }
 
-/// The entry records of a packed value (`e`): a varint length and the
-/// record each.
-fn value_records(v: &[u8]) -> Vec<Vec<u8>> {
+/// The items of a packed value (`e`): a record and a proof each, both a
+/// varint length and the bytes.
+fn value_records(v: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut rest = v;
+    let field = |rest: &mut &[u8]| {
+        let len = prost::encoding::decode_varint(rest).unwrap() as usize;
+        let out = rest[..len].to_vec();
+        *rest = &rest[len..];
+        out
+    };
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let len = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
-        out.push(rest[..len].to_vec());
-        rest = &rest[len..];
+        let record = field(&mut rest);
+        out.push((record, field(&mut rest)));
     }
     out
 }
 
 /// Rewrites a store of this release into layout 3: one key per entry
-/// record (`E` and its cursor), no packed records, format marker 3.
+/// record (`E` and its cursor) and per received entry's proof (`V` and its
+/// cursor), no packed records, format marker 3.
 fn to_format_3(db: &sled::Db) {
     let values: Vec<_> = db.scan_prefix(b"e").map(Result::unwrap).collect();
     assert!(!values.is_empty());
     for (k, v) in values {
         let first = u64::from_be_bytes(k[1..].try_into().unwrap());
-        for (j, record) in value_records(&v).into_iter().enumerate() {
-            let mut key = vec![b'E'];
-            key.extend_from_slice(&(first + j as u64).to_be_bytes());
-            db.insert(key, record).unwrap();
+        for (j, (record, proof)) in value_records(&v).into_iter().enumerate() {
+            let cursor = (first + j as u64).to_be_bytes();
+            db.insert([b"E".as_slice(), &cursor].concat(), record)
+                .unwrap();
+            if !proof.is_empty() {
+                db.insert([b"V".as_slice(), &cursor].concat(), proof)
+                    .unwrap();
+            }
         }
         db.remove(k).unwrap();
     }
@@ -1202,6 +1212,39 @@ fn entries_received_in_one_group_share_one_receipt() {
         .map(|(i, e)| (i as u64, e.id().0.to_vec(), N))
         .collect();
     assert_eq!(acknowledged, expected, "each entry once, in order");
+
+    // Each received entry keeps the proof it came with, packed with its
+    // record; a receipt has none. A layout-3 store (one `V` key per
+    // proof) keeps them through the upgrade.
+    let proofs_kept = |store: &Store| {
+        for (i, e) in entries.iter().enumerate() {
+            let stored = store
+                .get_by_id(&lienthong_core::entry::EntryId(e.id().0))
+                .unwrap()
+                .expect("received");
+            let proof = lienthong_log::inclusion_proof(i as u64, N, &tree).unwrap();
+            assert_eq!(
+                store.received_proof(stored.cursor).unwrap(),
+                Some((N, proof)),
+                "entry {i}"
+            );
+        }
+        let receipt = store.get_by_own_index(0).unwrap().unwrap();
+        assert_eq!(store.received_proof(receipt.cursor).unwrap(), None);
+    };
+    proofs_kept(&store);
+    drop(store);
+    {
+        let db = open_raw(dir.path());
+        to_format_3(&db);
+        db.flush().unwrap();
+    }
+    assert_eq!(raw_records(dir.path(), b"V").len(), N as usize);
+    proofs_kept(&open(dir.path()).unwrap());
+    assert!(
+        raw_records(dir.path(), b"EV").is_empty(),
+        "old keys removed"
+    );
 }
 
 /// Issue 4 item 3: a verified peer entry is stored with its receipt in one
