@@ -4,27 +4,26 @@
 //! verification, stored time and signed envelope. An entry received from a
 //! peer also has the proof it came with: the size of the author's
 //! checkpoint and the inclusion proof, kept so that this node can show
-//! later that the author committed to it (`Store::received_proof`). Up to
-//! layout 3 that proof was one more key per received entry (`V`). Cursors
-//! are dense, so
-//! records grow only at the end, one group at a time. Up to layout 3 each
-//! record was a sled key of its own, and sled 0.34 keeps memory for every
-//! leaf of 8–16 keys whether it is loaded or not: with a million entries
-//! those leaves were about 80% of a restarted node's keys and half of its
-//! memory (docs/benchmarks.md). Packed, a value holds up to [`PER_VALUE`]
-//! records.
+//! later that the author committed to it (`Store::received_proof`).
+//!
+//! Up to layout 3 each record was a sled key of its own, and each proof
+//! one more. sled 0.34 keeps memory for every leaf of 8–16 keys, loaded or
+//! not: with a million entries the records were 80% of a store's keys and
+//! half of a restarted node's memory (docs/benchmarks.md). Cursors are
+//! dense, so records grow only at the end, one group at a time, and can be
+//! packed: a value holds up to [`PER_VALUE`].
 //!
 //! A value is keyed by the cursor of its first record and holds an item
 //! per cursor, in order: the record's length (a LEB128 varint) and bytes,
 //! then the proof's length and bytes (length 0: no proof). A value takes
-//! no further item once it holds [`PER_VALUE`] or
-//! once the next would take it past [`VALUE_BYTES`]; a record larger than
-//! that has a value of its own. Values thus vary in count, and the value
-//! holding a cursor is the one with the greatest key not above it.
+//! no further item once it holds [`PER_VALUE`] or once the next would take
+//! it past [`VALUE_BYTES`]; a larger item has a value of its own. Values
+//! thus vary in count, and the value holding a cursor is the one with the
+//! greatest key not above it.
 //!
-//! A group commit rewrites the last value with its new records appended
-//! and adds values after it, in the same atomic batch as everything else
-//! of the group: a reader sees the old value or the new one, the old one a
+//! A group commit rewrites the last value with its new items appended and
+//! adds values after it, in the same atomic batch as everything else of
+//! the group: a reader sees the old value or the new one, the old one a
 //! prefix of the new, and reads by cursor never go past the durable size.
 
 use sled::IVec;
@@ -97,24 +96,13 @@ fn split(first: u64, value: &[u8]) -> Result<Vec<Part>, StoreError> {
     Ok(out)
 }
 
-/// The stored value holding `cursor`, if any: its first cursor, the value
-/// and where its records lie.
+/// The stored value holding `cursor`, if any.
 fn holding(db: &sled::Tree, cursor: u64) -> Result<Option<Value>, StoreError> {
-    let Some((k, value)) = db.range(key(0)..=key(cursor)).next_back().transpose()? else {
-        return Ok(None);
-    };
-    let first = keys::tail_u64(&k)
-        .filter(|_| k.len() == 9)
-        .ok_or_else(|| StoreError::Corrupt {
-            key: format!("entry records key {}", crate::store::hex(&k)),
-            detail: "is not a prefix and a cursor".into(),
-        })?;
-    let parts = split(first, &value)?;
-    Ok(Some(Value {
-        first,
-        value,
-        parts,
-    }))
+    db.range(key(0)..=key(cursor))
+        .next_back()
+        .transpose()?
+        .map(|(k, value)| Value::read(&k, value))
+        .transpose()
 }
 
 /// One stored value, split.
@@ -125,6 +113,23 @@ struct Value {
 }
 
 impl Value {
+    /// The value stored under key `k`, split.
+    fn read(k: &[u8], value: IVec) -> Result<Self, StoreError> {
+        let first =
+            keys::tail_u64(k)
+                .filter(|_| k.len() == 9)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("entry records key {}", crate::store::hex(k)),
+                    detail: "is not a prefix and a cursor".into(),
+                })?;
+        let parts = split(first, &value)?;
+        Ok(Value {
+            first,
+            value,
+            parts,
+        })
+    }
+
     fn part(&self, cursor: u64) -> Option<Part> {
         let i = usize::try_from(cursor.checked_sub(self.first)?).ok()?;
         self.parts.get(i).copied()
@@ -206,21 +211,9 @@ impl<'a> Reader<'a> {
 /// Every stored record in cursor order, with its cursor.
 pub(crate) fn all(db: &sled::Tree) -> impl Iterator<Item = Result<(u64, IVec), StoreError>> + '_ {
     db.scan_prefix([keys::RECORDS]).flat_map(|kv| {
-        let split = kv.map_err(StoreError::from).and_then(|(k, value)| {
-            let first =
-                keys::tail_u64(&k)
-                    .filter(|_| k.len() == 9)
-                    .ok_or_else(|| StoreError::Corrupt {
-                        key: format!("entry records key {}", crate::store::hex(&k)),
-                        detail: "is not a prefix and a cursor".into(),
-                    })?;
-            let parts = split(first, &value)?;
-            Ok(Value {
-                first,
-                value,
-                parts,
-            })
-        });
+        let split = kv
+            .map_err(StoreError::from)
+            .and_then(|(k, value)| Value::read(&k, value));
         let items: Vec<Result<(u64, IVec), StoreError>> = match split {
             Ok(v) => (v.first..v.end())
                 .filter_map(|c| v.record(c).map(|r| Ok((c, r))))
