@@ -69,6 +69,10 @@ pub(crate) const REFERENCES: Index = Index {
     what: "reference",
 };
 
+/// Buckets the writer read while looking a group's keys up, by sled key
+/// (`None`: no such bucket yet).
+pub(crate) type BucketsRead = std::collections::HashMap<[u8; 3], Option<sled::IVec>>;
+
 impl Index {
     pub(crate) fn prefix(&self) -> u8 {
         self.prefix
@@ -93,6 +97,25 @@ impl Index {
         match db.get(key)? {
             None => Ok(None),
             Some(v) => self.find(&key, &v, d),
+        }
+    }
+
+    /// [`Index::get`] for the writer, which then adds to the same buckets:
+    /// each bucket read is kept in `read` for [`Index::add`].
+    pub(crate) fn get_keeping(
+        &self,
+        db: &sled::Tree,
+        d: &Digest,
+        read: &mut BucketsRead,
+    ) -> Result<Option<u64>, StoreError> {
+        let key = self.bucket_key(d);
+        let value = match read.entry(key) {
+            std::collections::hash_map::Entry::Occupied(v) => v.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(db.get(key)?),
+        };
+        match value {
+            None => Ok(None),
+            Some(v) => self.find(&key, v, d),
         }
     }
 
@@ -130,7 +153,9 @@ impl Index {
     }
 
     /// Adds `items` (digest, cursor) to their buckets in `batch`, each
-    /// bucket read once from `db` and written once. A digest already
+    /// bucket written once and read once: from `read` if this group's
+    /// look-ups read it already (nothing else writes buckets meanwhile: the
+    /// writer is the only writer), else from `db`. A digest already
     /// recorded keeps its cursor: the writer looks every key up before it
     /// adds it, so this happens only when an earlier write was cut off.
     pub(crate) fn add(
@@ -138,10 +163,14 @@ impl Index {
         db: &sled::Tree,
         batch: &mut sled::Batch,
         items: &mut [(Digest, u64)],
+        read: &BucketsRead,
     ) -> Result<(), StoreError> {
         for group in by_bucket(items) {
             let key = self.bucket_key(&group[0].0);
-            let old = db.get(key)?;
+            let old = match read.get(&key) {
+                Some(v) => v.clone(),
+                None => db.get(key)?,
+            };
             let old = match &old {
                 Some(v) => self.items(&key, v)?,
                 None => &[],
@@ -266,10 +295,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let mut all = digests(3000);
-        // In three groups, as three commits would.
-        for chunk in all.chunks(1000) {
+        // In three groups, as three commits would: the later two look
+        // their keys up first, as the writer does, and add to the buckets
+        // those look-ups read.
+        for (n, chunk) in all.chunks(1000).enumerate() {
+            let mut read = BucketsRead::new();
+            if n > 0 {
+                for (d, _) in chunk {
+                    assert_eq!(IDS.get_keeping(&db, d, &mut read).unwrap(), None);
+                }
+                assert!(read.len() > 900, "{} buckets read", read.len());
+            }
             let mut batch = sled::Batch::default();
-            IDS.add(&db, &mut batch, &mut chunk.to_vec()).unwrap();
+            IDS.add(&db, &mut batch, &mut chunk.to_vec(), &read)
+                .unwrap();
             db.apply_batch(batch).unwrap();
         }
         for (d, c) in &all {
@@ -292,7 +331,8 @@ mod tests {
         let before = count(&db, IDS);
         let mut again: Vec<_> = all.iter_mut().map(|(d, c)| (*d, *c + 1)).collect();
         let mut batch = sled::Batch::default();
-        IDS.add(&db, &mut batch, &mut again).unwrap();
+        IDS.add(&db, &mut batch, &mut again, &BucketsRead::new())
+            .unwrap();
         db.apply_batch(batch).unwrap();
         assert_eq!(count(&db, IDS), before);
         assert_eq!(before.1, 3000);

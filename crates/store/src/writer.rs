@@ -460,6 +460,9 @@ impl State {
         let mut in_group: HashMap<String, usize> = HashMap::new();
         let mut ids_in_group: HashMap<[u8; 32], usize> = HashMap::new();
         let mut repeats: Vec<(Reply, usize)> = Vec::new();
+        // Buckets read by the look-ups, for step 6 to add to without
+        // reading them again.
+        let mut buckets_read = crate::hashed::BucketsRead::new();
         for Job { work, reply } in jobs {
             let lookup = match &work {
                 Work::Author(e) => e
@@ -469,7 +472,7 @@ impl State {
                 Work::Receive(d) => Some((ids, ids.digest(salt, &d.0.entry().id().0))),
             };
             if let Some((index, digest)) = &lookup {
-                match index.get(db, digest) {
+                match index.get_keeping(db, digest, &mut buckets_read) {
                     Ok(Some(cursor)) => {
                         known.push((reply, cursor));
                         continue;
@@ -780,8 +783,8 @@ impl State {
         new_records.sort_unstable_by_key(|i| i.cursor);
         let indexed =
             crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
-                .and_then(|()| ids.add(db, &mut batch, &mut new_ids))
-                .and_then(|()| refs.add(db, &mut batch, &mut new_refs));
+                .and_then(|()| ids.add(db, &mut batch, &mut new_ids, &buckets_read))
+                .and_then(|()| refs.add(db, &mut batch, &mut new_refs, &buckets_read));
         if let Err(err) = indexed {
             drop(overlay);
             return Err((err, replies(slots, repeats)));
