@@ -517,8 +517,7 @@ impl State {
         // The digest of each own entry's reference, if it has one.
         let mut own_refs: Vec<Option<crate::hashed::Digest>> = Vec::with_capacity(slots.len());
         let mut new_ids = Vec::with_capacity(slots.len() * 2);
-        let mut received: Vec<(&VerifiedEntry, u64, &[Opening])> = Vec::new();
-        let mut proofs: Vec<(u64, &AcceptedDelivery)> = Vec::new();
+        let mut received: Vec<(&AcceptedDelivery, u64, &[Opening])> = Vec::new();
         let mut own_openings: Vec<Option<&OpeningSet>> = Vec::with_capacity(slots.len());
         let mut answer_of: Vec<Answer> = Vec::with_capacity(slots.len());
         // (author, manifest version) → its receipt's position in `bodies`.
@@ -569,8 +568,7 @@ impl State {
                 Work::Receive(d) => {
                     let entry = d.0.entry();
                     answer_of.push(Answer::Received(received.len()));
-                    received.push((entry, cursor, &d.1));
-                    proofs.push((cursor, &d.0));
+                    received.push((&d.0, cursor, &d.1));
                     // Step 2 looked every received entry up by its id.
                     if let Some(digest) = slot.digest {
                         new_ids.push((digest, cursor));
@@ -646,7 +644,7 @@ impl State {
         let mut overlay = OverlayHashStore::new(&base);
         let start_size = self.durable.feed_size;
         let mut batch = sled::Batch::default();
-        let mut postings: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        let mut postings: std::collections::BTreeMap<Vec<u8>, Vec<u64>> =
             std::collections::BTreeMap::new();
         let stored_ms = now_unix_ms();
         // The group's stored hashes and feed positions, appended to the
@@ -695,10 +693,7 @@ impl State {
                 e.body(),
                 openings.map_or(&[][..], |o| &o.openings),
             ) {
-                postings
-                    .entry(t.0)
-                    .or_default()
-                    .extend_from_slice(&cursor.to_be_bytes());
+                postings.entry(t.0).or_default().push(cursor);
             }
         }
         let appended = crate::packed::HASHES
@@ -710,33 +705,28 @@ impl State {
             drop(overlay);
             return Err((err, replies(slots, repeats)));
         }
-        // What the author showed: its checkpoint (once per size) and the
-        // inclusion proof, kept with the record, so this node can prove it
-        // later (audit export).
+        // Each author's replication cursor: one past the highest index
+        // stored, never lowered by an entry received out of order.
+        let mut advanced: HashMap<&str, u64> = HashMap::new();
+        // Author checkpoints written in this group.
         let mut noted: std::collections::HashSet<(&str, u64)> = Default::default();
-        let mut proof_of = Vec::with_capacity(proofs.len());
-        for (cursor, d) in &proofs {
+        for (d, cursor, openings) in &received {
+            let entry = d.entry();
+            // What the author showed: its checkpoint (once per size) and
+            // the inclusion proof, kept with the record, so this node can
+            // prove it later (audit export).
             let cp = d.checkpoint();
             let mut proof = Vec::with_capacity(8 + 32 * d.inclusion_proof().len());
             proof.extend_from_slice(&cp.size().to_be_bytes());
             for h in d.inclusion_proof() {
                 proof.extend_from_slice(&h.0);
             }
-            proof_of.push((*cursor, proof));
-            if noted.insert((d.entry().author(), cp.size())) {
+            if noted.insert((entry.author(), cp.size())) {
                 batch.insert(
-                    keys::peer_checkpoint(d.entry().author(), cp.size()),
+                    keys::peer_checkpoint(entry.author(), cp.size()),
                     cp.note_text().as_bytes(),
                 );
             }
-        }
-        drop(noted);
-        drop(proofs);
-        // Each author's replication cursor: one past the highest index
-        // stored, never lowered by an entry received out of order.
-        let mut advanced: HashMap<&str, u64> = HashMap::new();
-        for ((entry, cursor, openings), (proven, proof)) in received.iter().zip(proof_of) {
-            debug_assert_eq!(*cursor, proven);
             let c = match advanced.entry(entry.author()) {
                 Entry::Occupied(c) => c.into_mut(),
                 // One read per author per group.
@@ -766,10 +756,7 @@ impl State {
             });
             mark_retraction(&mut batch, entry.body(), *cursor);
             for t in index_terms(&entry.id().0, entry.body(), openings) {
-                postings
-                    .entry(t.0)
-                    .or_default()
-                    .extend_from_slice(&cursor.to_be_bytes());
+                postings.entry(t.0).or_default().push(*cursor);
             }
         }
         for (author, next) in &advanced {
@@ -795,12 +782,8 @@ impl State {
         // group), which was most of the keys of a node taking alerts one
         // at a time.
         let mut new_last_blocks = Vec::new();
-        for (term, cursors) in postings {
+        for (term, mut list) in postings {
             // Own entries and received ones interleave: sort each block.
-            let mut list: Vec<u64> = cursors
-                .chunks_exact(8)
-                .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
-                .collect();
             list.sort_unstable();
             let known = self.last_blocks.remove(&term);
             match crate::postings::add(db, &mut batch, &term, &list, known) {
@@ -901,7 +884,8 @@ impl State {
                     duplicate: false,
                 },
                 Answer::Received(j) => {
-                    let (e, c, _) = received[j];
+                    let (d, c, _) = received[j];
+                    let e = d.entry();
                     Appended {
                         id: e.id(),
                         index: e.index(),
