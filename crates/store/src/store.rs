@@ -165,8 +165,10 @@ impl Store {
             }
         };
         // Made once, when the store is created or first upgraded to
-        // buckets; written before anything is bucketed under it.
-        let salt = crate::hashed::salt(&db, format < STORE_FORMAT || fresh)?;
+        // buckets (layout 3); written before anything is bucketed under
+        // it. A bucketed store without one is refused, never given a new
+        // one that would make every recorded id unfindable.
+        let salt = crate::hashed::salt(&db, format < 3 || fresh)?;
         let durable = Durable {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,

@@ -980,6 +980,21 @@ fn a_store_of_layout_3_is_upgraded_and_a_damaged_one_refused() {
     );
     assert_eq!(left.iter().filter(|(k, _)| k[0] == b'E').count(), 99);
 
+    // Layout 3 has buckets, so its salt must be there: the upgrade to 4
+    // makes none (and the salt is checked before anything else).
+    {
+        let db = open_raw(dir.path());
+        db.remove(b"Mindex_salt").unwrap().expect("a salt");
+        db.flush().unwrap();
+    }
+    let e = open(dir.path()).err().expect("refused").to_string();
+    assert!(e.contains("the store has no index salt"), "{e}");
+    assert!(
+        raw_records(dir.path(), b"M")
+            .iter()
+            .all(|(k, _)| k != b"Mindex_salt")
+    );
+
     // This layout, the newest records gone.
     let e = open_after(|db| {
         let k = db.scan_prefix(b"e").keys().next_back().unwrap().unwrap();
