@@ -232,14 +232,6 @@ pub(crate) fn pack_records_layout_3(
         "upgrading the store layout: packing the entry records and their proofs"
     );
     remove_prefix(db, keys::RECORDS, REMOVE_BATCH)?;
-    let old_key = |prefix: u8, k: &[u8]| {
-        keys::tail_u64(k)
-            .filter(|_| k.len() == 9)
-            .ok_or_else(|| StoreError::Corrupt {
-                key: format!("{:?} key {}", prefix as char, crate::store::hex(k)),
-                detail: "not a prefix and a cursor".into(),
-            })
-    };
     let mut proofs = db.scan_prefix([keys::PROOF]).peekable();
     let (mut next, mut proven) = (0u64, 0u64);
     let mut items: Vec<Item> = Vec::with_capacity(RECORDS_BATCH);
@@ -252,7 +244,7 @@ pub(crate) fn pack_records_layout_3(
     };
     for kv in db.scan_prefix([keys::ENTRY]) {
         let (k, v) = kv?;
-        let cursor = old_key(keys::ENTRY, &k)?;
+        let cursor = numbered_key(keys::ENTRY, &k, "a cursor")?;
         if cursor != next {
             return Err(StoreError::Integrity(format!(
                 "the record of the entry at cursor {next} is missing (the next is at {cursor}): \
@@ -265,7 +257,7 @@ pub(crate) fn pack_records_layout_3(
                 .map_or(true, |(k, _)| keys::tail_u64(k).is_none_or(|c| c <= cursor))
         }) {
             let (pk, pv) = kv?;
-            let at = old_key(keys::PROOF, &pk)?;
+            let at = numbered_key(keys::PROOF, &pk, "a cursor")?;
             if at != cursor {
                 return Err(StoreError::Integrity(format!(
                     "the store holds a proof for cursor {at}, which has no entry record: it is \
@@ -293,7 +285,7 @@ pub(crate) fn pack_records_layout_3(
         return Err(StoreError::Integrity(format!(
             "the store holds a proof for cursor {}, beyond its last entry record: it is damaged; \
              restore the newest backup",
-            old_key(keys::PROOF, &pk)?
+            numbered_key(keys::PROOF, &pk, "a cursor")?
         )));
     }
     if next != next_cursor {
@@ -356,13 +348,7 @@ fn pack(db: &sled::Tree, old_prefix: u8, into: Packed) -> Result<u64, StoreError
     let mut values = 0usize;
     for kv in db.scan_prefix([old_prefix]) {
         let (k, v) = kv?;
-        let index =
-            keys::tail_u64(&k)
-                .filter(|_| k.len() == 9)
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: format!("{:?} key {}", old_prefix as char, crate::store::hex(&k)),
-                    detail: "not a prefix and a u64 index".into(),
-                })?;
+        let index = numbered_key(old_prefix, &k, "a u64 index")?;
         if index != next {
             return Err(StoreError::Integrity(format!(
                 "{:?} record {next} is missing (the next is {index}): the store is damaged; \
@@ -391,4 +377,15 @@ fn pack(db: &sled::Tree, old_prefix: u8, into: Packed) -> Result<u64, StoreError
     into.append(db, &mut batch, partial, &items)?;
     db.apply_batch(batch)?;
     Ok(next)
+}
+
+/// The number in an old key of one prefix byte and a u64 BE (`what` it
+/// is, for the error).
+fn numbered_key(prefix: u8, k: &[u8], what: &str) -> Result<u64, StoreError> {
+    keys::tail_u64(k)
+        .filter(|_| k.len() == 9)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: format!("{:?} key {}", prefix as char, crate::store::hex(k)),
+            detail: format!("not a prefix and {what}"),
+        })
 }
