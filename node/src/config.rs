@@ -592,6 +592,17 @@ cosign_interval_ms = 60001
     }
 
     #[test]
+    fn the_cache_defaults_to_the_store_default_and_is_read_in_mib() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("k.pem"), "x").unwrap();
+        let base = "[node]\nmember=\"01\"\nname=\"x\"\nfederation=\"f\"\n[keys]\nsigning_key=\"k.pem\"\n[api]\nlisten=\"127.0.0.1:1\"\nplaintext_dev=true\n[store]\ndir=\"s\"\n";
+        let c = load(&write(d.path(), base), false).unwrap();
+        assert_eq!(c.store_cache_bytes, lienthong_store::DEFAULT_CACHE_BYTES);
+        let c = load(&write(d.path(), &format!("{base}cache_mb = 48\n")), false).unwrap();
+        assert_eq!(c.store_cache_bytes, 48 << 20);
+    }
+
+    #[test]
     fn key_files_must_be_private() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();

@@ -83,6 +83,7 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
     } else {
         "\n# How `lienthong alert …` reaches this node's API.\n[cli]\nclient_cert = \"clients/admin-cert.pem\"\nclient_key = \"clients/admin-key.pem\"\nserver_ca = \"tls/ca-cert.pem\"\nserver_name = \"localhost\"\n".to_owned()
     };
+    let cache_mb = lienthong_store::DEFAULT_CACHE_BYTES >> 20;
     let text = format!(
         "# Liên Thông node configuration, written by `lienthong init`.\n\
          # Relative paths are relative to this file. Check it with `lienthong run --check`.\n\
@@ -94,7 +95,7 @@ pub fn init(o: &InitOptions) -> Result<PathBuf> {
          \n\
          [store]\n\
          dir = \"store\"                # sled database; back it up, never edit it\n\
-         cache_mb = 32                  # page cache; more helps large searches, costs memory\n\
+         cache_mb = {cache_mb:<20}# page cache; more helps large searches, costs memory\n\
          \n\
          [keys]\n\
          signing_key = \"keys/signing-key.pem\"   # Ed25519, PKCS#8 PEM, 0600: signs entries and checkpoints\n\

@@ -232,6 +232,20 @@ pub async fn fill(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     Ok(())
 }
 
+/// `store.cache_mb` as the node's configuration file sets it.
+fn cache_mb(node_dir: &Path) -> String {
+    std::fs::read_to_string(node_dir.join("lienthong.toml"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.trim().strip_prefix("cache_mb"))
+                .and_then(|v| v.trim().strip_prefix('='))
+                .and_then(|v| v.split('#').next())
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "its default".into())
+}
+
 fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
@@ -356,9 +370,10 @@ pub async fn memory(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         peak.anon_kib as f64 / 1024.0,
         peak.file_kib as f64 / 1024.0
     ));
-    s.note(
-        "the store is sled (page cache store.cache_mb, default 32 MiB); sled also keeps write buffers and page tables beyond that cache, so the total grows with what is written",
-    );
+    s.note(format!(
+        "the store is sled (page cache: store.cache_mb = {} as `lienthong init` wrote it); sled also keeps write buffers, page tables and per-segment page sets beyond that cache, and the sets grow with what is written until a restart",
+        cache_mb(&f.author().path())
+    ));
     s.detail("under_ingest_peak", peak.to_json());
     s.detail("after_ingest", after.to_json());
     if let Some(l) = &run.last
