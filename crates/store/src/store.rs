@@ -53,8 +53,9 @@ pub struct OpenOptions {
 /// sled's page cache when the configuration does not say. sled holds
 /// more than this (its accounting counts a page at its size on disk, and
 /// evicts only every 64 accesses of a shard): after taking 200,000 entries
-/// a node used 50 MiB with 8 MiB here and 70 MiB with 32, with no
-/// measurable change in ingest or catch-up (docs/benchmarks.md).
+/// a node used 50 MiB with 8 MiB here and 70 MiB with 32. At a million
+/// entries 8 MiB costs some 5% of catch-up and 3–11% of the fill rate
+/// (docs/benchmarks.md); a node that needs that sets `store.cache_mb`.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The file beside the database that records the newest signed checkpoint.
