@@ -232,9 +232,9 @@ pub async fn fill(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     Ok(())
 }
 
-/// `store.cache_mb` as the node's configuration file sets it.
-fn cache_mb(node_dir: &Path) -> String {
-    std::fs::read_to_string(node_dir.join("lienthong.toml"))
+/// `store.cache_mb` as the node's configuration file `config` sets it.
+fn cache_mb(config: &Path) -> String {
+    std::fs::read_to_string(config)
         .ok()
         .and_then(|t| {
             t.lines()
@@ -371,8 +371,8 @@ pub async fn memory(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         peak.file_kib as f64 / 1024.0
     ));
     s.note(format!(
-        "the store is sled (page cache: store.cache_mb = {} as `lienthong init` wrote it); sled also keeps write buffers, page tables and per-segment page sets beyond that cache, and the sets grow with what is written until a restart",
-        cache_mb(&f.author().path())
+        "the store is sled (page cache: store.cache_mb = {} as `lienthong init` wrote it); sled also keeps write buffers, page tables and per-segment page sets beyond that cache, and the sets grow with the store until a restart",
+        cache_mb(&f.author().config())
     ));
     s.detail("under_ingest_peak", peak.to_json());
     s.detail("after_ingest", after.to_json());
