@@ -7,10 +7,12 @@
 //! ```
 //!
 //! A [`VerifiedEntry`] can only be made by [`sign_entry`] (we authored it) or
-//! [`verify_envelope`] (we checked the author's signature over the exact
-//! bytes), so code that stores or forwards entries cannot forget to verify.
+//! [`verify_envelope`] and [`crate::delivery::verify_entries`] (we checked
+//! the author's signature over the exact bytes, by the one rule of
+//! [`crate::signature`]), so code that stores or forwards entries cannot
+//! forget to verify.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use lienthong_proto::v1::{EntryBody, Envelope};
 use prost::Message;
 
@@ -151,38 +153,86 @@ pub fn verify_envelope(
     author_key: &VerifyingKey,
 ) -> Result<VerifiedEntry, EntryError> {
     let (env, body) = decode_envelope(envelope)?;
-    verify_decoded(envelope, env, body, expected_author, author_key)
+    let decoded = Decoded {
+        envelope,
+        env,
+        body,
+        key: author_key,
+    };
+    match verify_decoded(vec![decoded], expected_author).pop() {
+        Some(result) => result,
+        None => unreachable!("one result for each entry"),
+    }
 }
 
-/// [`verify_envelope`] of an envelope already decoded by
-/// [`decode_envelope`] (`env` and `body` must be what it returned for
-/// `envelope`), for a caller that needed the body first to choose the key.
+/// An envelope decoded by [`decode_envelope`], with the key its signature
+/// must verify under, waiting for [`verify_decoded`].
+pub(crate) struct Decoded<'a> {
+    /// The envelope bytes `env` and `body` were decoded from.
+    pub(crate) envelope: &'a [u8],
+    pub(crate) env: Envelope,
+    pub(crate) body: EntryBody,
+    pub(crate) key: &'a VerifyingKey,
+}
+
+/// [`verify_envelope`] of envelopes already decoded (for a caller that
+/// needed each body first to choose its key), each expected from
+/// `expected_author`. The signatures are checked together
+/// ([`crate::signature::verify_all`]); the results are in input order.
 pub(crate) fn verify_decoded(
-    envelope: &[u8],
-    env: Envelope,
-    body: EntryBody,
+    decoded: Vec<Decoded<'_>>,
     expected_author: &str,
-    author_key: &VerifyingKey,
-) -> Result<VerifiedEntry, EntryError> {
-    if body.author != expected_author {
-        return Err(EntryError::WrongAuthor {
-            expected: expected_author.to_owned(),
-            found: body.author,
-        });
-    }
-    let sig = Signature::from_slice(&env.signature).map_err(|_| EntryError::BadSignature {
-        author: body.author.clone(),
-    })?;
-    author_key
-        .verify(&signing_message(&env.body), &sig)
-        .map_err(|_| EntryError::BadSignature {
-            author: body.author.clone(),
-        })?;
-    Ok(VerifiedEntry {
-        envelope: envelope.to_vec(),
-        id: EntryId::of_envelope(envelope),
-        body,
-    })
+) -> Vec<Result<VerifiedEntry, EntryError>> {
+    // The author and the signature's length first, for each.
+    let parsed: Vec<Result<(Decoded<'_>, Signature), EntryError>> = decoded
+        .into_iter()
+        .map(|d| {
+            if d.body.author != expected_author {
+                return Err(EntryError::WrongAuthor {
+                    expected: expected_author.to_owned(),
+                    found: d.body.author,
+                });
+            }
+            match Signature::from_slice(&d.env.signature) {
+                Ok(sig) => Ok((d, sig)),
+                Err(_) => Err(EntryError::BadSignature {
+                    author: d.body.author,
+                }),
+            }
+        })
+        .collect();
+    let messages: Vec<Vec<u8>> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|(d, _)| signing_message(&d.env.body))
+        .collect();
+    let checks: Vec<crate::signature::Check<'_>> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .zip(&messages)
+        .map(|((d, signature), message)| crate::signature::Check {
+            key: d.key,
+            message,
+            signature,
+        })
+        .collect();
+    let mut good = crate::signature::verify_all(&checks).into_iter();
+    parsed
+        .into_iter()
+        .map(|p| {
+            let (d, _) = p?;
+            if !good.next().unwrap_or(false) {
+                return Err(EntryError::BadSignature {
+                    author: d.body.author,
+                });
+            }
+            Ok(VerifiedEntry {
+                envelope: d.envelope.to_vec(),
+                id: EntryId::of_envelope(d.envelope),
+                body: d.body,
+            })
+        })
+        .collect()
 }
 
 /// Decodes an envelope and its body without checking the signature; for

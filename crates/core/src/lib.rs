@@ -32,6 +32,7 @@ pub mod keys;
 pub mod manifest;
 pub mod provinces;
 pub mod redaction;
+pub mod signature;
 pub mod terms;
 pub mod text;
 pub mod witness;

@@ -331,6 +331,11 @@ impl Manifest {
                             "{p}.signing_key: key is named {name:?} but this member's must be named {want:?}; generate it with that name"
                         ));
                     }
+                    if key.is_weak() {
+                        out.push(format!(
+                            "{p}.signing_key: a small-order point, under which anyone can make signatures that verify; make the member a new key (`lienthong key new`) and list it"
+                        ));
+                    }
                     if let Some(other) = keys.insert(key.to_bytes(), m.code.clone()) {
                         out.push(format!("{p}.signing_key: same key as member {other:?}; each member needs its own key"));
                     }

@@ -18,7 +18,10 @@ use lienthong_core::coordination::validate::{
     validate_assistance_answer, validate_assistance_request, validate_case_event,
     validate_inspection_event, validate_meeting, validate_reason,
 };
-use lienthong_core::delivery::{AuthorKeys, Delivery, verify_delivery};
+use lienthong_core::delivery::{
+    AuthorKeys, Delivery, accept_entry, verify_author_checkpoint, verify_delivery,
+    verify_delivery_under, verify_entries,
+};
 use lienthong_core::entry::{
     ENTRY_FORMAT, MAX_ENVELOPE_BYTES, VerifiedEntry, decode_envelope, sign_entry, verify_envelope,
 };
@@ -674,6 +677,41 @@ proptest! {
             prop_assert_eq!(a.entry().envelope(), f.envelopes[i].as_slice());
             prop_assert_eq!(a.checkpoint().size(), FEED_SIZE);
             prop_assert!(a.inclusion_proof() == f.proofs[i].as_slice());
+        }
+    }
+
+    /// The feed's envelopes, some mutated, checked as one batch: each gets
+    /// the answer it gets alone, in order, whatever its neighbours are.
+    #[test]
+    fn a_batch_of_envelopes_gets_the_answers_each_gets_alone(
+        picks in prop::collection::vec((0usize..FEED_SIZE as usize, any::<bool>(), ops()), 0..24),
+    ) {
+        let f = feed();
+        let cp = verify_author_checkpoint(f.note.as_bytes(), &f.keys).expect("checkpoint");
+        let envelopes: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|(i, mutated, ops)| {
+                let mut e = f.envelopes[*i].clone();
+                if *mutated {
+                    mutate(&mut e, ops);
+                }
+                e
+            })
+            .collect();
+        let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+        let batch = verify_entries(&refs, &f.keys);
+        prop_assert_eq!(batch.len(), envelopes.len());
+        for ((e, (i, _, _)), b) in envelopes.iter().zip(&picks).zip(batch) {
+            let alone = verify_delivery_under(e, &f.proofs[*i], &cp, &f.keys, "24", 0);
+            let together = b.and_then(|v| accept_entry(v, &f.proofs[*i], &cp, &f.keys, "24", 0));
+            match (alone, together) {
+                (Ok(a), Ok(t)) => prop_assert_eq!(a.entry(), t.entry()),
+                (Err(a), Err(t)) => prop_assert_eq!(a.to_string(), t.to_string()),
+                (a, t) => prop_assert!(false, "alone {:?}, in a batch {:?}", a.map(|_| ()), t.map(|_| ())),
+            }
+            if e == &f.envelopes[*i] {
+                prop_assert!(verify_entries(&[e.as_slice()], &f.keys)[0].is_ok());
+            }
         }
     }
 

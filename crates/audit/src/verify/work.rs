@@ -4,7 +4,7 @@
 //! chunk), and the root each inclusion proof leads to. The sequential half
 //! (`seq.rs`) then compares these facts with the state built so far.
 
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use lienthong_core::entry::{ENTRY_SIGNING_DOMAIN, decode_envelope};
 use lienthong_core::proto::entry_body::Payload;
 use lienthong_log::Hash;
@@ -274,25 +274,22 @@ fn apply_note(c: &mut CheckpointFacts, slot: Slot, state: SigState) {
     }
 }
 
-/// Checks every job: one batch; if the batch fails, each on its own to
-/// find which. Batch and single checks use different Ed25519 equations
-/// (cofactored vs. cofactorless); they differ only on signatures crafted by
-/// the key holder, and a failed batch is always re-checked singly.
+/// Checks every job, by the one rule entries are checked with everywhere
+/// ([`lienthong_core::signature`]): one batch, and if the batch fails,
+/// each on its own to find which. The notes' signatures (author lines,
+/// cosignatures) go through the same rule here; nodes check notes with
+/// `signed_note`'s cofactorless equation, which refuses only signatures
+/// their key holder crafted.
 fn check_all(jobs: &[SigJob]) -> Vec<bool> {
-    if jobs.is_empty() {
-        return Vec::new();
-    }
-    if jobs.len() > 1 {
-        let messages: Vec<&[u8]> = jobs.iter().map(|j| j.message.as_slice()).collect();
-        let signatures: Vec<Signature> = jobs.iter().map(|j| j.signature).collect();
-        let keys: Vec<VerifyingKey> = jobs.iter().map(|j| j.key).collect();
-        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-            return vec![true; jobs.len()];
-        }
-    }
-    jobs.iter()
-        .map(|j| j.key.verify(&j.message, &j.signature).is_ok())
-        .collect()
+    let checks: Vec<lienthong_core::signature::Check<'_>> = jobs
+        .iter()
+        .map(|j| lienthong_core::signature::Check {
+            key: &j.key,
+            message: &j.message,
+            signature: &j.signature,
+        })
+        .collect();
+    lienthong_core::signature::verify_all(&checks)
 }
 
 fn varint_len(mut n: u64) -> u64 {

@@ -381,7 +381,18 @@ fn manifest_toml_problems_are_each_named() {
         );
         toml_of(&m)
     };
+    let weak = {
+        let mut m = genesis();
+        // The identity point: every signature with R = identity and s = 0
+        // verifies under it, whatever the message.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let k = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        m.members[4].signing_key = format_vkey(&format!("{FED}/{}", m.members[4].code), &k);
+        toml_of(&m)
+    };
     let cases: Vec<(String, &str)> = vec![
+        (weak, "members[4].signing_key: a small-order point"),
         (
             good.replacen("version = 1", "version = 0", 1),
             "version: must be at least 1",

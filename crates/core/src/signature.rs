@@ -1,0 +1,237 @@
+//! The one Ed25519 rule for entry signatures, for one entry or many.
+//!
+//! Receivers meet entries many at a time: a peer's delivery stream during
+//! catch-up, an audit bundle. Checking a batch of them together costs about
+//! half as much per signature as checking each alone (the bench's baselines
+//! print both). A batch check can only test the *cofactored* equation
+//! `[8]([s]B − [k]A − R) = 0`. ed25519-dalek's single `verify` tests the
+//! cofactorless `[s]B − [k]A = R`. Both are allowed by RFC 8032
+//! (section 5.1.7), and they agree on every signature made as RFC 8032
+//! signs. They differ only on signatures the key holder crafted with a
+//! small-order component in `R`, which the cofactored equation accepts.
+//!
+//! If single and batch checks used different equations, whether such an
+//! entry is stored would depend on what arrived in the same batch, and two
+//! peers, or a peer and an auditor, could disagree about the same bytes.
+//! So every entry signature is checked with the cofactored equation:
+//! [`verify`] for one, [`verify_all`] for many. They give the same answer,
+//! except with the 2⁻¹²⁸ chance that a batch's random weights hide a bad
+//! signature. Every signature the cofactorless check accepts is still
+//! accepted, so nothing stored before becomes invalid.
+//!
+//! Neither equation protects against a small-order (weak) *key*, under
+//! which anyone can sign anything: manifests refuse those
+//! ([`crate::manifest::Manifest::problems`]).
+
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest as _, Sha512};
+
+/// Below this many signatures a batch check is not worth its set-up.
+const BATCH_FROM: usize = 4;
+
+/// One signature to check.
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    /// The key it must verify under.
+    pub key: &'a VerifyingKey,
+    /// The signed message (for an entry: the domain tag and the body).
+    pub message: &'a [u8],
+    /// The signature.
+    pub signature: &'a Signature,
+}
+
+/// Whether `signature` is `key`'s signature of `message`, by the
+/// cofactored equation (see the module documentation).
+pub fn verify(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
+    // `s` must be reduced (RFC 8032, 5.1.7 step 1), as ed25519-dalek's
+    // batch check also requires.
+    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes())) else {
+        return false;
+    };
+    let Some(r) = CompressedEdwardsY(*signature.r_bytes()).decompress() else {
+        return false;
+    };
+    let k = Scalar::from_hash(
+        Sha512::new()
+            .chain_update(signature.r_bytes())
+            .chain_update(key.as_bytes())
+            .chain_update(message),
+    );
+    let a = key.to_edwards();
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &(-a), &s) - r)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// [`verify`] of each of `checks`, as one batch where there are enough of
+/// them; a batch that fails is checked one by one to find which.
+pub fn verify_all(checks: &[Check<'_>]) -> Vec<bool> {
+    if checks.len() >= BATCH_FROM {
+        let messages: Vec<&[u8]> = checks.iter().map(|c| c.message).collect();
+        let signatures: Vec<Signature> = checks.iter().map(|c| *c.signature).collect();
+        let keys: Vec<VerifyingKey> = checks.iter().map(|c| *c.key).collect();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+            return vec![true; checks.len()];
+        }
+    }
+    checks
+        .iter()
+        .map(|c| verify(c.key, c.message, c.signature))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// A signature made by the holder of the secret scalar `a` whose `R`
+    /// has the small-order component `torsion`: valid by the cofactored
+    /// equation only (unless `torsion` is the identity).
+    fn crafted(a: Scalar, message: &[u8], torsion: EdwardsPoint) -> (VerifyingKey, Signature) {
+        let key_point = ED25519_BASEPOINT_POINT * a;
+        let key = VerifyingKey::from_bytes(&key_point.compress().to_bytes()).expect("a point");
+        let nonce = Scalar::from_bytes_mod_order([42; 32]);
+        let r = (ED25519_BASEPOINT_POINT * nonce + torsion).compress();
+        let k = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(r.as_bytes())
+                .chain_update(key.as_bytes())
+                .chain_update(message),
+        );
+        let s = nonce + k * a;
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(r.as_bytes());
+        bytes[32..].copy_from_slice(s.as_bytes());
+        (key, Signature::from_bytes(&bytes))
+    }
+
+    #[test]
+    fn honest_signatures_verify_alone_and_in_batches_and_tampered_ones_do_not() {
+        let keys: Vec<SigningKey> = (1..=3).map(key).collect();
+        let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        let signed: Vec<(VerifyingKey, Signature)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let k = &keys[i % 3];
+                (k.verifying_key(), k.sign(m))
+            })
+            .collect();
+        for ((k, s), m) in signed.iter().zip(&messages) {
+            assert!(verify(k, m, s));
+            assert!(k.verify(m, s).is_ok(), "the cofactorless check agrees");
+        }
+        let checks: Vec<Check<'_>> = signed
+            .iter()
+            .zip(&messages)
+            .map(|((key, signature), message)| Check {
+                key,
+                message,
+                signature,
+            })
+            .collect();
+        assert_eq!(verify_all(&checks), vec![true; 40]);
+
+        // One altered message, one signature under the wrong key, one
+        // altered signature: the batch fails and exactly those are found.
+        let altered = b"altered".to_vec();
+        let other = keys[0].verifying_key();
+        let mut bytes = signed[30].1.to_bytes();
+        bytes[5] ^= 1;
+        let broken = Signature::from_bytes(&bytes);
+        let mut bad = checks.clone();
+        bad[3].message = &altered;
+        bad[17].key = &other; // signed by keys[2]
+        bad[30].signature = &broken;
+        let result = verify_all(&bad);
+        for (i, ok) in result.iter().enumerate() {
+            assert_eq!(*ok, ![3, 17, 30].contains(&i), "signature {i}");
+        }
+        for small in 1..BATCH_FROM {
+            assert_eq!(verify_all(&bad[..small]), vec![true; small]);
+            assert!(!verify_all(&bad[3..3 + small])[0]);
+        }
+        assert!(verify_all(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_non_reduced_s_is_refused() {
+        let k = key(5);
+        let m = b"message";
+        let sig = k.sign(m);
+        // s + l: the same point equation, but not a reduced scalar.
+        let mut bytes = sig.to_bytes();
+        // l, the order of the base point, little-endian.
+        let mut l = [0u8; 32];
+        l[..16].copy_from_slice(&0x14de_f9de_a2f7_9cd6_5812_631a_5cf5_d3ed_u128.to_le_bytes());
+        l[31] = 0x10;
+        let mut carry = 0u16;
+        for (b, lb) in bytes[32..].iter_mut().zip(&l) {
+            let sum = u16::from(*b) + u16::from(*lb) + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "s + l fits in 32 bytes");
+        let unreduced = Signature::from_bytes(&bytes);
+        let vk = k.verifying_key();
+        assert!(!verify(&vk, m, &unreduced));
+        let checks = vec![
+            Check {
+                key: &vk,
+                message: m,
+                signature: &unreduced,
+            };
+            BATCH_FROM
+        ];
+        assert_eq!(verify_all(&checks), vec![false; BATCH_FROM]);
+    }
+
+    /// The point of one rule: a signature with a small-order component in
+    /// `R` is accepted alone and in any batch, so what is stored does not
+    /// depend on what arrived with it. (ed25519-dalek's cofactorless
+    /// `verify` refuses it, which is the disagreement this module removes.)
+    #[test]
+    fn a_signature_with_a_small_order_nonce_component_gets_the_same_answer_alone_and_batched() {
+        let a = Scalar::from_bytes_mod_order([9; 32]);
+        let m = b"crafted by the key holder";
+        for t in EIGHT_TORSION.iter().skip(1) {
+            let (k, s) = crafted(a, m, *t);
+            assert!(k.verify(m, &s).is_err(), "cofactorless refuses it");
+            assert!(verify(&k, m, &s), "cofactored accepts it");
+            let honest = key(7);
+            let hs: Vec<(Vec<u8>, Signature)> = (0..6u8)
+                .map(|i| (vec![i; 10], honest.sign(&[i; 10])))
+                .collect();
+            let hk = honest.verifying_key();
+            let mut checks: Vec<Check<'_>> = hs
+                .iter()
+                .map(|(message, signature)| Check {
+                    key: &hk,
+                    message,
+                    signature,
+                })
+                .collect();
+            checks.insert(
+                2,
+                Check {
+                    key: &k,
+                    message: m,
+                    signature: &s,
+                },
+            );
+            assert_eq!(verify_all(&checks), vec![true; 7]);
+        }
+        // Without the torsion it is an ordinary signature.
+        let (k, s) = crafted(a, m, EdwardsPoint::default());
+        assert!(k.verify(m, &s).is_ok() && verify(&k, m, &s));
+    }
+}
