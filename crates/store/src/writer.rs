@@ -115,9 +115,34 @@ pub const MAX_RECEIPT_MORE: usize = 4096;
 enum Work {
     /// Author a new entry in the own feed.
     Author(Box<NewEntry>),
-    /// Store a peer's verified entry and write its receipt (signed under
-    /// the receiver's manifest version, the last field).
-    Receive(Box<(AcceptedDelivery, Vec<Opening>, u64)>),
+    /// Store a peer's verified entry and write its receipt.
+    Receive(Box<Received>),
+}
+
+/// A peer's verified entry on its way to the writer.
+struct Received {
+    delivery: AcceptedDelivery,
+    openings: Vec<Opening>,
+    /// The receiver's manifest version in force: its receipt is signed
+    /// under it.
+    manifest_version: u64,
+    /// The entry's search terms, worked out by the submitting thread (text
+    /// folding is about a tenth of the writer's time during a catch-up,
+    /// and the writer is the one thread every entry goes through).
+    terms: Vec<lienthong_core::terms::Term>,
+}
+
+impl Received {
+    fn new(delivery: AcceptedDelivery, openings: Vec<Opening>, manifest_version: u64) -> Self {
+        let entry = delivery.entry();
+        let terms = index_terms(&entry.id().0, entry.body(), &openings);
+        Self {
+            delivery,
+            openings,
+            manifest_version,
+            terms,
+        }
+    }
 }
 
 struct Job {
@@ -217,7 +242,7 @@ impl Writer {
         openings: Vec<Opening>,
         manifest_version: u64,
     ) -> Result<Appended, StoreError> {
-        self.submit(Work::Receive(Box::new((
+        self.submit(Work::Receive(Box::new(Received::new(
             delivery,
             openings,
             manifest_version,
@@ -241,7 +266,11 @@ impl Writer {
             .as_ref()
             .ok_or(StoreError::Closed)?
             .send(Msg::Job(Job {
-                work: Work::Receive(Box::new((delivery, openings, manifest_version))),
+                work: Work::Receive(Box::new(Received::new(
+                    delivery,
+                    openings,
+                    manifest_version,
+                ))),
                 reply,
             }))
             .map_err(|_| StoreError::Closed)?;
@@ -469,7 +498,7 @@ impl State {
                     .reference
                     .as_ref()
                     .map(|r| (refs, refs.digest(salt, r.as_bytes()))),
-                Work::Receive(d) => Some((ids, ids.digest(salt, &d.0.entry().id().0))),
+                Work::Receive(d) => Some((ids, ids.digest(salt, &d.delivery.entry().id().0))),
             };
             if let Some((index, digest)) = &lookup {
                 match index.get_keeping(db, digest, &mut buckets_read) {
@@ -486,7 +515,7 @@ impl State {
             }
             let earlier = match &work {
                 Work::Author(e) => e.reference.as_ref().and_then(|r| in_group.get(r)).copied(),
-                Work::Receive(d) => ids_in_group.get(&d.0.entry().id().0).copied(),
+                Work::Receive(d) => ids_in_group.get(&d.delivery.entry().id().0).copied(),
             };
             if let Some(pos) = earlier {
                 repeats.push((reply, pos));
@@ -499,7 +528,7 @@ impl State {
                     }
                 }
                 Work::Receive(d) => {
-                    ids_in_group.insert(d.0.entry().id().0, slots.len());
+                    ids_in_group.insert(d.delivery.entry().id().0, slots.len());
                 }
             }
             slots.push(Slot {
@@ -517,7 +546,7 @@ impl State {
         // The digest of each own entry's reference, if it has one.
         let mut own_refs: Vec<Option<crate::hashed::Digest>> = Vec::with_capacity(slots.len());
         let mut new_ids = Vec::with_capacity(slots.len() * 2);
-        let mut received: Vec<(&AcceptedDelivery, u64, &[Opening])> = Vec::new();
+        let mut received: Vec<(&Received, u64)> = Vec::new();
         let mut own_openings: Vec<Option<&OpeningSet>> = Vec::with_capacity(slots.len());
         let mut answer_of: Vec<Answer> = Vec::with_capacity(slots.len());
         // (author, manifest version) → its receipt's position in `bodies`.
@@ -566,9 +595,9 @@ impl State {
                     cursor += 1;
                 }
                 Work::Receive(d) => {
-                    let entry = d.0.entry();
+                    let entry = d.delivery.entry();
                     answer_of.push(Answer::Received(received.len()));
-                    received.push((&d.0, cursor, &d.1));
+                    received.push((&**d, cursor));
                     // Step 2 looked every received entry up by its id.
                     if let Some(digest) = slot.digest {
                         new_ids.push((digest, cursor));
@@ -583,7 +612,7 @@ impl State {
                     // Further entries of an author already receipted in
                     // this group join that receipt: one signature and one
                     // feed entry for the group, not one per entry.
-                    let group_key = (entry.author().to_owned(), d.2);
+                    let group_key = (entry.author().to_owned(), d.manifest_version);
                     if let Some(&b) = open_receipts.get(&group_key)
                         && let Some(Payload::Receipt(r)) = bodies[b].payload.as_mut()
                         && r.more.len() < MAX_RECEIPT_MORE
@@ -591,7 +620,7 @@ impl State {
                         r.more.push(ReceiptItem {
                             index: entry.index(),
                             entry_id: entry.id().0.to_vec(),
-                            checkpoint_size: d.0.checkpoint().size(),
+                            checkpoint_size: d.delivery.checkpoint().size(),
                         });
                         continue;
                     }
@@ -600,14 +629,14 @@ impl State {
                         author: entry.author().to_owned(),
                         index: entry.index(),
                         entry_id: entry.id().0.to_vec(),
-                        checkpoint_size: d.0.checkpoint().size(),
+                        checkpoint_size: d.delivery.checkpoint().size(),
                         more: Vec::new(),
                     };
                     // The receipt is for the author (and auditors).
                     own(
                         Payload::Receipt(receipt),
                         &[entry.author().to_owned()],
-                        d.2,
+                        d.manifest_version,
                         Vec::new(),
                         &mut bodies,
                     );
@@ -710,7 +739,8 @@ impl State {
         let mut advanced: HashMap<&str, u64> = HashMap::new();
         // Author checkpoints written in this group.
         let mut noted: std::collections::HashSet<(&str, u64)> = Default::default();
-        for (d, cursor, openings) in &received {
+        for (r, cursor) in &received {
+            let (d, openings) = (&r.delivery, &r.openings);
             let entry = d.entry();
             // What the author showed: its checkpoint (once per size) and
             // the inclusion proof, kept with the record, so this node can
@@ -755,8 +785,13 @@ impl State {
                 proof,
             });
             mark_retraction(&mut batch, entry.body(), *cursor);
-            for t in index_terms(&entry.id().0, entry.body(), openings) {
-                postings.entry(t.0).or_default().push(*cursor);
+            for t in &r.terms {
+                match postings.get_mut(&t.0) {
+                    Some(list) => list.push(*cursor),
+                    None => {
+                        postings.insert(t.0.clone(), vec![*cursor]);
+                    }
+                }
             }
         }
         for (author, next) in &advanced {
@@ -884,8 +919,8 @@ impl State {
                     duplicate: false,
                 },
                 Answer::Received(j) => {
-                    let (d, c, _) = received[j];
-                    let e = d.entry();
+                    let (r, c) = received[j];
+                    let e = r.delivery.entry();
                     Appended {
                         id: e.id(),
                         index: e.index(),
