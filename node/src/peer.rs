@@ -901,17 +901,11 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     {
                         tracing::warn!(peer = %author, %why, "refused a case event whose history does not verify");
                         peering.refused(author, "bad_history");
-                        store.add_evidence(pb::EvidenceRecord {
-                            id: 0,
-                            kind: pb::EvidenceKind::RefusedEntry as i32,
-                            member: author.to_owned(),
-                            received_from: author.to_owned(),
-                            observed_unix_ms: crate::witness::now_unix_ms(),
-                            reason: format!("case history does not verify: {why}"),
-                            checkpoints: vec![d.checkpoint.clone()],
-                            envelope: d.envelope.clone(),
-                            inclusion_proof: d.inclusion_proof.clone(),
-                        })?;
+                        store.add_evidence(refused_entry(
+                            author,
+                            d,
+                            format!("case history does not verify: {why}"),
+                        ))?;
                         continue;
                     }
                     let index = accepted.entry().index();
@@ -958,17 +952,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                             | Rejected::BeyondCheckpoint { .. }
                             | Rejected::NotIncluded { .. }
                     ) {
-                        store.add_evidence(pb::EvidenceRecord {
-                            id: 0,
-                            kind: pb::EvidenceKind::RefusedEntry as i32,
-                            member: author.to_owned(),
-                            received_from: author.to_owned(),
-                            observed_unix_ms: crate::witness::now_unix_ms(),
-                            reason: reason.to_string(),
-                            checkpoints: vec![d.checkpoint.clone()],
-                            envelope: d.envelope.clone(),
-                            inclusion_proof: d.inclusion_proof.clone(),
-                        })?;
+                        store.add_evidence(refused_entry(author, d, reason.to_string()))?;
                     }
                 }
             }
@@ -997,6 +981,21 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
     }
     Ok(())
+}
+
+/// Evidence of a delivery the author signed that this node refused.
+fn refused_entry(author: &str, d: &pb::Delivery, reason: String) -> pb::EvidenceRecord {
+    pb::EvidenceRecord {
+        id: 0,
+        kind: pb::EvidenceKind::RefusedEntry as i32,
+        member: author.to_owned(),
+        received_from: author.to_owned(),
+        observed_unix_ms: crate::witness::now_unix_ms(),
+        reason,
+        checkpoints: vec![d.checkpoint.clone()],
+        envelope: d.envelope.clone(),
+        inclusion_proof: d.inclusion_proof.clone(),
+    }
 }
 
 #[cfg(test)]
