@@ -851,7 +851,15 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
         }
         let envelopes: Vec<&[u8]> = deliveries.iter().map(|d| d.envelope.as_slice()).collect();
         let entries = verify_entries(&envelopes, &author_key);
+        let mut reconnect = false;
         for (d, entry) in deliveries.iter().zip(entries) {
+            // A new manifest version arrived mid-chunk: the rest of the
+            // chunk is decided again after reconnecting, with its keys and
+            // its version for receipts (the stream resumes at the cursor).
+            if versions.has_changed().unwrap_or(true) {
+                reconnect = true;
+                break;
+            }
             let Ok(proof) = d
                 .inclusion_proof
                 .iter()
@@ -967,6 +975,9 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
                 tracing::debug!(peer = %author, index, cursor = stored.cursor, duplicate = stored.duplicate, "received and verified");
             }
+        }
+        if reconnect {
+            break;
         }
         if let Some(status) = ended {
             if crate::limits::is_message_too_large(&status) {

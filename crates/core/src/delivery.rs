@@ -243,12 +243,12 @@ pub fn verify_delivery_under(
     me: &str,
     next_expected: u64,
 ) -> Result<AcceptedDelivery, Rejected> {
-    let entry = match verify_entries(&[envelope], author).pop() {
+    let signed = match verify_entries(&[envelope], author).pop() {
         Some(result) => result?,
         None => unreachable!("one result for each envelope"),
     };
     accept_entry(
-        entry,
+        signed,
         inclusion_proof,
         checkpoint,
         author,
@@ -266,8 +266,8 @@ pub fn verify_delivery_under(
 pub fn verify_entries(
     envelopes: &[&[u8]],
     author: &AuthorKeys,
-) -> Vec<Result<VerifiedEntry, Rejected>> {
-    let mut results: Vec<Option<Result<VerifiedEntry, Rejected>>> = Vec::new();
+) -> Vec<Result<SignedByAuthor, Rejected>> {
+    let mut results: Vec<Option<Result<SignedByAuthor, Rejected>>> = Vec::new();
     let mut decoded = Vec::new();
     for envelope in envelopes {
         let (env, body) = match crate::entry::decode_envelope(envelope) {
@@ -301,24 +301,40 @@ pub fn verify_entries(
         .map(|r| match r {
             Some(refused) => refused,
             None => match verified.next() {
-                Some(v) => v.map_err(Rejected::from),
+                Some(v) => v.map(SignedByAuthor).map_err(Rejected::from),
                 None => unreachable!("one result for each decoded envelope"),
             },
         })
         .collect()
 }
 
+/// An entry whose signature [`verify_entries`] checked under the key the
+/// author held at the entry's manifest version. Only that function makes
+/// one, so [`accept_entry`] cannot be handed an entry checked under some
+/// other key.
+#[derive(Debug, Clone)]
+pub struct SignedByAuthor(VerifiedEntry);
+
+impl SignedByAuthor {
+    /// The verified entry.
+    pub fn entry(&self) -> &VerifiedEntry {
+        &self.0
+    }
+}
+
 /// The rest of [`verify_delivery_under`], for an entry whose signature
 /// [`verify_entries`] checked: not a replay, addressed to `me`, and
-/// included in `checkpoint`.
+/// included in `checkpoint`. `author` must be the one `signed` was
+/// checked for.
 pub fn accept_entry(
-    entry: VerifiedEntry,
+    signed: SignedByAuthor,
     inclusion_proof: &[Hash],
     checkpoint: &VerifiedCheckpoint,
     author: &AuthorKeys,
     me: &str,
     next_expected: u64,
 ) -> Result<AcceptedDelivery, Rejected> {
+    let entry = signed.0;
     if entry.author() != author.member {
         return Err(EntryError::WrongAuthor {
             expected: author.member.clone(),

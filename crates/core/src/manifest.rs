@@ -331,9 +331,14 @@ impl Manifest {
                             "{p}.signing_key: key is named {name:?} but this member's must be named {want:?}; generate it with that name"
                         ));
                     }
-                    if key.is_weak() {
+                    // A small-order key lets anyone sign; a key with a
+                    // small-order component makes the two Ed25519
+                    // equations disagree on its holder's signatures
+                    // (`crate::signature`). Neither comes from a real key
+                    // generator.
+                    if key.is_weak() || !key.to_edwards().is_torsion_free() {
                         out.push(format!(
-                            "{p}.signing_key: a small-order point, under which anyone can make signatures that verify; make the member a new key (`lienthong key new`) and list it"
+                            "{p}.signing_key: not a point of the prime-order group (it has a small-order part), which no Ed25519 key generator makes; make the member a new key (`lienthong key new`) and list it"
                         ));
                     }
                     if let Some(other) = keys.insert(key.to_bytes(), m.code.clone()) {

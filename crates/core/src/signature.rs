@@ -28,9 +28,10 @@
 //! batch (but for the 2⁻¹²⁸ chance that random weights hide a signature
 //! that fails both equations). Every signature the cofactorless check
 //! accepts is still accepted, so nothing stored before becomes invalid. A
-//! crafted signature costs its batch a one-by-one check, so an author who
-//! sends them slows the peers that receive from it to the single rate,
-//! no further.
+//! crafted signature makes its batch fail most of the time, and then every
+//! signature of the batch is checked again one by one: an author who sends
+//! them makes the peers receiving from it spend about 1.5 times what
+//! single checks alone would cost, for those batches.
 //!
 //! Neither equation protects against a small-order (weak) *key*, under
 //! which anyone can sign anything: manifests refuse those

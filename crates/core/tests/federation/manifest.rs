@@ -391,8 +391,27 @@ fn manifest_toml_problems_are_each_named() {
         m.members[4].signing_key = format_vkey(&format!("{FED}/{}", m.members[4].code), &k);
         toml_of(&m)
     };
+    let mixed = {
+        let mut m = genesis();
+        // A real key plus a point of order 8: its holder's signatures
+        // verify by one Ed25519 equation and not the other.
+        let real = key(&m.members[5].code, 0).verifying_key().to_edwards();
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION[1];
+        let k = ed25519_dalek::VerifyingKey::from_bytes(&(real + torsion).compress().to_bytes())
+            .unwrap();
+        assert!(!k.is_weak());
+        m.members[5].signing_key = format_vkey(&format!("{FED}/{}", m.members[5].code), &k);
+        toml_of(&m)
+    };
     let cases: Vec<(String, &str)> = vec![
-        (weak, "members[4].signing_key: a small-order point"),
+        (
+            weak,
+            "members[4].signing_key: not a point of the prime-order group",
+        ),
+        (
+            mixed,
+            "members[5].signing_key: not a point of the prime-order group",
+        ),
         (
             good.replacen("version = 1", "version = 0", 1),
             "version: must be at least 1",
