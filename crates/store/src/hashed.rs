@@ -21,27 +21,6 @@
 //! to in the same atomic batch as the entries, so a reader sees a bucket
 //! either before or after the group; it still finds only durable entries,
 //! because every read by cursor checks the durable size.
-//!
-//! # Staged ids (layout 5)
-//!
-//! Adding to a bucket means reading it first, and buckets are random: at a
-//! million entries the id buckets are about 38 MB, several times the page
-//! cache, so nearly every add pulled a leaf of sled's tree from disk and
-//! rewrote it (docs/benchmarks.md). New ids therefore go first to a small
-//! *run* of staged ids, one sled key each ([`keys::ID_STAGED`], then the
-//! bucket bytes and the other 30 digest bytes → the cursor), which stays in
-//! the cache because it stays small. Each group then *sweeps* the next
-//! slice of buckets in key order: it moves the staged ids of those buckets
-//! into them, in the same atomic batch as its entries. The slice grows
-//! with what the group stages (see [`Sweep`]), so the run holds at most
-//! about [`RUN_TARGET`] ids (half that on average) and each bucket is
-//! rewritten once per sweep, with every id staged for it since, instead of
-//! once per id.
-//!
-//! A look-up reads the staged key first and the bucket second. A sweep
-//! only ever moves an id from the run into its bucket (both in one batch;
-//! and sled applies a batch's keys in order, `i` before `j`), so a reader
-//! that misses the staged key finds the bucket already written.
 
 use sha2::{Digest as _, Sha256};
 
@@ -65,69 +44,12 @@ impl Digest {
     fn rest(&self) -> &[u8] {
         &self.0[2..]
     }
-
-    fn bucket(&self) -> u32 {
-        u32::from(u16::from_be_bytes([self.0[0], self.0[1]]))
-    }
 }
-
-/// The slice of buckets a group sweeps: `len` buckets from `from`,
-/// wrapping after the last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Sweep {
-    from: u32,
-    len: u32,
-}
-
-impl Sweep {
-    /// The sweep of a group that adds `added` ids while `staged` are in
-    /// the run, starting at bucket `from`: in steady state every bucket is
-    /// swept once per [`RUN_TARGET`] ids added, and a run larger than that
-    /// (after a burst) shrinks by an eighth of its excess per group, at
-    /// most [`MAX_SWEEP`] buckets at a time.
-    pub(crate) fn next(from: u32, added: usize, staged: usize) -> Self {
-        let excess = staged.saturating_sub(RUN_TARGET) / 8;
-        let want = ((added + excess) as u64 * u64::from(BUCKETS)).div_ceil(RUN_TARGET as u64);
-        Self {
-            from: from % BUCKETS,
-            len: u32::try_from(want).unwrap_or(u32::MAX).min(MAX_SWEEP),
-        }
-    }
-
-    /// Where the sweep after this one starts.
-    pub(crate) fn end(&self) -> u32 {
-        (self.from + self.len) % BUCKETS
-    }
-
-    fn covers(&self, bucket: u32) -> bool {
-        (bucket + BUCKETS - self.from) % BUCKETS < self.len
-    }
-
-    /// The bucket ranges `[from, to)` it covers, at most two.
-    fn ranges(&self) -> impl Iterator<Item = (u32, u32)> {
-        let end = self.from + self.len;
-        let first = (self.len > 0).then_some((self.from, end.min(BUCKETS)));
-        let second = (end > BUCKETS).then(|| (0, end - BUCKETS));
-        first.into_iter().chain(second)
-    }
-}
-
-/// Buckets of an index: the first two digest bytes.
-pub(crate) const BUCKETS: u32 = 1 << 16;
-
-/// About how many ids the run of staged ids holds at most in steady state
-/// (each bucket is swept once per this many ids added).
-pub(crate) const RUN_TARGET: usize = 32 * 1024;
-
-/// Most buckets one group sweeps (about 256 leaves of sled's tree).
-const MAX_SWEEP: u32 = 4096;
 
 /// One hashed index.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Index {
     prefix: u8,
-    /// Prefix of the staged keys, for an index whose adds are staged.
-    staged: Option<u8>,
     tag: u8,
     /// What it maps to a cursor, for error messages.
     what: &'static str,
@@ -136,18 +58,13 @@ pub(crate) struct Index {
 /// Entry id → cursor.
 pub(crate) const IDS: Index = Index {
     prefix: keys::ID_BUCKET,
-    staged: Some(keys::ID_STAGED),
     tag: b'i',
     what: "id",
 };
 
 /// A submitting system's reference → the cursor of the entry it created.
-///
-/// Its adds are not staged: the writer looks every reference up before it
-/// adds it, so the bucket is read anyway.
 pub(crate) const REFERENCES: Index = Index {
     prefix: keys::REFERENCE_BUCKET,
-    staged: None,
     tag: b'r',
     what: "reference",
 };
@@ -174,37 +91,8 @@ impl Index {
         [self.prefix, d.0[0], d.0[1]]
     }
 
-    /// The staged key of digest `d`.
-    fn staged_key(prefix: u8, d: &Digest) -> [u8; 33] {
-        let mut k = [0u8; 33];
-        k[0] = prefix;
-        k[1..].copy_from_slice(&d.0);
-        k
-    }
-
-    /// The cursor staged for digest `d`, if this index stages and it is.
-    fn get_staged(&self, db: &sled::Tree, d: &Digest) -> Result<Option<u64>, StoreError> {
-        let Some(prefix) = self.staged else {
-            return Ok(None);
-        };
-        let key = Self::staged_key(prefix, d);
-        match db.get(key)? {
-            None => Ok(None),
-            Some(v) if v.len() == 8 => Ok(keys::tail_u64(&v)),
-            Some(v) => Err(StoreError::Corrupt {
-                key: format!("staged {} {}", self.what, crate::store::hex(&key[1..])),
-                detail: format!("is {} bytes, not a cursor", v.len()),
-            }),
-        }
-    }
-
     /// The cursor recorded for the key of digest `d`, if any.
     pub(crate) fn get(&self, db: &sled::Tree, d: &Digest) -> Result<Option<u64>, StoreError> {
-        // The run first: a sweep moves ids from it to the buckets, never
-        // back (module docs).
-        if let Some(c) = self.get_staged(db, d)? {
-            return Ok(Some(c));
-        }
         let key = self.bucket_key(d);
         match db.get(key)? {
             None => Ok(None),
@@ -220,9 +108,6 @@ impl Index {
         d: &Digest,
         read: &mut BucketsRead,
     ) -> Result<Option<u64>, StoreError> {
-        if let Some(c) = self.get_staged(db, d)? {
-            return Ok(Some(c));
-        }
         let key = self.bucket_key(d);
         let value = match read.entry(key) {
             std::collections::hash_map::Entry::Occupied(v) => v.into_mut(),
@@ -293,77 +178,6 @@ impl Index {
             batch.insert(&key, merge(old, group));
         }
         Ok(())
-    }
-
-    /// Stages `items` (digest, cursor), none recorded yet, in `batch`.
-    fn stage(&self, prefix: u8, batch: &mut sled::Batch, items: &[(Digest, u64)]) {
-        for (d, cursor) in items {
-            batch.insert(&Self::staged_key(prefix, d)[..], &cursor.to_be_bytes());
-        }
-    }
-
-    /// Adds `items` (digest, cursor), none recorded yet, for a group:
-    /// those in the buckets `sweep` covers go straight into them, with the
-    /// ids staged for those buckets earlier (their staged keys removed);
-    /// the rest are staged. An index that does not stage adds them all to
-    /// their buckets ([`Index::add`]). Returns (ids staged, staged ids
-    /// moved into buckets).
-    pub(crate) fn add_staged(
-        &self,
-        db: &sled::Tree,
-        batch: &mut sled::Batch,
-        items: &mut Vec<(Digest, u64)>,
-        sweep: Sweep,
-        read: &BucketsRead,
-    ) -> Result<(usize, usize), StoreError> {
-        let Some(prefix) = self.staged else {
-            self.add(db, batch, items, read)?;
-            return Ok((0, 0));
-        };
-        let (mut now, later): (Vec<_>, Vec<_>) =
-            items.drain(..).partition(|(d, _)| sweep.covers(d.bucket()));
-        self.stage(prefix, batch, &later);
-        let mut moved = 0;
-        for (from, to) in sweep.ranges() {
-            let start = [prefix, (from >> 8) as u8, from as u8];
-            let scan = if to == BUCKETS {
-                db.range(&start[..]..&[prefix + 1][..])
-            } else {
-                db.range(&start[..]..&[prefix, (to >> 8) as u8, to as u8][..])
-            };
-            for kv in scan {
-                let (k, v) = kv?;
-                let bad = |detail: String| StoreError::Corrupt {
-                    key: format!("staged {} {}", self.what, crate::store::hex(&k)),
-                    detail,
-                };
-                let d: [u8; 32] = k
-                    .get(1..)
-                    .and_then(|d| d.try_into().ok())
-                    .ok_or_else(|| bad("is not a digest".into()))?;
-                let cursor = keys::tail_u64(&v)
-                    .filter(|_| v.len() == 8)
-                    .ok_or_else(|| bad(format!("holds {} bytes, not a cursor", v.len())))?;
-                now.push((Digest(d), cursor));
-                batch.remove(k);
-                moved += 1;
-            }
-        }
-        self.add(db, batch, &mut now, read)?;
-        Ok((later.len(), moved))
-    }
-
-    /// Staged ids in the store (counted at start).
-    pub(crate) fn count_staged(&self, db: &sled::Tree) -> Result<usize, StoreError> {
-        let Some(prefix) = self.staged else {
-            return Ok(0);
-        };
-        let mut n = 0;
-        for k in db.scan_prefix([prefix]).keys() {
-            k?;
-            n += 1;
-        }
-        Ok(n)
     }
 
     /// Writes whole buckets from `items`, sorted, none yet stored (the
@@ -523,88 +337,6 @@ mod tests {
         assert_eq!(count(&db, IDS), before);
         assert_eq!(before.1, 3000);
         assert_eq!(IDS.get(&db, &all[17].0).unwrap(), Some(all[17].1));
-    }
-
-    #[test]
-    fn a_sweep_covers_its_slice_and_wraps_after_the_last_bucket() {
-        let s = Sweep::next(0, 64, 0);
-        assert_eq!((s.from, s.len, s.end()), (0, 128, 128));
-        assert!(s.covers(0) && s.covers(127) && !s.covers(128) && !s.covers(BUCKETS - 1));
-        assert_eq!(s.ranges().collect::<Vec<_>>(), [(0, 128)]);
-        let s = Sweep::next(BUCKETS - 36, 50, 0);
-        assert_eq!((s.len, s.end()), (100, 64));
-        assert!(s.covers(BUCKETS - 36) && s.covers(BUCKETS - 1) && s.covers(0));
-        assert!(s.covers(63) && !s.covers(64) && !s.covers(BUCKETS - 37));
-        assert_eq!(
-            s.ranges().collect::<Vec<_>>(),
-            [(BUCKETS - 36, BUCKETS), (0, 64)]
-        );
-        // Nothing added, run at or below its target: no sweep.
-        let s = Sweep::next(7, 0, RUN_TARGET);
-        assert_eq!((s.len, s.end(), s.ranges().count()), (0, 7, 0));
-        // A run beyond its target shrinks, a bounded slice at a time.
-        assert_eq!(Sweep::next(7, 0, RUN_TARGET + 8 * 1000).len, 2000);
-        assert_eq!(Sweep::next(7, 1 << 20, 0).len, MAX_SWEEP);
-    }
-
-    /// Ids added a group at a time, as the writer adds them: every one is
-    /// found after every group, by a look-up that reads the run then the
-    /// bucket, and the run stays near its target.
-    #[test]
-    fn staged_ids_are_found_and_swept_into_their_buckets() {
-        const GROUP: usize = 700;
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let all = digests(100 * GROUP as u32);
-        let (mut at, mut staged) = (0u32, 0usize);
-        let mut most = 0;
-        for (n, chunk) in all.chunks(GROUP).enumerate() {
-            let sweep = Sweep::next(at, chunk.len(), staged);
-            let mut batch = sled::Batch::default();
-            let (added, moved) = IDS
-                .add_staged(&db, &mut batch, &mut chunk.to_vec(), sweep, &BucketsRead::new())
-                .unwrap();
-            db.apply_batch(batch).unwrap();
-            staged = staged + added - moved;
-            at = sweep.end();
-            most = most.max(staged);
-            assert_eq!(IDS.count_staged(&db).unwrap(), staged, "group {n}");
-            if n % 10 == 9 {
-                for (d, c) in &all[..(n + 1) * GROUP] {
-                    assert_eq!(IDS.get(&db, d).unwrap(), Some(*c));
-                }
-            }
-        }
-        let (_, in_buckets) = count(&db, IDS);
-        assert_eq!(in_buckets + staged, all.len());
-        assert!(
-            staged > RUN_TARGET / 4 && most < RUN_TARGET + 2 * GROUP,
-            "run of {staged} ids, at most {most}"
-        );
-        // Reads of ids never added find nothing, staged or not.
-        let salt = Salt([7; 16]);
-        assert_eq!(IDS.get(&db, &IDS.digest(&salt, b"none")).unwrap(), None);
-        // The references index does not stage.
-        let mut refs = digests(10);
-        let mut batch = sled::Batch::default();
-        let sweep = Sweep::next(0, refs.len(), 0);
-        let counts = REFERENCES
-            .add_staged(&db, &mut batch, &mut refs, sweep, &BucketsRead::new())
-            .unwrap();
-        db.apply_batch(batch).unwrap();
-        assert_eq!(counts, (0, 0));
-        assert_eq!(count(&db, REFERENCES).1, 10);
-    }
-
-    #[test]
-    fn a_staged_id_of_the_wrong_size_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let (d, _) = digests(1)[0];
-        db.insert(Index::staged_key(keys::ID_STAGED, &d), vec![0u8; 7])
-            .unwrap();
-        let e = IDS.get(&db, &d).unwrap_err().to_string();
-        assert!(e.contains("staged id") && e.contains("not a cursor"), "{e}");
     }
 
     #[test]

@@ -37,8 +37,6 @@
 //! | `e` | cursor of the value's first record, u64 BE | up to 8 consecutive items (fewer once 6 KiB), each the record (version, verification, stored time, envelope) and, for an entry received from a peer, its proof (the size of the author's checkpoint it was proven under, then the inclusion proof's 32-byte hashes), each a LEB128 length and the bytes (`records` module) |
 //! | `M` `index_salt` | | 16 random bytes, made once per store: the salt of the `i` and `r` digests |
 //! | `i` | bucket: first 2 bytes of the id's salted digest | the bucket's ids, sorted: the other 30 digest bytes and the cursor u64 BE each (`hashed` module) |
-//! | `j` | the id's salted digest (32 bytes) | cursor u64 BE: an id staged for its bucket, moved into it by a later group's sweep (`hashed` module) |
-//! | `N` | author member code | one past the highest index of that author's entries stored here: a received entry at or past it needs no look-up by id |
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
 //! | `r` | bucket: first 2 bytes of the reference's salted digest | the bucket's references, as for `i` |
@@ -75,7 +73,7 @@ pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
 /// Version of the on-disk layout written by this code. Formats 1 (releases
-/// up to 0.2.0), 2 (one key per id and per reference), 3 (one key per
-/// entry record) and 4 (no staged ids) are upgraded at open (`upgrade`
-/// module); later ones are refused.
-pub const STORE_FORMAT: u32 = 5;
+/// up to 0.2.0), 2 (one key per id and per reference) and 3 (one key per
+/// entry record) are upgraded at open (`upgrade` module); later ones are
+/// refused.
+pub const STORE_FORMAT: u32 = 4;

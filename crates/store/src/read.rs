@@ -317,18 +317,6 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// One past the highest index of `author`'s stored here (0 if none).
-    /// The same as [`Store::replication_cursor`] for stores written from
-    /// layout 5 on, but kept apart: it only says what cannot be stored yet,
-    /// and the upgrade to layout 5 counted it from the records themselves.
-    pub(crate) fn stored_up_to(&self, author: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .db()
-            .get(keys::with_bytes(keys::STORED_UP_TO, author.as_bytes()))?
-            .and_then(|v| keys::tail_u64(&v))
-            .unwrap_or(0))
-    }
-
     /// Envelopes of the own feed in `[start, end)`, at most `max`.
     pub fn feed_envelopes(
         &self,

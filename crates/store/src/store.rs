@@ -206,9 +206,6 @@ impl Store {
                 store.sync()
             })?;
         }
-        if format < 5 {
-            crate::upgrade::count_stored_up_to(&store.inner.db, || store.sync())?;
-        }
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
         store.check_last_checkpoint(&opts.verifying_keys, cp.as_ref())?;

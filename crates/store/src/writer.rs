@@ -318,10 +318,6 @@ struct State {
     last_checkpoint: Instant,
     /// The last posting block of recently used terms, as committed.
     last_blocks: LastBlocks,
-    /// Ids in the run of staged ids, as committed (`hashed` module).
-    staged: usize,
-    /// The bucket the next group's sweep starts at.
-    sweep_at: u32,
 }
 
 /// The last posting block (key, cursors) of terms the writer used
@@ -367,7 +363,6 @@ impl State {
             resign(&store, &signer, cp)?;
         }
         let checkpoint_size = latest.map_or(0, |c| c.size);
-        let staged = crate::hashed::IDS.count_staged(&store.inner.db)?;
         debug_assert_eq!(
             read_meta_u64(&store.inner.db, "feed_size")?,
             durable.feed_size
@@ -382,8 +377,6 @@ impl State {
             checkpoint_size,
             last_checkpoint: Instant::now(),
             last_blocks: LastBlocks::new(),
-            staged,
-            sweep_at: 0,
         })
     }
 
@@ -499,44 +492,15 @@ impl State {
         // Buckets read by the look-ups, for step 6 to add to without
         // reading them again.
         let mut buckets_read = crate::hashed::BucketsRead::new();
-        // Each author's entries stored here: one past the highest index
-        // (read once per author per group, advanced in step 5).
-        let mut stored_up_to: HashMap<String, u64> = HashMap::new();
         for Job { work, reply } in jobs {
-            // (index, digest, whether it may be stored already).
             let lookup = match &work {
                 Work::Author(e) => e
                     .reference
                     .as_ref()
-                    .map(|r| (refs, refs.digest(salt, r.as_bytes()), true)),
-                Work::Receive(d) => {
-                    let entry = d.delivery.entry();
-                    let up_to = match stored_up_to.get(entry.author()) {
-                        Some(u) => Ok(*u),
-                        None => self.store.stored_up_to(entry.author()).inspect(|u| {
-                            stored_up_to.insert(entry.author().to_owned(), *u);
-                        }),
-                    };
-                    let up_to = match up_to {
-                        Ok(u) => u,
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                            continue;
-                        }
-                    };
-                    // An id hashes a body that names its author and index,
-                    // so an entry past every stored index of its author
-                    // cannot be stored yet: only replays (a stream that
-                    // started again behind one still queued) are looked
-                    // up, which spares a random bucket read per entry.
-                    // The own feed is never skipped: its entries are not
-                    // counted in `N`.
-                    let maybe_known =
-                        entry.index() < up_to || entry.author() == self.signer.author;
-                    Some((ids, ids.digest(salt, &entry.id().0), maybe_known))
-                }
+                    .map(|r| (refs, refs.digest(salt, r.as_bytes()))),
+                Work::Receive(d) => Some((ids, ids.digest(salt, &d.delivery.entry().id().0))),
             };
-            if let Some((index, digest, true)) = &lookup {
+            if let Some((index, digest)) = &lookup {
                 match index.get_keeping(db, digest, &mut buckets_read) {
                     Ok(Some(cursor)) => {
                         known.push((reply, cursor));
@@ -570,7 +534,7 @@ impl State {
             slots.push(Slot {
                 work,
                 reply,
-                digest: lookup.map(|(_, d, _)| d),
+                digest: lookup.map(|(_, d)| d),
             });
         }
 
@@ -805,9 +769,6 @@ impl State {
                 },
             };
             *c = (*c).max(entry.index() + 1);
-            if let Some(u) = stored_up_to.get_mut(entry.author()) {
-                *u = (*u).max(entry.index() + 1);
-            }
             if !openings.is_empty() {
                 let set = OpeningSet {
                     openings: openings.to_vec(),
@@ -838,33 +799,18 @@ impl State {
                 keys::with_bytes(keys::REPLICATION, author.as_bytes()),
                 &next.to_be_bytes(),
             );
-            if let Some(u) = stored_up_to.get(*author) {
-                batch.insert(
-                    keys::with_bytes(keys::STORED_UP_TO, author.as_bytes()),
-                    &u.to_be_bytes(),
-                );
-            }
         }
         // Own entries and received ones interleave: records go in by
         // cursor.
         new_records.sort_unstable_by_key(|i| i.cursor);
-        // New ids are staged, and the group sweeps the next slice of id
-        // buckets (`hashed` module).
-        let sweep = crate::hashed::Sweep::next(self.sweep_at, new_ids.len(), self.staged);
         let indexed =
             crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
-                .and_then(|()| ids.add_staged(db, &mut batch, &mut new_ids, sweep, &buckets_read))
-                .and_then(|moved| {
-                    refs.add(db, &mut batch, &mut new_refs, &buckets_read)
-                        .map(|()| moved)
-                });
-        let (staged, swept) = match indexed {
-            Ok(counts) => counts,
-            Err(err) => {
-                drop(overlay);
-                return Err((err, replies(slots, repeats)));
-            }
-        };
+                .and_then(|()| ids.add(db, &mut batch, &mut new_ids, &buckets_read))
+                .and_then(|()| refs.add(db, &mut batch, &mut new_refs, &buckets_read));
+        if let Err(err) = indexed {
+            drop(overlay);
+            return Err((err, replies(slots, repeats)));
+        }
         // Postings go in blocks of up to 512 cursors keyed by their first
         // cursor (`postings::add`): far fewer keys than one per (term,
         // entry), which was most of the writer's time, or one per (term,
@@ -950,8 +896,6 @@ impl State {
         }
         self.durable = new;
         self.last_created = now;
-        self.staged = (self.staged + staged).saturating_sub(swept);
-        self.sweep_at = sweep.end();
         if let Some(cp) = checkpoint {
             self.checkpoint_size = cp.size;
             self.last_checkpoint = Instant::now();
