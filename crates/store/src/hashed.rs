@@ -21,6 +21,38 @@
 //! to in the same atomic batch as the entries, so a reader sees a bucket
 //! either before or after the group; it still finds only durable entries,
 //! because every read by cursor checks the durable size.
+//!
+//! # Staged ids (layout 5)
+//!
+//! Adding to a bucket means reading it first, and buckets are random: at a
+//! million entries the id buckets are about 38 MB, several times the page
+//! cache, so nearly every add pulled a leaf of sled's tree from disk and
+//! wrote it again (docs/benchmarks.md). New ids therefore go first to the
+//! *run* of staged ids:
+//!
+//! - on disk, one sled value per group, appended in cursor order
+//!   ([`keys::ID_STAGED`], the group's first cursor → its ids, 32 digest
+//!   bytes and the cursor each): one key added at the end of the tree per
+//!   group, where one sled key per id, at random places, made sled split
+//!   and merge leaves all the time (tried first; no faster than buckets);
+//! - in memory, every staged id by digest ([`Run`]), loaded at open, which
+//!   every look-up by id consults before the buckets.
+//!
+//! Each group *sweeps* the next slice of buckets in key order: the staged
+//! ids of those buckets go into them, in the same atomic batch as the
+//! group's entries, and leave the memory run once that batch is applied.
+//! The slice grows with what the group stages (see [`Sweep`]), so the run
+//! holds at most about [`RUN_TARGET`] ids (half that on average) and each
+//! bucket is written once per sweep, with every id staged for it since,
+//! instead of once per id. A group's value on disk is removed by the first
+//! group whose sweep completes a whole turn of the buckets after it, by
+//! when every id in it is in its bucket. After a restart every value left
+//! is loaded again and swept again; adding an id already in its bucket
+//! keeps the bucket as it is.
+//!
+//! A look-up reads the memory run first and the bucket second: an id
+//! leaves the run only after its bucket is written, so a reader never
+//! misses it between the two.
 
 use sha2::{Digest as _, Sha256};
 
@@ -44,7 +76,185 @@ impl Digest {
     fn rest(&self) -> &[u8] {
         &self.0[2..]
     }
+
+    fn bucket(&self) -> u32 {
+        u32::from(u16::from_be_bytes([self.0[0], self.0[1]]))
+    }
 }
+
+/// The slice of buckets a group sweeps: `len` buckets from `from`,
+/// wrapping after the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sweep {
+    from: u32,
+    len: u32,
+}
+
+impl Sweep {
+    /// The sweep of a group that adds `added` ids while `staged` are in
+    /// the run, starting at bucket `from`: in steady state every bucket is
+    /// swept once per [`RUN_TARGET`] ids added, and a run larger than that
+    /// (after a burst) shrinks by an eighth of its excess per group, at
+    /// most [`MAX_SWEEP`] buckets at a time.
+    pub(crate) fn next(from: u32, added: usize, staged: usize) -> Self {
+        let excess = staged.saturating_sub(RUN_TARGET) / 8;
+        let want = ((added + excess) as u64 * u64::from(BUCKETS)).div_ceil(RUN_TARGET as u64);
+        Self {
+            from: from % BUCKETS,
+            len: u32::try_from(want).unwrap_or(u32::MAX).min(MAX_SWEEP),
+        }
+    }
+
+    /// Buckets swept.
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Where the sweep after this one starts.
+    pub(crate) fn end(&self) -> u32 {
+        (self.from + self.len) % BUCKETS
+    }
+
+    fn covers(&self, bucket: u32) -> bool {
+        (bucket + BUCKETS - self.from) % BUCKETS < self.len
+    }
+
+    /// The bucket ranges `[from, to)` it covers, at most two.
+    fn ranges(&self) -> impl Iterator<Item = (u32, u32)> {
+        let end = self.from + self.len;
+        let first = (self.len > 0).then_some((self.from, end.min(BUCKETS)));
+        let second = (end > BUCKETS).then(|| (0, end - BUCKETS));
+        first.into_iter().chain(second)
+    }
+}
+
+/// Bytes of a staged id in a run value: the digest, then the cursor.
+const STAGED_ITEM: usize = 32 + 8;
+
+/// What a group did to the run ([`Index::add_staged`]).
+pub(crate) struct Staging {
+    /// Ids staged: in the run from now on.
+    pub(crate) staged: Vec<(Digest, u64)>,
+    /// Ids of the run now in their buckets: out of the run from now on.
+    pub(crate) swept: Vec<(Digest, u64)>,
+    /// The key of the run value written, if any ids were staged.
+    pub(crate) value: Option<[u8; 9]>,
+}
+
+/// The staged ids in memory, by digest (module docs); shared by the writer,
+/// which alone changes it, and readers.
+#[derive(Debug, Default)]
+pub(crate) struct Run {
+    ids: std::sync::RwLock<std::collections::BTreeMap<Digest, u64>>,
+}
+
+impl Run {
+    /// Reads every run value of the store: the run, and the values' keys in
+    /// order.
+    pub(crate) fn load(db: &sled::Tree) -> Result<(Self, Vec<[u8; 9]>), StoreError> {
+        let mut ids = std::collections::BTreeMap::new();
+        let mut values = Vec::new();
+        for kv in db.scan_prefix([keys::ID_STAGED]) {
+            let (k, v) = kv?;
+            let bad = |detail: String| StoreError::Corrupt {
+                key: format!("staged ids {}", crate::store::hex(&k)),
+                detail,
+            };
+            let key: [u8; 9] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| bad("is not a prefix and a cursor".into()))?;
+            if v.is_empty() || !v.len().is_multiple_of(STAGED_ITEM) {
+                return Err(bad(format!(
+                    "is {} bytes, not ids of {STAGED_ITEM}",
+                    v.len()
+                )));
+            }
+            for item in v.chunks_exact(STAGED_ITEM) {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(&item[..32]);
+                ids.insert(Digest(d), keys::tail_u64(item).unwrap_or_default());
+            }
+            values.push(key);
+        }
+        Ok((
+            Self {
+                ids: std::sync::RwLock::new(ids),
+            },
+            values,
+        ))
+    }
+
+    /// The keys of the run values of the store, in order.
+    pub(crate) fn value_keys(db: &sled::Tree) -> Result<Vec<[u8; 9]>, StoreError> {
+        let mut out = Vec::new();
+        for k in db.scan_prefix([keys::ID_STAGED]).keys() {
+            let k = k?;
+            out.push(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                key: format!("staged ids {}", crate::store::hex(&k)),
+                detail: "is not a prefix and a cursor".into(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<Digest, u64>> {
+        self.ids.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cursor staged for digest `d`, if it is.
+    pub(crate) fn get(&self, d: &Digest) -> Option<u64> {
+        self.read().get(d).copied()
+    }
+
+    /// Staged ids.
+    pub(crate) fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// The staged ids of the buckets `sweep` covers.
+    fn in_sweep(&self, sweep: Sweep) -> Vec<(Digest, u64)> {
+        let ids = self.read();
+        let mut out = Vec::new();
+        for (from, to) in sweep.ranges() {
+            let start = Digest(first_of(from));
+            let range = if to == BUCKETS {
+                ids.range(start..)
+            } else {
+                ids.range(start..Digest(first_of(to)))
+            };
+            out.extend(range.map(|(d, c)| (*d, *c)));
+        }
+        out
+    }
+
+    /// Once the group's batch is applied: its staged ids join the run and
+    /// its swept ones leave it.
+    pub(crate) fn update(&self, staging: &Staging) {
+        let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        ids.extend(staging.staged.iter().copied());
+        for (d, _) in &staging.swept {
+            ids.remove(d);
+        }
+    }
+}
+
+/// The smallest digest of bucket `b`.
+fn first_of(b: u32) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d[..2].copy_from_slice(&u16::try_from(b).unwrap_or(u16::MAX).to_be_bytes());
+    d
+}
+
+/// Buckets of an index: the first two digest bytes.
+pub(crate) const BUCKETS: u32 = 1 << 16;
+
+/// About how many ids the run of staged ids holds at most in steady state
+/// (each bucket is swept once per this many ids added).
+pub(crate) const RUN_TARGET: usize = 32 * 1024;
+
+/// Most buckets one group sweeps (about 256 leaves of sled's tree).
+const MAX_SWEEP: u32 = 4096;
 
 /// One hashed index.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +273,9 @@ pub(crate) const IDS: Index = Index {
 };
 
 /// A submitting system's reference → the cursor of the entry it created.
+///
+/// Its adds are not staged: the writer looks every reference up before it
+/// adds it, so the bucket is read anyway.
 pub(crate) const REFERENCES: Index = Index {
     prefix: keys::REFERENCE_BUCKET,
     tag: b'r',
@@ -178,6 +391,44 @@ impl Index {
             batch.insert(&key, merge(old, group));
         }
         Ok(())
+    }
+
+    /// Adds the new ids of a group, `items` (digest, cursor), none
+    /// recorded yet, the first at cursor `first`: those in the buckets
+    /// `sweep` covers go straight into them, with the ids `run` holds for
+    /// those buckets; the rest are staged in one value. The caller applies
+    /// the batch, then [`Run::update`]s the run with what this returns.
+    pub(crate) fn add_staged(
+        &self,
+        db: &sled::Tree,
+        batch: &mut sled::Batch,
+        run: &Run,
+        items: Vec<(Digest, u64)>,
+        first: u64,
+        sweep: Sweep,
+        read: &BucketsRead,
+    ) -> Result<Staging, StoreError> {
+        let (mut now, staged): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|(d, _)| sweep.covers(d.bucket()));
+        let value = (!staged.is_empty()).then(|| {
+            let key = keys::with_u64(keys::ID_STAGED, first);
+            let mut v = Vec::with_capacity(staged.len() * STAGED_ITEM);
+            for (d, cursor) in &staged {
+                v.extend_from_slice(&d.0);
+                v.extend_from_slice(&cursor.to_be_bytes());
+            }
+            batch.insert(&key, v);
+            key
+        });
+        let swept = run.in_sweep(sweep);
+        now.extend_from_slice(&swept);
+        self.add(db, batch, &mut now, read)?;
+        Ok(Staging {
+            staged,
+            swept,
+            value,
+        })
     }
 
     /// Writes whole buckets from `items`, sorted, none yet stored (the
@@ -337,6 +588,120 @@ mod tests {
         assert_eq!(count(&db, IDS), before);
         assert_eq!(before.1, 3000);
         assert_eq!(IDS.get(&db, &all[17].0).unwrap(), Some(all[17].1));
+    }
+
+    #[test]
+    fn a_sweep_covers_its_slice_and_wraps_after_the_last_bucket() {
+        let s = Sweep::next(0, 64, 0);
+        assert_eq!((s.from, s.len, s.end()), (0, 128, 128));
+        assert!(s.covers(0) && s.covers(127) && !s.covers(128) && !s.covers(BUCKETS - 1));
+        assert_eq!(s.ranges().collect::<Vec<_>>(), [(0, 128)]);
+        let s = Sweep::next(BUCKETS - 36, 50, 0);
+        assert_eq!((s.len, s.end()), (100, 64));
+        assert!(s.covers(BUCKETS - 36) && s.covers(BUCKETS - 1) && s.covers(0));
+        assert!(s.covers(63) && !s.covers(64) && !s.covers(BUCKETS - 37));
+        assert_eq!(
+            s.ranges().collect::<Vec<_>>(),
+            [(BUCKETS - 36, BUCKETS), (0, 64)]
+        );
+        // Nothing added, run at or below its target: no sweep.
+        let s = Sweep::next(7, 0, RUN_TARGET);
+        assert_eq!((s.len, s.end(), s.ranges().count()), (0, 7, 0));
+        // A run beyond its target shrinks, a bounded slice at a time.
+        assert_eq!(Sweep::next(7, 0, RUN_TARGET + 8 * 1000).len, 2000);
+        assert_eq!(Sweep::next(7, 1 << 20, 0).len, MAX_SWEEP);
+    }
+
+    /// Ids added a group at a time, as the writer adds them: every one is
+    /// found after every group, in the run or in its bucket, and the run
+    /// stays near its target; what is on disk loads the same run again.
+    #[test]
+    fn staged_ids_are_found_and_swept_into_their_buckets() {
+        const GROUP: usize = 700;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let all = digests(100 * GROUP as u32);
+        let run = Run::default();
+        let find = |run: &Run, d: &Digest| run.get(d).or_else(|| IDS.get(&db, d).unwrap());
+        let (mut at, mut most) = (0u32, 0usize);
+        for (n, chunk) in all.chunks(GROUP).enumerate() {
+            let sweep = Sweep::next(at, chunk.len(), run.len());
+            let mut batch = sled::Batch::default();
+            let staging = IDS
+                .add_staged(
+                    &db,
+                    &mut batch,
+                    &run,
+                    chunk.to_vec(),
+                    (n * GROUP) as u64,
+                    sweep,
+                    &BucketsRead::new(),
+                )
+                .unwrap();
+            db.apply_batch(batch).unwrap();
+            run.update(&staging);
+            at = sweep.end();
+            most = most.max(run.len());
+            if n % 10 == 9 {
+                for (d, c) in &all[..(n + 1) * GROUP] {
+                    assert_eq!(find(&run, d), Some(*c), "group {n}");
+                }
+            }
+        }
+        let (_, in_buckets) = count(&db, IDS);
+        assert_eq!(in_buckets + run.len(), all.len());
+        assert!(
+            run.len() > RUN_TARGET / 4 && most < RUN_TARGET + 2 * GROUP,
+            "run of {} ids, at most {most}",
+            run.len()
+        );
+        // Reads of ids never added find nothing.
+        let salt = Salt([7; 16]);
+        assert_eq!(find(&run, &IDS.digest(&salt, b"none")), None);
+        // Nothing removed the values here (the writer does, a turn later):
+        // loaded again, they hold every id staged, each with its cursor.
+        let (again, values) = Run::load(&db).unwrap();
+        assert_eq!(values.len(), 100, "a value per group");
+        assert!(again.len() >= run.len());
+        for (d, c) in run.read().iter() {
+            assert_eq!(again.get(d), Some(*c));
+        }
+        // Adding an id again keeps what its bucket holds.
+        let before = count(&db, IDS);
+        let mut batch = sled::Batch::default();
+        let whole = Sweep::next(0, RUN_TARGET, 0);
+        assert_eq!(whole.len(), MAX_SWEEP);
+        let staging = IDS
+            .add_staged(
+                &db,
+                &mut batch,
+                &again,
+                vec![],
+                0,
+                whole,
+                &BucketsRead::new(),
+            )
+            .unwrap();
+        assert!(staging.value.is_none() && staging.staged.is_empty());
+        db.apply_batch(batch).unwrap();
+        let after = count(&db, IDS);
+        assert!(after.1 >= before.1);
+        for (d, c) in &all {
+            assert_eq!(find(&again, d), Some(*c));
+        }
+    }
+
+    #[test]
+    fn a_run_value_of_the_wrong_size_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.insert(keys::with_u64(keys::ID_STAGED, 5), vec![0u8; 41])
+            .unwrap();
+        let e = Run::load(&db).unwrap_err().to_string();
+        assert!(
+            e.contains("staged ids") && e.contains("not ids of 40"),
+            "{e}"
+        );
     }
 
     #[test]

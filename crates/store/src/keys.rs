@@ -13,6 +13,10 @@ pub const ID_BUCKET: u8 = b'i';
 pub const FEED: u8 = b'F';
 /// Format 1 only: one key per stored hash (read by the upgrade).
 pub const HASH: u8 = b'H';
+/// Entry ids staged for their buckets (`hashed` module): one key each.
+pub const ID_STAGED: u8 = b'j';
+/// Each author's entries: one past the highest index stored here.
+pub const STORED_UP_TO: u8 = b'N';
 /// Own feed positions, 64 to a value (`packed` module).
 pub const FEED_PACKED: u8 = b'f';
 /// Own feed stored Merkle hashes, 64 to a value (`packed` module).

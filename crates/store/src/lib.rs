@@ -11,15 +11,18 @@
 //! 1. Wait for submissions; take every one queued (up to `max_batch`): this
 //!    is the group.
 //! 2. For each, look up its reference: a known reference is answered with
-//!    the first entry (`duplicate = true`) and takes no index.
+//!    the first entry (`duplicate = true`) and takes no index. A received
+//!    entry is looked up by id the same way, unless its index is past every
+//!    stored index of its author (`N`), so that it cannot be stored yet.
 //! 3. Assign feed indexes and cursors in order; set `created_unix_ms` from
 //!    the clock, never below the previous entry's.
 //! 4. Sign every body (in parallel for large groups). Signing holds no lock
 //!    that readers need.
 //! 5. Compute the RFC 6962 stored hashes of the new leaves; if a checkpoint
 //!    is due, compute the new root and sign the checkpoint.
-//! 6. Write entries, ids, feed positions, hashes, references, index terms,
-//!    counters and the checkpoint in **one** atomic sled batch.
+//! 6. Write entries, ids (staged, and the next slice of id buckets swept:
+//!    the `hashed` module), feed positions, hashes, references, index
+//!    terms, counters and the checkpoint in **one** atomic sled batch.
 //! 7. `Db::flush()`, then `fsync` the data file (sled's flush uses
 //!    `sync_file_range`, which does not survive power loss).
 //! 8. Only now publish the new durable sizes (readers filter on them) and
@@ -37,6 +40,8 @@
 //! | `e` | cursor of the value's first record, u64 BE | up to 8 consecutive items (fewer once 6 KiB), each the record (version, verification, stored time, envelope) and, for an entry received from a peer, its proof (the size of the author's checkpoint it was proven under, then the inclusion proof's 32-byte hashes), each a LEB128 length and the bytes (`records` module) |
 //! | `M` `index_salt` | | 16 random bytes, made once per store: the salt of the `i` and `r` digests |
 //! | `i` | bucket: first 2 bytes of the id's salted digest | the bucket's ids, sorted: the other 30 digest bytes and the cursor u64 BE each (`hashed` module) |
+//! | `j` | the id's salted digest (32 bytes) | cursor u64 BE: an id staged for its bucket, moved into it by a later group's sweep (`hashed` module) |
+//! | `N` | author member code | one past the highest index of that author's entries stored here: a received entry at or past it needs no look-up by id |
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
 //! | `r` | bucket: first 2 bytes of the reference's salted digest | the bucket's references, as for `i` |
@@ -73,7 +78,7 @@ pub use witness::MAX_EVIDENCE;
 pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
 /// Version of the on-disk layout written by this code. Formats 1 (releases
-/// up to 0.2.0), 2 (one key per id and per reference) and 3 (one key per
-/// entry record) are upgraded at open (`upgrade` module); later ones are
-/// refused.
-pub const STORE_FORMAT: u32 = 4;
+/// up to 0.2.0), 2 (one key per id and per reference), 3 (one key per
+/// entry record) and 4 (no staged ids) are upgraded at open (`upgrade`
+/// module); later ones are refused.
+pub const STORE_FORMAT: u32 = 5;

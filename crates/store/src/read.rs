@@ -234,7 +234,22 @@ impl Store {
 
     /// The entry with this id, if durable.
     pub fn get_by_id(&self, id: &EntryId) -> Result<Option<StoredEntry>, StoreError> {
-        self.get_indexed(crate::hashed::IDS, &id.0)
+        match self.id_cursor(id)? {
+            None => Ok(None),
+            Some(c) => self.get_by_cursor(c),
+        }
+    }
+
+    /// The cursor recorded for the entry with this id: in the run of staged
+    /// ids, else in its bucket (`hashed` module; in this order, because an
+    /// id leaves the run only once it is in its bucket).
+    pub(crate) fn id_cursor(&self, id: &EntryId) -> Result<Option<u64>, StoreError> {
+        let ids = crate::hashed::IDS;
+        let d = ids.digest(&self.inner.salt, &id.0);
+        match self.inner.run.get(&d) {
+            Some(c) => Ok(Some(c)),
+            None => ids.get(self.db(), &d),
+        }
     }
 
     /// Own-feed entries in `[from, end)`, in order and as far as they are
@@ -313,6 +328,18 @@ impl Store {
         Ok(self
             .db()
             .get(keys::with_bytes(keys::REPLICATION, author.as_bytes()))?
+            .and_then(|v| keys::tail_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// One past the highest index of `author`'s stored here (0 if none).
+    /// The same as [`Store::replication_cursor`] for stores written from
+    /// layout 5 on, but kept apart: it only says what cannot be stored yet,
+    /// and the upgrade to layout 5 counted it from the records themselves.
+    pub(crate) fn stored_up_to(&self, author: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .db()
+            .get(keys::with_bytes(keys::STORED_UP_TO, author.as_bytes()))?
             .and_then(|v| keys::tail_u64(&v))
             .unwrap_or(0))
     }

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) member: String,
     /// The salt of the id and reference digests (`hashed` module).
     pub(crate) salt: crate::hashed::Salt,
+    /// Ids staged for their buckets, by digest (`hashed` module).
+    pub(crate) run: crate::hashed::Run,
     /// Held by the writer while it commits a group, and by a backup while
     /// it copies: a backup sees the store between two groups, never inside
     /// one.
@@ -174,6 +176,9 @@ impl Store {
         // it. A bucketed store without one is refused, never given a new
         // one that would make every recorded id unfindable.
         let salt = crate::hashed::salt(&db, format < 3 || fresh)?;
+        // The ids staged for their buckets (`hashed` module); an older
+        // layout has none.
+        let run = crate::hashed::Run::load(&db)?.0;
         let durable = Durable {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,
@@ -189,6 +194,7 @@ impl Store {
                 origin: opts.origin.clone(),
                 member: opts.member.clone(),
                 salt,
+                run,
                 commit_lock: Mutex::new(()),
             }),
         };
@@ -205,6 +211,9 @@ impl Store {
             crate::upgrade::pack_records_layout_3(&store.inner.db, durable.next_cursor, || {
                 store.sync()
             })?;
+        }
+        if format < 5 {
+            crate::upgrade::count_stored_up_to(&store.inner.db, || store.sync())?;
         }
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;
@@ -271,8 +280,7 @@ impl Store {
                     "entry at feed index {index} does not hash to its Merkle leaf: {recover}"
                 )));
             }
-            let ids = crate::hashed::IDS;
-            let found = ids.get(db, &ids.digest(&self.inner.salt, &id.0))?;
+            let found = self.id_cursor(&id)?;
             if found != Some(cursor) {
                 return Err(StoreError::Integrity(format!(
                     "the id index finds {found:?} for the entry at feed index {index}, not cursor \

@@ -38,6 +38,15 @@
 //! 4 only once every open's checks pass on the packed records; then remove
 //! the old keys. The records themselves are copied byte for byte.
 //!
+//! Format 4 → 5 (and older, after the steps above): new ids are staged
+//! (`j`) before they go into their buckets (see the `hashed` module), and
+//! a received entry is looked up by id only if its author's entries stored
+//! here reach its index (`N`). Step 1 counts `N` for every author from the
+//! records themselves, not from the replication cursor (`P`), which stores
+//! written before 2026-12-05 may hold lower than their highest entry; a
+//! cut-off run counts again and writes the same values. No store of an
+//! older layout holds a `j` key.
+//!
 //! Checkpoints and everything signed are not touched.
 //!
 //! There is no way back: a release reading an older format refuses a newer
@@ -300,6 +309,74 @@ pub(crate) fn pack_records_layout_3(
         proofs = proven,
         seconds = t0.elapsed().as_secs_f64(),
         "entry records packed"
+    );
+    Ok(())
+}
+
+/// `Envelope` with only `EntryBody.author` and `.index` decoded (the
+/// field numbers are frozen: proto/lienthong/v1/entry.proto).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthorIndexOfEnvelope {
+    #[prost(message, optional, tag = "1")]
+    body: Option<AuthorIndexOfBody>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthorIndexOfBody {
+    #[prost(string, tag = "2")]
+    author: String,
+    #[prost(uint64, tag = "3")]
+    index: u64,
+}
+
+/// Step 1 for a store of layout 4 or older (once its records are packed):
+/// writes each author's `N` (one past the highest index of its entries
+/// received here) from the records, and makes it durable.
+/// An older binary ignores the keys.
+pub(crate) fn count_stored_up_to(
+    db: &sled::Tree,
+    sync: impl Fn() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let t0 = Instant::now();
+    let mut up_to: std::collections::HashMap<String, u64> = Default::default();
+    let mut records = 0u64;
+    for item in crate::records::all(db) {
+        let (cursor, record) = item?;
+        // Own entries are not counted: the writer looks them up always.
+        if record.get(1) != Some(&(crate::read::Verification::Verified as u8)) {
+            continue;
+        }
+        records += 1;
+        let envelope =
+            crate::read::record_envelope(&record).ok_or_else(|| StoreError::Corrupt {
+                key: format!("entry at cursor {cursor}"),
+                detail: "bad record header".into(),
+            })?;
+        let body = <AuthorIndexOfEnvelope as prost::Message>::decode(envelope)
+            .map_err(|e| StoreError::Corrupt {
+                key: format!("entry at cursor {cursor}"),
+                detail: e.to_string(),
+            })?
+            .body
+            .unwrap_or_default();
+        let u = up_to.entry(body.author).or_default();
+        *u = (*u).max(body.index.saturating_add(1));
+    }
+    let mut batch = sled::Batch::default();
+    for (author, u) in &up_to {
+        batch.insert(
+            keys::with_bytes(keys::STORED_UP_TO, author.as_bytes()),
+            &u.to_be_bytes(),
+        );
+    }
+    db.apply_batch(batch)?;
+    sync()?;
+    tracing::info!(
+        to = STORE_FORMAT,
+        received = records,
+        authors = up_to.len(),
+        seconds = t0.elapsed().as_secs_f64(),
+        "each author's highest stored index counted"
     );
     Ok(())
 }

@@ -318,6 +318,13 @@ struct State {
     last_checkpoint: Instant,
     /// The last posting block of recently used terms, as committed.
     last_blocks: LastBlocks,
+    /// The bucket the next group's sweep starts at (`hashed` module).
+    sweep_at: u32,
+    /// Buckets swept since start.
+    swept: u64,
+    /// The run's values on disk, oldest first, each with the buckets swept
+    /// when it was written: removed once a whole turn is swept after it.
+    run_values: std::collections::VecDeque<([u8; 9], u64)>,
 }
 
 /// The last posting block (key, cursors) of terms the writer used
@@ -363,6 +370,11 @@ impl State {
             resign(&store, &signer, cp)?;
         }
         let checkpoint_size = latest.map_or(0, |c| c.size);
+        // Values left by the last run are swept again from the start.
+        let run_values = crate::hashed::Run::value_keys(&store.inner.db)?
+            .into_iter()
+            .map(|k| (k, 0))
+            .collect();
         debug_assert_eq!(
             read_meta_u64(&store.inner.db, "feed_size")?,
             durable.feed_size
@@ -377,6 +389,9 @@ impl State {
             checkpoint_size,
             last_checkpoint: Instant::now(),
             last_blocks: LastBlocks::new(),
+            sweep_at: 0,
+            swept: 0,
+            run_values,
         })
     }
 
@@ -492,16 +507,53 @@ impl State {
         // Buckets read by the look-ups, for step 6 to add to without
         // reading them again.
         let mut buckets_read = crate::hashed::BucketsRead::new();
+        // Each author's entries stored here: one past the highest index
+        // (read once per author per group, advanced in step 5).
+        let mut stored_up_to: HashMap<String, u64> = HashMap::new();
         for Job { work, reply } in jobs {
+            // (index, digest, whether it may be stored already).
             let lookup = match &work {
                 Work::Author(e) => e
                     .reference
                     .as_ref()
-                    .map(|r| (refs, refs.digest(salt, r.as_bytes()))),
-                Work::Receive(d) => Some((ids, ids.digest(salt, &d.delivery.entry().id().0))),
+                    .map(|r| (refs, refs.digest(salt, r.as_bytes()), true)),
+                Work::Receive(d) => {
+                    let entry = d.delivery.entry();
+                    let up_to = match stored_up_to.get(entry.author()) {
+                        Some(u) => Ok(*u),
+                        None => self.store.stored_up_to(entry.author()).inspect(|u| {
+                            stored_up_to.insert(entry.author().to_owned(), *u);
+                        }),
+                    };
+                    let up_to = match up_to {
+                        Ok(u) => u,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    };
+                    // An id hashes a body that names its author and index,
+                    // so an entry past every stored index of its author
+                    // cannot be stored yet: only replays (a stream that
+                    // started again behind one still queued) are looked
+                    // up, which spares a random bucket read per entry.
+                    // The own feed is never skipped: its entries are not
+                    // counted in `N`.
+                    let maybe_known = entry.index() < up_to || entry.author() == self.signer.author;
+                    Some((ids, ids.digest(salt, &entry.id().0), maybe_known))
+                }
             };
-            if let Some((index, digest)) = &lookup {
-                match index.get_keeping(db, digest, &mut buckets_read) {
+            if let Some((index, digest, true)) = &lookup {
+                // An id may still be in the run of staged ids.
+                let staged = match &work {
+                    Work::Receive(_) => self.store.inner.run.get(digest),
+                    Work::Author(_) => None,
+                };
+                let found = match staged {
+                    Some(c) => Ok(Some(c)),
+                    None => index.get_keeping(db, digest, &mut buckets_read),
+                };
+                match found {
                     Ok(Some(cursor)) => {
                         known.push((reply, cursor));
                         continue;
@@ -534,7 +586,7 @@ impl State {
             slots.push(Slot {
                 work,
                 reply,
-                digest: lookup.map(|(_, d)| d),
+                digest: lookup.map(|(_, d, _)| d),
             });
         }
 
@@ -769,6 +821,9 @@ impl State {
                 },
             };
             *c = (*c).max(entry.index() + 1);
+            if let Some(u) = stored_up_to.get_mut(entry.author()) {
+                *u = (*u).max(entry.index() + 1);
+            }
             if !openings.is_empty() {
                 let set = OpeningSet {
                     openings: openings.to_vec(),
@@ -799,18 +854,53 @@ impl State {
                 keys::with_bytes(keys::REPLICATION, author.as_bytes()),
                 &next.to_be_bytes(),
             );
+            if let Some(u) = stored_up_to.get(*author) {
+                batch.insert(
+                    keys::with_bytes(keys::STORED_UP_TO, author.as_bytes()),
+                    &u.to_be_bytes(),
+                );
+            }
         }
         // Own entries and received ones interleave: records go in by
         // cursor.
         new_records.sort_unstable_by_key(|i| i.cursor);
+        // New ids are staged, and the group sweeps the next slice of id
+        // buckets (`hashed` module); run values a whole turn old go.
+        let run = &self.store.inner.run;
+        let sweep = crate::hashed::Sweep::next(self.sweep_at, new_ids.len(), run.len());
+        let swept_after = self.swept + u64::from(sweep.len());
+        let spent = self
+            .run_values
+            .iter()
+            .take_while(|(_, at)| at + u64::from(crate::hashed::BUCKETS) <= swept_after)
+            .count();
+        for (k, _) in self.run_values.iter().take(spent) {
+            batch.remove(&k[..]);
+        }
         let indexed =
             crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
-                .and_then(|()| ids.add(db, &mut batch, &mut new_ids, &buckets_read))
-                .and_then(|()| refs.add(db, &mut batch, &mut new_refs, &buckets_read));
-        if let Err(err) = indexed {
-            drop(overlay);
-            return Err((err, replies(slots, repeats)));
-        }
+                .and_then(|()| {
+                    ids.add_staged(
+                        db,
+                        &mut batch,
+                        run,
+                        new_ids,
+                        self.durable.next_cursor,
+                        sweep,
+                        &buckets_read,
+                    )
+                })
+                .and_then(|staging| {
+                    refs.add(db, &mut batch, &mut new_refs, &buckets_read)
+                        .map(|()| staging)
+                });
+        let staging = match indexed {
+            Ok(staging) => staging,
+            Err(err) => {
+                drop(overlay);
+                return Err((err, replies(slots, repeats)));
+            }
+        };
         // Postings go in blocks of up to 512 cursors keyed by their first
         // cursor (`postings::add`): far fewer keys than one per (term,
         // entry), which was most of the writer's time, or one per (term,
@@ -896,6 +986,13 @@ impl State {
         }
         self.durable = new;
         self.last_created = now;
+        run.update(&staging);
+        self.run_values.drain(..spent);
+        if let Some(k) = staging.value {
+            self.run_values.push_back((k, swept_after));
+        }
+        self.swept = swept_after;
+        self.sweep_at = sweep.end();
         if let Some(cp) = checkpoint {
             self.checkpoint_size = cp.size;
             self.last_checkpoint = Instant::now();

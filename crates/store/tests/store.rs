@@ -137,6 +137,59 @@ fn concurrent_appends_get_dense_indexes_and_a_matching_checkpoint() {
     assert_eq!(model.root().unwrap(), verified.root());
 }
 
+/// Store layout 5: ids go through the run of staged ids into their
+/// buckets. Every id is found throughout; a run value is removed once a
+/// whole turn of the buckets is swept after it, also the values a restart
+/// found.
+#[test]
+fn staged_ids_reach_their_buckets_and_their_run_values_go() {
+    const WAVE: usize = 1000;
+    const WAVES: usize = 34;
+    let dir = tempfile::tempdir().unwrap();
+    let first_run_value = |dir: &Path| {
+        let db = open_raw(dir);
+        let k = db.scan_prefix(b"j").keys().next().map(|k| k.unwrap());
+        k.map(|k| u64::from_be_bytes(k[1..].try_into().unwrap()))
+    };
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        let store = open(dir.path()).unwrap();
+        let w = std::sync::Arc::new(writer(&store));
+        rt().block_on(async {
+            for wave in 0..WAVES {
+                let tasks: Vec<_> = (0..WAVE)
+                    .map(|i| {
+                        let w = w.clone();
+                        let n = (round * WAVES + wave) * WAVE + i;
+                        tokio::spawn(async move {
+                            w.append(alert(&format!("r{n}"), Category::Counterfeit, "20", "x"))
+                                .await
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    let a = t.await.unwrap().unwrap();
+                    ids.push((a.id, a.cursor));
+                }
+            }
+        });
+        std::sync::Arc::try_unwrap(w).ok().unwrap().shutdown();
+        for (id, cursor) in ids.iter().step_by(7) {
+            let e = store.get_by_id(id).unwrap().expect("found");
+            assert_eq!(e.cursor, *cursor);
+        }
+        drop(store);
+        // The values of the first groups of this round are gone.
+        let first = first_run_value(dir.path()).expect("a run");
+        let start = (round * WAVES * WAVE) as u64;
+        assert!(first > start + WAVE as u64, "round {round}: {first}");
+    }
+    let store = open(dir.path()).unwrap();
+    for (id, cursor) in &ids {
+        assert_eq!(store.get_by_id(id).unwrap().expect("found").cursor, *cursor);
+    }
+}
+
 /// Appends `n` alerts `r0…` one by one, then shuts the writer down (which
 /// issues a final checkpoint) and closes the store.
 fn fill(dir: &Path, n: u64, category: Category, province: &str, title: &str) {
@@ -472,10 +525,39 @@ fn value_records(v: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Rewrites a store of this release into layout 4: every staged id (`j`
+/// values: 32 digest bytes and the cursor each) in its bucket (`i`: sorted
+/// items of the 30 digest bytes after the bucket's two and the cursor), no
+/// `N` keys, format marker 4.
+fn to_format_4(db: &sled::Db) {
+    for kv in db.scan_prefix(b"j") {
+        let (k, v) = kv.unwrap();
+        for item in v.chunks(40) {
+            let bucket = [b'i', item[0], item[1]];
+            let mut items: Vec<Vec<u8>> = db
+                .get(bucket)
+                .unwrap()
+                .map(|v| v.chunks(38).map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            if !items.iter().any(|i| i[..30] == item[2..32]) {
+                items.push(item[2..].to_vec());
+            }
+            items.sort();
+            db.insert(bucket, items.concat()).unwrap();
+        }
+        db.remove(k).unwrap();
+    }
+    for k in db.scan_prefix(b"N").keys() {
+        db.remove(k.unwrap()).unwrap();
+    }
+    db.insert(b"Mformat", &4u32.to_be_bytes()).unwrap();
+}
+
 /// Rewrites a store of this release into layout 3: one key per entry
 /// record (`E` and its cursor) and per received entry's proof (`V` and its
 /// cursor), no packed records, format marker 3.
 fn to_format_3(db: &sled::Db) {
+    to_format_4(db);
     let values: Vec<_> = db.scan_prefix(b"e").map(Result::unwrap).collect();
     assert!(!values.is_empty());
     for (k, v) in values {
@@ -883,10 +965,14 @@ fn a_store_of_layout_2_is_upgraded_and_a_damaged_one_refused() {
         "old keys kept"
     );
 
-    // This layout, an id bucket gone.
+    // This layout, the ids gone (from their buckets and the run of
+    // staged ids).
     let e = open_after(|db| {
-        let k = db.scan_prefix(b"i").keys().next_back().unwrap().unwrap();
-        db.remove(k).unwrap();
+        for prefix in [b"i", b"j"] {
+            for k in db.scan_prefix(prefix).keys() {
+                db.remove(k.unwrap()).unwrap();
+            }
+        }
     })
     .err()
     .expect("refused")
@@ -1355,6 +1441,75 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
     w.shutdown();
     assert_eq!(store.durable().feed_size, 4, "no new receipts");
     assert_eq!(store.replication_cursor("24").unwrap(), 3);
+}
+
+/// A store of layout 4 (ids only in buckets, no `N`) gets each author's
+/// highest received index counted from its records at open, not taken
+/// from the replication cursor, which older releases could leave lower:
+/// an entry delivered again is still known, and new ones are stored once.
+#[test]
+fn a_store_of_layout_4_counts_what_it_holds_of_each_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, tree, note) = peer_feed(6);
+    let deliver = |i: u64| delivered(&entries, &tree, &note, i);
+    {
+        let store = open(dir.path()).unwrap();
+        let w = writer(&store);
+        rt().block_on(async {
+            w.append(alert("own-1", Category::Smuggling, "20", "thuốc lá"))
+                .await
+                .unwrap();
+            for i in [0, 1, 3] {
+                assert!(!w.receive(deliver(i), vec![], 1).await.unwrap().duplicate);
+            }
+        });
+        w.shutdown();
+    }
+    {
+        let db = open_raw(dir.path());
+        assert!(db.scan_prefix(b"j").next().is_some(), "ids staged");
+        assert_eq!(
+            db.get(b"N24").unwrap().as_deref(),
+            Some(&4u64.to_be_bytes()[..])
+        );
+        to_format_4(&db);
+        // As a release before 2026-12-05 could leave it.
+        db.insert(b"P24", &2u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path()).unwrap();
+    assert_eq!(store.replication_cursor("24").unwrap(), 2, "left as it was");
+    drop(store);
+    {
+        let db = open_raw(dir.path());
+        assert_eq!(
+            db.get(b"N24").unwrap().as_deref(),
+            Some(&4u64.to_be_bytes()[..])
+        );
+        assert_eq!(db.get(b"N20").unwrap(), None, "own entries not counted");
+        assert_eq!(
+            db.get(b"Mformat").unwrap().as_deref(),
+            Some(&lienthong_store::STORE_FORMAT.to_be_bytes()[..])
+        );
+    }
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    rt().block_on(async {
+        // Past the replication cursor but stored: known.
+        assert!(w.receive(deliver(3), vec![], 1).await.unwrap().duplicate);
+        assert!(w.receive(deliver(1), vec![], 1).await.unwrap().duplicate);
+        for i in [2, 4, 5] {
+            assert!(!w.receive(deliver(i), vec![], 1).await.unwrap().duplicate);
+            assert!(w.receive(deliver(i), vec![], 1).await.unwrap().duplicate);
+        }
+    });
+    w.shutdown();
+    for e in &entries {
+        assert!(store.get_by_id(&e.id()).unwrap().is_some());
+    }
+    // 1 alert and a receipt for each of the 6 entries.
+    assert_eq!(store.durable().feed_size, 7);
+    assert_eq!(store.replication_cursor("24").unwrap(), 6);
 }
 
 /// Entries delivered out of order in one group (a stream that started
