@@ -131,7 +131,7 @@ impl Sweep {
 /// Bytes of a staged id in a run value: the digest, then the cursor.
 const STAGED_ITEM: usize = 32 + 8;
 
-/// What a group did to the run ([`Index::add_staged`]).
+/// What a group did to the run ([`Run::add`]).
 pub(crate) struct Staging {
     /// Ids staged: in the run from now on.
     pub(crate) staged: Vec<(Digest, u64)>,
@@ -226,6 +226,44 @@ impl Run {
             out.extend(range.map(|(d, c)| (*d, *c)));
         }
         out
+    }
+
+    /// Adds the new ids of a group to the id index, `items` (digest, cursor), none
+    /// recorded yet, the first at cursor `first`: those in the buckets
+    /// `sweep` covers go straight into them, with the ids the run holds
+    /// for those buckets; the rest are staged in one value. The caller
+    /// applies the batch, then [`Run::update`]s the run with what this
+    /// returns.
+    pub(crate) fn add(
+        &self,
+        db: &sled::Tree,
+        batch: &mut sled::Batch,
+        items: Vec<(Digest, u64)>,
+        first: u64,
+        sweep: Sweep,
+        read: &BucketsRead,
+    ) -> Result<Staging, StoreError> {
+        let (mut now, staged): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|(d, _)| sweep.covers(d.bucket()));
+        let value = (!staged.is_empty()).then(|| {
+            let key = keys::with_u64(keys::ID_STAGED, first);
+            let mut v = Vec::with_capacity(staged.len() * STAGED_ITEM);
+            for (d, cursor) in &staged {
+                v.extend_from_slice(&d.0);
+                v.extend_from_slice(&cursor.to_be_bytes());
+            }
+            batch.insert(&key, v);
+            key
+        });
+        let swept = self.in_sweep(sweep);
+        now.extend_from_slice(&swept);
+        IDS.add(db, batch, &mut now, read)?;
+        Ok(Staging {
+            staged,
+            swept,
+            value,
+        })
     }
 
     /// Once the group's batch is applied: its staged ids join the run and
@@ -391,44 +429,6 @@ impl Index {
             batch.insert(&key, merge(old, group));
         }
         Ok(())
-    }
-
-    /// Adds the new ids of a group, `items` (digest, cursor), none
-    /// recorded yet, the first at cursor `first`: those in the buckets
-    /// `sweep` covers go straight into them, with the ids `run` holds for
-    /// those buckets; the rest are staged in one value. The caller applies
-    /// the batch, then [`Run::update`]s the run with what this returns.
-    pub(crate) fn add_staged(
-        &self,
-        db: &sled::Tree,
-        batch: &mut sled::Batch,
-        run: &Run,
-        items: Vec<(Digest, u64)>,
-        first: u64,
-        sweep: Sweep,
-        read: &BucketsRead,
-    ) -> Result<Staging, StoreError> {
-        let (mut now, staged): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .partition(|(d, _)| sweep.covers(d.bucket()));
-        let value = (!staged.is_empty()).then(|| {
-            let key = keys::with_u64(keys::ID_STAGED, first);
-            let mut v = Vec::with_capacity(staged.len() * STAGED_ITEM);
-            for (d, cursor) in &staged {
-                v.extend_from_slice(&d.0);
-                v.extend_from_slice(&cursor.to_be_bytes());
-            }
-            batch.insert(&key, v);
-            key
-        });
-        let swept = run.in_sweep(sweep);
-        now.extend_from_slice(&swept);
-        self.add(db, batch, &mut now, read)?;
-        Ok(Staging {
-            staged,
-            swept,
-            value,
-        })
     }
 
     /// Writes whole buckets from `items`, sorted, none yet stored (the
@@ -627,11 +627,10 @@ mod tests {
         for (n, chunk) in all.chunks(GROUP).enumerate() {
             let sweep = Sweep::next(at, chunk.len(), run.len());
             let mut batch = sled::Batch::default();
-            let staging = IDS
-                .add_staged(
+            let staging = run
+                .add(
                     &db,
                     &mut batch,
-                    &run,
                     chunk.to_vec(),
                     (n * GROUP) as u64,
                     sweep,
@@ -666,26 +665,24 @@ mod tests {
         for (d, c) in run.read().iter() {
             assert_eq!(again.get(d), Some(*c));
         }
-        // Adding an id again keeps what its bucket holds.
-        let before = count(&db, IDS);
-        let mut batch = sled::Batch::default();
-        let whole = Sweep::next(0, RUN_TARGET, 0);
-        assert_eq!(whole.len(), MAX_SWEEP);
-        let staging = IDS
-            .add_staged(
-                &db,
-                &mut batch,
-                &again,
-                vec![],
-                0,
-                whole,
-                &BucketsRead::new(),
-            )
-            .unwrap();
-        assert!(staging.value.is_none() && staging.staged.is_empty());
-        db.apply_batch(batch).unwrap();
-        let after = count(&db, IDS);
-        assert!(after.1 >= before.1);
+        // Swept again for a whole turn, as after a restart: ids already in
+        // their buckets stay there once, the others join them, and the run
+        // empties.
+        let mut at = 0;
+        for _ in 0..BUCKETS / MAX_SWEEP {
+            let whole = Sweep::next(at, RUN_TARGET, 0);
+            assert_eq!(whole.len(), MAX_SWEEP);
+            let mut batch = sled::Batch::default();
+            let staging = again
+                .add(&db, &mut batch, vec![], 0, whole, &BucketsRead::new())
+                .unwrap();
+            assert!(staging.value.is_none() && staging.staged.is_empty());
+            db.apply_batch(batch).unwrap();
+            again.update(&staging);
+            at = whole.end();
+        }
+        assert_eq!((at, again.len()), (0, 0));
+        assert_eq!(count(&db, IDS).1, all.len());
         for (d, c) in &all {
             assert_eq!(find(&again, d), Some(*c));
         }

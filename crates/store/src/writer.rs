@@ -880,10 +880,9 @@ impl State {
         let indexed =
             crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
                 .and_then(|()| {
-                    ids.add_staged(
+                    run.add(
                         db,
                         &mut batch,
-                        run,
                         new_ids,
                         self.durable.next_cursor,
                         sweep,
