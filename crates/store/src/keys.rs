@@ -13,7 +13,8 @@ pub const ID_BUCKET: u8 = b'i';
 pub const FEED: u8 = b'F';
 /// Format 1 only: one key per stored hash (read by the upgrade).
 pub const HASH: u8 = b'H';
-/// Entry ids staged for their buckets (`hashed` module): one key each.
+/// Entry ids staged for their buckets (`hashed` module): one value per
+/// group, keyed by the group's first cursor.
 pub const ID_STAGED: u8 = b'j';
 /// Each author's entries: one past the highest index stored here.
 pub const STORED_UP_TO: u8 = b'N';

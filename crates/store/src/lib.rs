@@ -40,7 +40,7 @@
 //! | `e` | cursor of the value's first record, u64 BE | up to 8 consecutive items (fewer once 6 KiB), each the record (version, verification, stored time, envelope) and, for an entry received from a peer, its proof (the size of the author's checkpoint it was proven under, then the inclusion proof's 32-byte hashes), each a LEB128 length and the bytes (`records` module) |
 //! | `M` `index_salt` | | 16 random bytes, made once per store: the salt of the `i` and `r` digests |
 //! | `i` | bucket: first 2 bytes of the id's salted digest | the bucket's ids, sorted: the other 30 digest bytes and the cursor u64 BE each (`hashed` module) |
-//! | `j` | the id's salted digest (32 bytes) | cursor u64 BE: an id staged for its bucket, moved into it by a later group's sweep (`hashed` module) |
+//! | `j` | first cursor of the group that wrote it, u64 BE | the ids that group staged for their buckets: salted digest (32 bytes) and cursor u64 BE each; loaded into memory at open, swept into the buckets by later groups, removed a whole turn of sweeps later (`hashed` module) |
 //! | `N` | author member code | one past the highest index of that author's entries stored here: a received entry at or past it needs no look-up by id |
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |

@@ -52,8 +52,7 @@ impl Filled {
 /// the number of keys, loaded or not.
 fn key_census(store: &Path, entries: u64) -> Result<String> {
     // No background flusher: one thread fewer holding the file lock after
-    // `db` drops, just before the node starts again on this store (which
-    // would then fail to start, saying so; not seen here).
+    // `db` drops, just before the node starts again on this store.
     let db = sled::Config::new()
         .path(store)
         .cache_capacity(8 << 20)
@@ -64,6 +63,22 @@ fn key_census(store: &Path, entries: u64) -> Result<String> {
     for k in db.iter().keys() {
         *count.entry(k?.first().copied().unwrap_or(0)).or_default() += 1;
     }
+    drop(db);
+    // sled's I/O threads can still hold the store's file lock for a moment
+    // after the last handle drops; the node started next would refuse the
+    // store (seen once, 2026-12-06). Wait until the lock is free.
+    let file = std::fs::File::open(store.join("db"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(e) if Instant::now() > deadline => {
+                bail!("the store's lock is still held 10 s after counting its keys: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    drop(file);
     let total: u64 = count.values().sum();
     let kinds: Vec<String> = count
         .iter()
