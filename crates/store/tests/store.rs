@@ -1354,6 +1354,29 @@ fn entries_received_in_one_group_share_one_receipt() {
     );
 }
 
+/// Opens the store at `dir`, appends one alert, then receives the entries
+/// `order` names, one group each: each is new the first time it comes
+/// (and answered with its index), known after. Closes the store.
+fn alert_then_receive(
+    dir: &Path,
+    deliver: &dyn Fn(u64) -> lienthong_core::delivery::AcceptedDelivery,
+    order: &[u64],
+) {
+    let store = open(dir).unwrap();
+    let w = writer(&store);
+    rt().block_on(async {
+        w.append(alert("own-1", Category::Smuggling, "20", "thuốc lá"))
+            .await
+            .unwrap();
+        for (n, &i) in order.iter().enumerate() {
+            let a = w.receive(deliver(i), vec![], 1).await.unwrap();
+            assert_eq!(a.duplicate, order[..n].contains(&i), "entry {i}");
+            assert_eq!(a.index, i);
+        }
+    });
+    w.shutdown();
+}
+
 /// Issue 4 item 3: a verified peer entry is stored with its receipt in one
 /// durable write; a second delivery of it stores nothing.
 #[test]
@@ -1361,23 +1384,7 @@ fn a_received_entry_is_stored_with_its_receipt_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let (entries, tree, note) = peer_feed(3);
     let deliver = |i: u64| delivered(&entries, &tree, &note, i);
-    {
-        let store = open(dir.path()).unwrap();
-        let w = writer(&store);
-        rt().block_on(async {
-            w.append(alert("own-1", Category::Smuggling, "20", "thuốc lá"))
-                .await
-                .unwrap();
-            for i in 0..3 {
-                let a = w.receive(deliver(i), vec![], 1).await.unwrap();
-                assert!(!a.duplicate);
-                assert_eq!(a.index, i);
-            }
-            let again = w.receive(deliver(1), vec![], 1).await.unwrap();
-            assert!(again.duplicate);
-        });
-        w.shutdown();
-    }
+    alert_then_receive(dir.path(), &deliver, &[0, 1, 2, 1]);
     let store = open(dir.path()).unwrap();
     assert_eq!(store.replication_cursor("24").unwrap(), 3);
     assert_eq!(store.replication_cursor("01").unwrap(), 0);
@@ -1452,19 +1459,7 @@ fn a_store_of_layout_4_counts_what_it_holds_of_each_author() {
     let dir = tempfile::tempdir().unwrap();
     let (entries, tree, note) = peer_feed(6);
     let deliver = |i: u64| delivered(&entries, &tree, &note, i);
-    {
-        let store = open(dir.path()).unwrap();
-        let w = writer(&store);
-        rt().block_on(async {
-            w.append(alert("own-1", Category::Smuggling, "20", "thuốc lá"))
-                .await
-                .unwrap();
-            for i in [0, 1, 3] {
-                assert!(!w.receive(deliver(i), vec![], 1).await.unwrap().duplicate);
-            }
-        });
-        w.shutdown();
-    }
+    alert_then_receive(dir.path(), &deliver, &[0, 1, 3]);
     {
         let db = open_raw(dir.path());
         assert!(db.scan_prefix(b"j").next().is_some(), "ids staged");
