@@ -41,7 +41,7 @@
 //! Each group *sweeps* the next slice of buckets in key order: the staged
 //! ids of those buckets go into them, in the same atomic batch as the
 //! group's entries, and leave the memory run once that batch is applied.
-//! The slice grows with what the group stages (see [`Sweep`]), so the run
+//! The slice grows with the ids the group adds (see [`Sweep`]), so the run
 //! holds at most about [`RUN_TARGET`] ids (half that on average) and each
 //! bucket is written once per sweep, with every id staged for it since,
 //! instead of once per id. A group's value on disk is removed by the first
@@ -291,8 +291,11 @@ pub(crate) const BUCKETS: u32 = 1 << 16;
 /// (each bucket is swept once per this many ids added).
 pub(crate) const RUN_TARGET: usize = 32 * 1024;
 
-/// Most buckets one group sweeps (about 256 leaves of sled's tree).
-const MAX_SWEEP: u32 = 4096;
+/// Most buckets one group sweeps (about 512 leaves of sled's tree): what
+/// the largest group needs to keep the run near [`RUN_TARGET`]. A group
+/// is at most 2,048 jobs (`WriterConfig::max_batch` by default), and a
+/// received entry may bring its receipt: 4,096 new ids, two buckets each.
+const MAX_SWEEP: u32 = 8192;
 
 /// One hashed index.
 #[derive(Debug, Clone, Copy)]
@@ -407,8 +410,10 @@ impl Index {
     /// bucket written once and read once: from `read` if this group's
     /// look-ups read it already (nothing else writes buckets meanwhile: the
     /// writer is the only writer), else from `db`. A digest already
-    /// recorded keeps its cursor: the writer looks every key up before it
-    /// adds it, so this happens only when an earlier write was cut off.
+    /// recorded keeps its cursor. For references that happens only when an
+    /// earlier write was cut off (the writer looks every reference up
+    /// first); for ids, whenever a sweep meets a staged id its bucket
+    /// already holds, as after a restart (module docs).
     pub(crate) fn add(
         &self,
         db: &sled::Tree,

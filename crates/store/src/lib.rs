@@ -13,7 +13,8 @@
 //! 2. For each, look up its reference: a known reference is answered with
 //!    the first entry (`duplicate = true`) and takes no index. A received
 //!    entry is looked up by id the same way, unless its index is past every
-//!    stored index of its author (`N`), so that it cannot be stored yet.
+//!    received index of its author (`N`), so that it cannot be stored yet
+//!    (entries of the own feed are always looked up).
 //! 3. Assign feed indexes and cursors in order; set `created_unix_ms` from
 //!    the clock, never below the previous entry's.
 //! 4. Sign every body (in parallel for large groups). Signing holds no lock

@@ -342,7 +342,8 @@ pub(crate) fn count_stored_up_to(
     let mut records = 0u64;
     for item in crate::records::all(db) {
         let (cursor, record) = item?;
-        // Own entries are not counted: the writer looks them up always.
+        // Only received records count, as the writer counts them (it
+        // looks up entries of the own feed always).
         if record.get(1) != Some(&(crate::read::Verification::Verified as u8)) {
             continue;
         }

@@ -537,8 +537,9 @@ impl State {
                     // cannot be stored yet: only replays (a stream that
                     // started again behind one still queued) are looked
                     // up, which spares a random bucket read per entry.
-                    // The own feed is never skipped: its entries are not
-                    // counted in `N`.
+                    // Entries of the own feed are always looked up: `N`
+                    // counts only what was received, and the own feed is
+                    // written here.
                     let maybe_known = entry.index() < up_to || entry.author() == self.signer.author;
                     Some((ids, ids.digest(salt, &entry.id().0), maybe_known))
                 }
@@ -650,7 +651,8 @@ impl State {
                     let entry = d.delivery.entry();
                     answer_of.push(Answer::Received(received.len()));
                     received.push((&**d, cursor));
-                    // Step 2 looked every received entry up by its id.
+                    // Step 2 worked out every received entry's id digest
+                    // (and looked it up where it may be stored already).
                     if let Some(digest) = slot.digest {
                         new_ids.push((digest, cursor));
                     }
