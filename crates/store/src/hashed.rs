@@ -92,15 +92,16 @@ pub(crate) struct Sweep {
 
 impl Sweep {
     /// The sweep of a group that adds `added` ids while `staged` are in
-    /// the run, starting at bucket `from`: in steady state every bucket is
-    /// swept once per [`RUN_TARGET`] ids added, and a run larger than that
-    /// (after a burst) shrinks by an eighth of its excess per group, at
-    /// most [`MAX_SWEEP`] buckets at a time.
-    pub(crate) fn next(from: u32, added: usize, staged: usize) -> Self {
+    /// the run, after `swept` buckets were swept since start: it begins
+    /// where they left off, wrapping after the last bucket. In steady state
+    /// every bucket is swept once per [`RUN_TARGET`] ids added, and a run
+    /// larger than that (after a burst) shrinks by an eighth of its excess
+    /// per group, at most [`MAX_SWEEP`] buckets at a time.
+    pub(crate) fn next(swept: u64, added: usize, staged: usize) -> Self {
         let excess = staged.saturating_sub(RUN_TARGET) / 8;
         let want = ((added + excess) as u64 * u64::from(BUCKETS)).div_ceil(RUN_TARGET as u64);
         Self {
-            from: from % BUCKETS,
+            from: u32::try_from(swept % u64::from(BUCKETS)).unwrap_or_default(),
             len: u32::try_from(want).unwrap_or(u32::MAX).min(MAX_SWEEP),
         }
     }
@@ -108,11 +109,6 @@ impl Sweep {
     /// Buckets swept.
     pub(crate) fn len(&self) -> u32 {
         self.len
-    }
-
-    /// Where the sweep after this one starts.
-    pub(crate) fn end(&self) -> u32 {
-        (self.from + self.len) % BUCKETS
     }
 
     fn covers(&self, bucket: u32) -> bool {
@@ -149,51 +145,34 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// Reads every run value of the store: the run, and the values' keys in
-    /// order.
-    pub(crate) fn load(db: &sled::Tree) -> Result<(Self, Vec<[u8; 9]>), StoreError> {
+    /// Reads every run value of the store into memory.
+    pub(crate) fn load(db: &sled::Tree) -> Result<Self, StoreError> {
         let mut ids = std::collections::BTreeMap::new();
-        let mut values = Vec::new();
         for kv in db.scan_prefix([keys::ID_STAGED]) {
             let (k, v) = kv?;
-            let bad = |detail: String| StoreError::Corrupt {
-                key: format!("staged ids {}", crate::store::hex(&k)),
-                detail,
-            };
-            let key: [u8; 9] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| bad("is not a prefix and a cursor".into()))?;
+            value_key(&k)?;
             if v.is_empty() || !v.len().is_multiple_of(STAGED_ITEM) {
-                return Err(bad(format!(
-                    "is {} bytes, not ids of {STAGED_ITEM}",
-                    v.len()
-                )));
+                return Err(StoreError::Corrupt {
+                    key: format!("staged ids {}", crate::store::hex(&k)),
+                    detail: format!("is {} bytes, not ids of {STAGED_ITEM}", v.len()),
+                });
             }
             for item in v.chunks_exact(STAGED_ITEM) {
                 let mut d = [0u8; 32];
                 d.copy_from_slice(&item[..32]);
                 ids.insert(Digest(d), keys::tail_u64(item).unwrap_or_default());
             }
-            values.push(key);
         }
-        Ok((
-            Self {
-                ids: std::sync::RwLock::new(ids),
-            },
-            values,
-        ))
+        Ok(Self {
+            ids: std::sync::RwLock::new(ids),
+        })
     }
 
     /// The keys of the run values of the store, in order.
     pub(crate) fn value_keys(db: &sled::Tree) -> Result<Vec<[u8; 9]>, StoreError> {
         let mut out = Vec::new();
         for k in db.scan_prefix([keys::ID_STAGED]).keys() {
-            let k = k?;
-            out.push(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                key: format!("staged ids {}", crate::store::hex(&k)),
-                detail: "is not a prefix and a cursor".into(),
-            })?);
+            out.push(value_key(&k?)?);
         }
         Ok(out)
     }
@@ -275,6 +254,14 @@ impl Run {
             ids.remove(d);
         }
     }
+}
+
+/// A run value's key: the prefix and a group's first cursor.
+fn value_key(k: &[u8]) -> Result<[u8; 9], StoreError> {
+    k.try_into().map_err(|_| StoreError::Corrupt {
+        key: format!("staged ids {}", crate::store::hex(k)),
+        detail: "is not a prefix and a cursor".into(),
+    })
 }
 
 /// The smallest digest of bucket `b`.
@@ -598,11 +585,14 @@ mod tests {
     #[test]
     fn a_sweep_covers_its_slice_and_wraps_after_the_last_bucket() {
         let s = Sweep::next(0, 64, 0);
-        assert_eq!((s.from, s.len, s.end()), (0, 128, 128));
+        assert_eq!((s.from, s.len), (0, 128));
+        assert_eq!(Sweep::next(128, 0, 0).from, 128);
         assert!(s.covers(0) && s.covers(127) && !s.covers(128) && !s.covers(BUCKETS - 1));
         assert_eq!(s.ranges().collect::<Vec<_>>(), [(0, 128)]);
-        let s = Sweep::next(BUCKETS - 36, 50, 0);
-        assert_eq!((s.len, s.end()), (100, 64));
+        let before = 3 * u64::from(BUCKETS) - 36;
+        let s = Sweep::next(before, 50, 0);
+        assert_eq!((s.from, s.len), (BUCKETS - 36, 100));
+        assert_eq!(Sweep::next(before + 100, 0, 0).from, 64);
         assert!(s.covers(BUCKETS - 36) && s.covers(BUCKETS - 1) && s.covers(0));
         assert!(s.covers(63) && !s.covers(64) && !s.covers(BUCKETS - 37));
         assert_eq!(
@@ -611,7 +601,7 @@ mod tests {
         );
         // Nothing added, run at or below its target: no sweep.
         let s = Sweep::next(7, 0, RUN_TARGET);
-        assert_eq!((s.len, s.end(), s.ranges().count()), (0, 7, 0));
+        assert_eq!((s.from, s.len, s.ranges().count()), (7, 0, 0));
         // A run beyond its target shrinks, a bounded slice at a time.
         assert_eq!(Sweep::next(7, 0, RUN_TARGET + 8 * 1000).len, 2000);
         assert_eq!(Sweep::next(7, 1 << 20, 0).len, MAX_SWEEP);
@@ -628,9 +618,9 @@ mod tests {
         let all = digests(100 * GROUP as u32);
         let run = Run::default();
         let find = |run: &Run, d: &Digest| run.get(d).or_else(|| IDS.get(&db, d).unwrap());
-        let (mut at, mut most) = (0u32, 0usize);
+        let (mut swept, mut most) = (0u64, 0usize);
         for (n, chunk) in all.chunks(GROUP).enumerate() {
-            let sweep = Sweep::next(at, chunk.len(), run.len());
+            let sweep = Sweep::next(swept, chunk.len(), run.len());
             let mut batch = sled::Batch::default();
             let staging = run
                 .add(
@@ -644,7 +634,7 @@ mod tests {
                 .unwrap();
             db.apply_batch(batch).unwrap();
             run.update(&staging);
-            at = sweep.end();
+            swept += u64::from(sweep.len());
             most = most.max(run.len());
             if n % 10 == 9 {
                 for (d, c) in &all[..(n + 1) * GROUP] {
@@ -664,8 +654,12 @@ mod tests {
         assert_eq!(find(&run, &IDS.digest(&salt, b"none")), None);
         // Nothing removed the values here (the writer does, a turn later):
         // loaded again, they hold every id staged, each with its cursor.
-        let (again, values) = Run::load(&db).unwrap();
-        assert_eq!(values.len(), 100, "a value per group");
+        let again = Run::load(&db).unwrap();
+        assert_eq!(
+            Run::value_keys(&db).unwrap().len(),
+            100,
+            "a value per group"
+        );
         assert!(again.len() >= run.len());
         for (d, c) in run.read().iter() {
             assert_eq!(again.get(d), Some(*c));
@@ -673,9 +667,9 @@ mod tests {
         // Swept again for a whole turn, as after a restart: ids already in
         // their buckets stay there once, the others join them, and the run
         // empties.
-        let mut at = 0;
+        let mut swept = 0;
         for _ in 0..BUCKETS / MAX_SWEEP {
-            let whole = Sweep::next(at, RUN_TARGET, 0);
+            let whole = Sweep::next(swept, RUN_TARGET, 0);
             assert_eq!(whole.len(), MAX_SWEEP);
             let mut batch = sled::Batch::default();
             let staging = again
@@ -684,9 +678,9 @@ mod tests {
             assert!(staging.value.is_none() && staging.staged.is_empty());
             db.apply_batch(batch).unwrap();
             again.update(&staging);
-            at = whole.end();
+            swept += u64::from(whole.len());
         }
-        assert_eq!((at, again.len()), (0, 0));
+        assert_eq!((swept, again.len()), (u64::from(BUCKETS), 0));
         assert_eq!(count(&db, IDS).1, all.len());
         for (d, c) in &all {
             assert_eq!(find(&again, d), Some(*c));

@@ -178,7 +178,7 @@ impl Store {
         let salt = crate::hashed::salt(&db, format < 3 || fresh)?;
         // The ids staged for their buckets (`hashed` module); an older
         // layout has none.
-        let run = crate::hashed::Run::load(&db)?.0;
+        let run = crate::hashed::Run::load(&db)?;
         let durable = Durable {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,

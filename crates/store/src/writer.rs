@@ -318,9 +318,8 @@ struct State {
     last_checkpoint: Instant,
     /// The last posting block of recently used terms, as committed.
     last_blocks: LastBlocks,
-    /// The bucket the next group's sweep starts at (`hashed` module).
-    sweep_at: u32,
-    /// Buckets swept since start.
+    /// Buckets swept since start (`hashed` module): the next group's sweep
+    /// starts where they left off.
     swept: u64,
     /// The run's values on disk, oldest first, each with the buckets swept
     /// when it was written: removed once a whole turn is swept after it.
@@ -389,7 +388,6 @@ impl State {
             checkpoint_size,
             last_checkpoint: Instant::now(),
             last_blocks: LastBlocks::new(),
-            sweep_at: 0,
             swept: 0,
             run_values,
         })
@@ -869,7 +867,7 @@ impl State {
         // New ids are staged, and the group sweeps the next slice of id
         // buckets (`hashed` module); run values a whole turn old go.
         let run = &self.store.inner.run;
-        let sweep = crate::hashed::Sweep::next(self.sweep_at, new_ids.len(), run.len());
+        let sweep = crate::hashed::Sweep::next(self.swept, new_ids.len(), run.len());
         let swept_after = self.swept + u64::from(sweep.len());
         let spent = self
             .run_values
@@ -993,7 +991,6 @@ impl State {
             self.run_values.push_back((k, swept_after));
         }
         self.swept = swept_after;
-        self.sweep_at = sweep.end();
         if let Some(cp) = checkpoint {
             self.checkpoint_size = cp.size;
             self.last_checkpoint = Instant::now();
