@@ -789,6 +789,11 @@ pub async fn subscriber(
 
 async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Result<()> {
     let (peering, store) = (&*witness.peering, &witness.store);
+    // Watch for new manifest versions before reading the one in force: a
+    // version adopted while this session connects then still ends it,
+    // instead of leaving it on the old keys for as long as the stream
+    // lasts.
+    let mut versions = peering.versions();
     let chain = peering.chain();
     let m = chain.current().manifest();
     let member = m
@@ -822,7 +827,6 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
     >;
     let mut in_flight: std::collections::VecDeque<(u64, Pending)> =
         std::collections::VecDeque::new();
-    let mut versions = peering.versions();
     // The deliveries that have arrived when the task looks (up to
     // CHUNK): their signatures are checked as one batch, which costs about
     // half as much per entry during a catch-up. A lone delivery is not
@@ -901,10 +905,9 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                         && let Err(why) = lienthong_core::coordination::case::verify_history(
                             &accepted.entry().id().0,
                             ev,
-                            |member, version| {
-                                AuthorKeys::from_chain(&chain, member)
-                                    .and_then(|k| k.at(version).copied())
-                            },
+                            // The key each event's author held at its
+                            // version, also of members who left since.
+                            |member, version| chain.key_at(member, version).copied(),
                         )
                     {
                         tracing::warn!(peer = %author, %why, "refused a case event whose history does not verify");

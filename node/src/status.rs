@@ -45,6 +45,7 @@ impl From<ApiError> for Status {
                 let code = match &s {
                     StoreError::Failed(_) | StoreError::Closed => Code::Unavailable,
                     StoreError::OutOfRange(_) => Code::OutOfRange,
+                    StoreError::TooLarge { .. } => Code::InvalidArgument,
                     StoreError::Integrity(_) | StoreError::Corrupt { .. } => Code::DataLoss,
                     _ => Code::Internal,
                 };

@@ -43,6 +43,17 @@ pub enum StoreError {
         "the store refuses writes: {0}. Fix that cause, then restart the node (a failed write, e.g. a full disk or wrong permissions, also stops it until restart)"
     )]
     Failed(String),
+    /// An own entry would be larger, signed, than any reader accepts
+    /// ([`lienthong_core::entry::MAX_ENVELOPE_BYTES`]). Nothing was stored.
+    #[error(
+        "the entry would be {bytes} bytes once signed, over the {limit}-byte limit of an entry, so nothing was stored: make its text, subjects or attachments smaller (a case event also carries the case's earlier events when it brings in new members: invite several provinces in one invitation rather than one by one)"
+    )]
+    TooLarge {
+        /// Size the signed envelope would have, at most.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The writer thread is gone (the node is shutting down).
     #[error("the node is shutting down")]
     Closed,

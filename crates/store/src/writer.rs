@@ -339,6 +339,27 @@ type LastBlocks = HashMap<Vec<u8>, crate::postings::Block>;
 /// Terms [`LastBlocks`] holds at most.
 const LAST_BLOCKS_MAX: usize = 4096;
 
+/// A received entry that could not be looked up fails its whole group:
+/// were the author's later entries stored, the replication cursor would
+/// pass it, and it would never be asked for again. Returns the error and
+/// every reply of the group, for [`State::commit`] to answer.
+fn unread(
+    err: StoreError,
+    reply: Reply,
+    slots: Vec<Slot>,
+    repeats: Vec<(Reply, usize)>,
+    known: Vec<(Reply, u64)>,
+    rest: impl Iterator<Item = Job>,
+) -> (StoreError, Vec<Reply>) {
+    let replies = std::iter::once(reply)
+        .chain(slots.into_iter().map(|s| s.reply))
+        .chain(repeats.into_iter().map(|(r, _)| r))
+        .chain(known.into_iter().map(|(r, _)| r))
+        .chain(rest.map(|j| j.reply))
+        .collect();
+    (err, replies)
+}
+
 fn now_unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -508,7 +529,14 @@ impl State {
         // Each author's entries stored here: one past the highest index
         // (read once per author per group, advanced in step 5).
         let mut stored_up_to: HashMap<String, u64> = HashMap::new();
-        for Job { work, reply } in jobs {
+        let mut jobs = jobs.into_iter();
+        while let Some(Job { work, reply }) = jobs.next() {
+            if let Work::Author(e) = &work
+                && let Err(err) = self.fits(e)
+            {
+                let _ = reply.send(Err(err));
+                continue;
+            }
             // (index, digest, whether it may be stored already).
             let lookup = match &work {
                 Work::Author(e) => e
@@ -525,10 +553,7 @@ impl State {
                     };
                     let up_to = match up_to {
                         Ok(u) => u,
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                            continue;
-                        }
+                        Err(e) => return Err(unread(e, reply, slots, repeats, known, jobs)),
                     };
                     // An id hashes a body that names its author and index,
                     // so an entry past every stored index of its author
@@ -558,6 +583,9 @@ impl State {
                         continue;
                     }
                     Ok(None) => {}
+                    Err(e) if matches!(work, Work::Receive(_)) => {
+                        return Err(unread(e, reply, slots, repeats, known, jobs));
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(e));
                         continue;
@@ -1030,6 +1058,36 @@ impl State {
         self.answer_known(known, repeats, &answers);
         for (slot, a) in slots.into_iter().zip(answers) {
             let _ = slot.reply.send(Ok(a));
+        }
+        Ok(())
+    }
+
+    /// Refuses an own entry whose envelope could exceed what every reader
+    /// accepts: signed and stored, it could never be read or delivered,
+    /// and each peer's stream would stop at its index. The bound takes the
+    /// largest index and time the writer could give it.
+    fn fits(&self, e: &NewEntry) -> Result<(), StoreError> {
+        use prost::Message;
+        let mut audience = e.audience.clone();
+        audience.push(self.signer.author.clone());
+        let rest = EntryBody {
+            format: ENTRY_FORMAT,
+            author: self.signer.author.clone(),
+            index: u64::MAX,
+            created_unix_ms: i64::MIN,
+            audience,
+            manifest_version: e.manifest_version,
+            agreement_hash: e.agreement_hash.clone(),
+            handling: e.handling,
+            response_deadline_hours: e.response_deadline_hours,
+            payload: None,
+        };
+        let body = rest.encoded_len() + e.payload.encoded_len();
+        // The envelope: the body as field 1, the 64-byte signature as field 2.
+        let bytes = 1 + prost::length_delimiter_len(body) + body + 2 + 64;
+        let limit = lienthong_core::entry::MAX_ENVELOPE_BYTES;
+        if bytes > limit {
+            return Err(StoreError::TooLarge { bytes, limit });
         }
         Ok(())
     }

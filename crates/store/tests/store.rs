@@ -87,6 +87,48 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// An own entry that would be larger, signed, than readers accept is
+/// refused before anything is written (stored, it could never be read or
+/// delivered); one just under the limit is stored and reads back.
+#[test]
+fn an_entry_too_large_to_read_back_is_refused_and_nothing_is_stored() {
+    let limit = lienthong_core::entry::MAX_ENVELOPE_BYTES;
+    let with_description = |reference: &str, len: usize| {
+        let mut e = alert(reference, Category::Counterfeit, "20", "Hàng giả");
+        if let Payload::Alert(a) = &mut e.payload {
+            a.description = "x".repeat(len);
+        }
+        e
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    let rt = rt();
+    let err = rt
+        .block_on(w.append(with_description("too-big", limit)))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { bytes, limit: l } if bytes > limit && l == limit),
+        "{err}"
+    );
+    assert_eq!(store.durable().feed_size, 0);
+    assert!(store.get_by_reference("too-big").unwrap().is_none());
+
+    let near = rt
+        .block_on(w.append(with_description("near", limit - 400)))
+        .unwrap();
+    assert_eq!(near.index, 0);
+    let read = store.get_by_reference("near").unwrap().expect("stored");
+    assert!(read.envelope.len() <= limit && read.envelope.len() > limit - 400);
+    assert!(lienthong_core::entry::decode_envelope(&read.envelope).is_ok());
+    // The feed goes on after a refusal.
+    let next = rt
+        .block_on(w.append(alert("after", Category::Counterfeit, "20", "Sau")))
+        .unwrap();
+    assert_eq!(next.index, 1);
+    w.shutdown();
+}
+
 /// Concurrent submissions share group commits; indexes are dense and
 /// unique, and the final checkpoint covers exactly the leaves appended.
 #[test]
