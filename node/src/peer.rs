@@ -337,6 +337,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     // Checked by the subscriber itself.
     "bad_history",
     "oversized_message",
+    "inconsistent_checkpoint",
 ];
 
 /// Clock offsets beyond this are logged and reported by `doctor`.
@@ -817,8 +818,11 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
         s.connected = true;
         s.last_error.clear();
     });
-    let mut last_checkpoint = 0u64;
     let mut cached: Option<lienthong_log::VerifiedCheckpoint> = None;
+    // The newest checkpoint of the author's that entries stored here came
+    // under: every new one must be consistent with it before an entry
+    // under it is accepted.
+    let mut newest = witness.newest_delivered(author)?;
     // Verified entries are queued to the writer in order without waiting
     // for each fsync, so many share one group commit; at most WINDOW wait.
     const WINDOW: usize = 1024;
@@ -880,7 +884,15 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                 .is_none_or(|c| c.note_text() != d.checkpoint)
             {
                 match verify_author_checkpoint(d.checkpoint.as_bytes(), &author_key) {
-                    Ok(cp) => cached = Some(cp),
+                    Ok(cp) => {
+                        newest = Some(
+                            witness
+                                .check_delivered(author, &mut client, newest.take(), &cp)
+                                .await?,
+                        );
+                        peering.note_peer(author, |s| s.checkpoint_size = cp.size());
+                        cached = Some(cp);
+                    }
                     Err(reason) => {
                         // Not counted as a refusal: after a key rotation the
                         // author's new checkpoints verify only once this node
@@ -920,12 +932,6 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                         continue;
                     }
                     let index = accepted.entry().index();
-                    let size = accepted.checkpoint().size();
-                    if size != last_checkpoint {
-                        last_checkpoint = size;
-                        peering.note_peer(author, |s| s.checkpoint_size = size);
-                        witness.check_delivered(author, accepted.checkpoint())?;
-                    }
                     // Openings are unsigned: keep them only if they match the
                     // signed commitments.
                     let openings = match &accepted.entry().body().payload {

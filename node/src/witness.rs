@@ -45,6 +45,9 @@ pub struct Witness {
     lock: Mutex<()>,
     /// Equivocation evidence recorded since start (also in the store).
     pub equivocations: std::sync::atomic::AtomicU64,
+    /// Pairs of (held, delivered) checkpoint notes already refused and
+    /// kept as evidence since start.
+    refused_forks: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Witness {
@@ -54,6 +57,7 @@ impl Witness {
             store,
             lock: Mutex::new(()),
             equivocations: std::sync::atomic::AtomicU64::new(0),
+            refused_forks: Mutex::new(Default::default()),
         })
     }
 
@@ -182,16 +186,103 @@ impl Witness {
         }
     }
 
-    /// Compares a checkpoint of `author` that came with a delivery with the
-    /// one this node cosigned: same size and a different root is proof.
-    pub fn check_delivered(&self, author: &str, cp: &VerifiedCheckpoint) -> Result<()> {
+    /// The newest checkpoint of `author`'s feed that came with entries
+    /// stored here, verified under any key the author has held. A note
+    /// that no longer verifies is left out, with a warning.
+    pub fn newest_delivered(&self, author: &str) -> Result<Option<VerifiedCheckpoint>> {
+        let Some((_, note)) = self.store.newest_peer_checkpoint(author)? else {
+            return Ok(None);
+        };
+        match self.verify(author, &note, true) {
+            Ok(cp) => Ok(Some(cp)),
+            Err(e) => {
+                tracing::warn!(author, error = %format!("{e:#}"), "a stored checkpoint of this author does not verify; new ones are compared with the cosigned one only");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks a new checkpoint `cp` that `author` delivers entries under,
+    /// before any of them is stored, against `newest`, the newest of its
+    /// checkpoints that came with entries stored here: the same size must
+    /// have the same root, and the smaller of two sizes must be a prefix of
+    /// the larger, by a consistency proof the author gives (`client`, the
+    /// session's connection). Also, the same size as the checkpoint this
+    /// node cosigned must have its root. Otherwise the two signed notes are
+    /// kept as evidence (once) and an error is returned: entries from a
+    /// history that forks what this node holds are not stored. Returns the
+    /// checkpoint to compare the next one with.
+    pub async fn check_delivered(
+        &self,
+        author: &str,
+        client: &mut pb::federation_client::FederationClient<tonic::transport::Channel>,
+        newest: Option<VerifiedCheckpoint>,
+        cp: &VerifiedCheckpoint,
+    ) -> Result<VerifiedCheckpoint> {
         if let Some(held) = self.held(author)?
             && held.size() == cp.size()
             && let Err(c) = compare(&held, cp, &[])
         {
-            self.record_conflict(author, author, &c, [held.note_text(), cp.note_text()])?;
+            return Err(self.refuse_delivered(author, &c, &held, cp));
         }
-        Ok(())
+        let Some(newest) = newest else {
+            return Ok(cp.clone());
+        };
+        let proof = if newest.size() == cp.size() || newest.size().min(cp.size()) == 0 {
+            Vec::new()
+        } else {
+            let (old, new) = (newest.size().min(cp.size()), newest.size().max(cp.size()));
+            let p = tokio::time::timeout(
+                PEER_TIMEOUT,
+                client.get_consistency_proof(pb::GetConsistencyProofRequest {
+                    old_size: old,
+                    new_size: new,
+                }),
+            )
+            .await
+            .context("asking the author for a consistency proof: timed out")?
+            .context("asking the author for a consistency proof")?
+            .into_inner();
+            hashes(&p.hashes).map_err(anyhow::Error::msg)?
+        };
+        if let Err(c) = compare(&newest, cp, &proof) {
+            return Err(self.refuse_delivered(author, &c, &newest, cp));
+        }
+        Ok(if cp.size() > newest.size() {
+            cp.clone()
+        } else {
+            newest
+        })
+    }
+
+    /// Keeps a conflict between a delivered checkpoint and one held as
+    /// evidence, unless this pair is kept already (an author that goes on
+    /// serving its fork is refused at every reconnection), and returns the
+    /// error that ends the session.
+    fn refuse_delivered(
+        &self,
+        author: &str,
+        c: &Conflict,
+        held: &VerifiedCheckpoint,
+        cp: &VerifiedCheckpoint,
+    ) -> anyhow::Error {
+        let pair = (held.note_text().to_owned(), cp.note_text().to_owned());
+        let new = self
+            .refused_forks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pair);
+        if new
+            && let Err(e) =
+                self.record_conflict(author, author, c, [held.note_text(), cp.note_text()])
+        {
+            tracing::error!(error = %format!("{e:#}"), "could not store evidence");
+        }
+        self.peering.refused(author, "inconsistent_checkpoint");
+        anyhow::anyhow!(
+            "refused the entries of {author} under their checkpoint of size {}: {c}; both checkpoints are kept as evidence",
+            cp.size()
+        )
     }
 
     /// The newest checkpoint of `member`'s feed this node holds, cosigned

@@ -13,7 +13,8 @@ use ed25519_dalek::SigningKey;
 use lienthong_core::entry::{ENTRY_FORMAT, VerifiedEntry, sign_entry};
 use lienthong_federation::tls::PinSet;
 use lienthong_log::{
-    Hash, MemoryHashStore, NoteSigner, TreeHead, inclusion_proof, sign_checkpoint,
+    Hash, MemoryHashStore, NoteSigner, TreeHead, consistency_proof, inclusion_proof,
+    sign_checkpoint,
 };
 use lienthong_proto::v1::{self as pb, entry_body::Payload, get_entry_request::Key};
 use lienthong_tests::peer::{peer_identity, serve_federation};
@@ -34,6 +35,8 @@ struct Rogue {
     /// other answer) or refuses to cosign (the others), and never shows a
     /// checkpoint the caller signed.
     lies: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// If set, the feed it proves consistency in (its own version of it).
+    tree: Option<std::sync::Mutex<MemoryHashStore>>,
 }
 
 impl Rogue {
@@ -43,6 +46,7 @@ impl Rogue {
             first: std::sync::Mutex::new(None),
             subscriptions: Default::default(),
             lies: None,
+            tree: None,
         }
     }
 }
@@ -116,9 +120,20 @@ impl pb::federation_server::Federation for Rogue {
     }
     async fn get_consistency_proof(
         &self,
-        _: Request<pb::GetConsistencyProofRequest>,
+        req: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
-        Err(Status::unimplemented("rogue"))
+        let Some(tree) = &self.tree else {
+            return Err(Status::unimplemented("rogue"));
+        };
+        let r = req.get_ref();
+        let tree = tree.lock().unwrap();
+        let proof = consistency_proof(r.old_size, r.new_size, &*tree)
+            .map_err(|e| Status::out_of_range(e.to_string()))?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            old_size: r.old_size,
+            new_size: r.new_size,
+            hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
+        }))
     }
 }
 
@@ -313,6 +328,109 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
             format!("lienthong_peer_refused_deliveries_total{{peer=\"20\",reason=\"{reason}\"}} 1");
         assert!(scrape.contains(&line), "no {line:?} in\n{scrape}");
     }
+    server.abort();
+    Ok(())
+}
+
+/// 20 serves 24 entries 0–2 under a checkpoint of size 3, then entries 3
+/// and 4 under a checkpoint of size 5 of another history (its first three
+/// leaves differ), with that history's own consistency proof. Each entry
+/// verifies against its checkpoint, but the two checkpoints cannot both
+/// be honest: 24 stores nothing under the second, keeps both notes as
+/// evidence once, and refuses them again after every reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_a_history_that_forks_what_was_stored_is_refused_and_recorded()
+-> anyhow::Result<()> {
+    let mut f = federation(
+        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    f.nodes[1].start()?;
+    let key = signing_key_of(&f.nodes[0])?;
+    let first: Vec<VerifiedEntry> = (0..3).map(|i| entry(i, &["20", "24"], &key)).collect();
+    // The other history: other entries at 0–2 (another audience), then 3, 4.
+    let other: Vec<VerifiedEntry> = (0..5)
+        .map(|i| entry(i, &["20", "24", "01"], &key))
+        .collect();
+    let mut deliveries = signed_deliveries(&first, &key, |_, _| {})?;
+    deliveries.extend(signed_deliveries(&other, &key, |_, _| {})?.split_off(3));
+    let mut tree = MemoryHashStore::new();
+    for e in &other {
+        tree.append(Hash(e.id().0))?;
+    }
+    let mut rogue = Rogue::new(deliveries);
+    rogue.tree = Some(std::sync::Mutex::new(tree));
+    let subscriptions = rogue.subscriptions.clone();
+    let server = serve_rogue(&f, rogue).await?;
+
+    let node = &f.nodes[1];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let evidence = loop {
+        let list = node
+            .audit()
+            .await?
+            .list_evidence(pb::ListEvidenceRequest::default())
+            .await?
+            .into_inner()
+            .evidence;
+        if !list.is_empty() && subscriptions.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
+            break list;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no evidence after three subscriptions:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for e in &first {
+        assert!(
+            has_entry(node, e).await?,
+            "entry {} of the first history",
+            e.index()
+        );
+    }
+    for e in &other[3..] {
+        assert!(
+            !has_entry(node, e).await?,
+            "entry {} of the fork was stored",
+            e.index()
+        );
+    }
+    assert_eq!(evidence.len(), 1, "kept once: {evidence:?}");
+    let e = &evidence[0];
+    assert_eq!(
+        (e.kind(), e.member.as_str()),
+        (pb::EvidenceKind::Inconsistent, "20")
+    );
+    // It stands alone: both notes are signed by 20, sizes 3 and 5.
+    let sizes: Vec<u64> = e
+        .checkpoints
+        .iter()
+        .map(|c| {
+            let cp = lienthong_log::verify_checkpoint_with_key(
+                c.as_bytes(),
+                &format!("{FED}/20"),
+                &key.verifying_key(),
+            )?;
+            Ok(cp.size())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(sizes, [3, 5]);
+    let p20 = peer_status(node, "20").await?;
+    assert!(
+        p20.refused_by_reason
+            .get("inconsistent_checkpoint")
+            .copied()
+            >= Some(2),
+        "refused at each reconnection: {p20:?}"
+    );
+    assert!(
+        p20.last_error.contains("refused the entries of 20"),
+        "{p20:?}"
+    );
+    assert!(node.log().contains("EQUIVOCATION"));
     server.abort();
     Ok(())
 }
