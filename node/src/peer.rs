@@ -491,6 +491,9 @@ impl Federation for FederationService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = self.caller(&req)?;
         let mut index = req.get_ref().from_index;
+        // The size the caller is known to hold entries under: a delivery
+        // under another checkpoint proves consistency from it.
+        let mut proven = req.get_ref().known_size;
         tracing::info!(peer = %caller, from = index, "peer subscribed");
         let store = self.store.clone();
         let mut stopping = self.stopping.clone();
@@ -509,13 +512,17 @@ impl Federation for FederationService {
                 }
                 let (s, who, from) = (store.clone(), caller.clone(), index);
                 let batch =
-                    tokio::task::spawn_blocking(move || collect(&s, &who, from, size)).await;
+                    tokio::task::spawn_blocking(move || collect(&s, &who, from, size, proven))
+                        .await;
                 let Ok(Ok((items, next))) = batch else {
                     let _ = tx
                         .send(Err(Status::internal("reading the feed failed")))
                         .await;
                     return;
                 };
+                if !items.is_empty() {
+                    proven = size;
+                }
                 for d in items {
                     if tx.send(Ok(d)).await.is_err() {
                         return;
@@ -611,12 +618,15 @@ impl Federation for FederationService {
 
 /// Entries in `[from, min(size, from+256))` addressed to `caller`, each with
 /// its proof under the checkpoint of `size`, and the index to go on from:
-/// the first one not yet readable, never past it.
+/// the first one not yet readable, never past it. The first carries a
+/// consistency proof from `proven`, the checkpoint size the caller holds,
+/// when that is another, smaller one.
 fn collect(
     store: &Store,
     caller: &str,
     from: u64,
     size: u64,
+    proven: u64,
 ) -> Result<(Vec<pb::Delivery>, u64), lienthong_store::StoreError> {
     let end = size.min(from + 256);
     let note = store
@@ -651,9 +661,23 @@ fn collect(
                 envelope: e.envelope,
                 checkpoint: note.clone(),
                 inclusion_proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+                consistency_from: 0,
+                consistency_proof: Vec::new(),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut out = out;
+    if let Some(first) = out.first_mut()
+        && proven > 0
+        && proven < size
+    {
+        first.consistency_from = proven;
+        first.consistency_proof = store
+            .consistency_proof(proven, size)?
+            .into_iter()
+            .map(|h| h.0.to_vec())
+            .collect();
+    }
     Ok((out, next))
 }
 
@@ -810,8 +834,15 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
     let channel = connect_pinned(&member.endpoint, &peering.identity.identity(), pin).await?;
     let mut client = FederationClient::new(channel);
     let mut next = store.replication_cursor(author)?;
+    // The newest checkpoint of the author's that entries stored here came
+    // under: every new one must be consistent with it before an entry
+    // under it is accepted.
+    let mut newest = witness.newest_delivered(author)?;
     let stream = client
-        .subscribe(pb::SubscribeRequest { from_index: next })
+        .subscribe(pb::SubscribeRequest {
+            from_index: next,
+            known_size: newest.as_ref().map_or(0, |c| c.size()),
+        })
         .await?
         .into_inner();
     peering.note_peer(author, |s| {
@@ -819,10 +850,6 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
         s.last_error.clear();
     });
     let mut cached: Option<lienthong_log::VerifiedCheckpoint> = None;
-    // The newest checkpoint of the author's that entries stored here came
-    // under: every new one must be consistent with it before an entry
-    // under it is accepted.
-    let mut newest = witness.newest_delivered(author)?;
     // Verified entries are queued to the writer in order without waiting
     // for each fsync, so many share one group commit; at most WINDOW wait.
     const WINDOW: usize = 1024;
@@ -887,7 +914,13 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     Ok(cp) => {
                         newest = Some(
                             witness
-                                .check_delivered(author, &mut client, newest.take(), &cp)
+                                .check_delivered(
+                                    author,
+                                    &mut client,
+                                    newest.take(),
+                                    &cp,
+                                    (d.consistency_from, &d.consistency_proof),
+                                )
                                 .await?,
                         );
                         peering.note_peer(author, |s| s.checkpoint_size = cp.size());

@@ -208,7 +208,9 @@ impl Witness {
     /// have the same root, and the smaller of two sizes must be a prefix of
     /// the larger, by a consistency proof the author gives (`client`, the
     /// session's connection). Also, the same size as the checkpoint this
-    /// node cosigned must have its root. Otherwise the two signed notes are
+    /// node cosigned must have its root. The proof is the one `streamed`
+    /// with the delivery (the size it is from, and its hashes) when it
+    /// starts from `newest`. Otherwise the two signed notes are
     /// kept as evidence (once) and an error is returned: entries from a
     /// history that forks what this node holds are not stored. Returns the
     /// checkpoint to compare the next one with.
@@ -218,6 +220,7 @@ impl Witness {
         client: &mut pb::federation_client::FederationClient<tonic::transport::Channel>,
         newest: Option<VerifiedCheckpoint>,
         cp: &VerifiedCheckpoint,
+        streamed: (u64, &[Vec<u8>]),
     ) -> Result<VerifiedCheckpoint> {
         if let Some(held) = self.held(author)?
             && held.size() == cp.size()
@@ -230,6 +233,8 @@ impl Witness {
         };
         let proof = if newest.size() == cp.size() || newest.size().min(cp.size()) == 0 {
             Vec::new()
+        } else if streamed.0 == newest.size() && newest.size() < cp.size() {
+            hashes(streamed.1).map_err(anyhow::Error::msg)?
         } else {
             let (old, new) = (newest.size().min(cp.size()), newest.size().max(cp.size()));
             let p = tokio::time::timeout(

@@ -169,6 +169,8 @@ fn signed_deliveries(
                 checkpoint: note.clone(),
                 inclusion_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
                 openings: vec![],
+                consistency_from: 0,
+                consistency_proof: vec![],
             })
         })
         .collect()
@@ -334,13 +336,25 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
 
 /// 20 serves 24 entries 0–2 under a checkpoint of size 3, then entries 3
 /// and 4 under a checkpoint of size 5 of another history (its first three
-/// leaves differ), with that history's own consistency proof. Each entry
-/// verifies against its checkpoint, but the two checkpoints cannot both
-/// be honest: 24 stores nothing under the second, keeps both notes as
-/// evidence once, and refuses them again after every reconnection.
+/// leaves differ), with that history's own consistency proof, when asked
+/// for one. Each entry verifies against its checkpoint, but the two
+/// checkpoints cannot both be honest: 24 stores nothing under the second,
+/// keeps both notes as evidence once, and refuses them again after every
+/// reconnection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_serving_a_history_that_forks_what_was_stored_is_refused_and_recorded()
 -> anyhow::Result<()> {
+    fork_is_refused(false).await
+}
+
+/// The same, with the fork's consistency proof sent in the stream, as an
+/// author of this release does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_proven_in_the_stream_is_refused_and_recorded() -> anyhow::Result<()> {
+    fork_is_refused(true).await
+}
+
+async fn fork_is_refused(streamed: bool) -> anyhow::Result<()> {
     let mut f = federation(
         &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
         2,
@@ -358,6 +372,13 @@ async fn a_peer_serving_a_history_that_forks_what_was_stored_is_refused_and_reco
     let mut tree = MemoryHashStore::new();
     for e in &other {
         tree.append(Hash(e.id().0))?;
+    }
+    if streamed {
+        deliveries[3].consistency_from = 3;
+        deliveries[3].consistency_proof = consistency_proof(3, 5, &tree)?
+            .iter()
+            .map(|h| h.0.to_vec())
+            .collect();
     }
     let mut rogue = Rogue::new(deliveries);
     rogue.tree = Some(std::sync::Mutex::new(tree));
