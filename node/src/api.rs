@@ -225,6 +225,9 @@ impl Alerts for AlertsService {
         })?;
         let reason = lienthong_core::coordination::validate::validate_reason("reason", &r.reason)
             .map_err(ApiError::from)?;
+        // No other retraction or correction between the checks below and
+        // this one's retraction.
+        let _held = self.coordination.retracting.lock().await;
         let target = self
             .store
             .get_by_id(&old)
@@ -286,9 +289,31 @@ impl Alerts for AlertsService {
             .as_slice()
             .try_into()
             .map_err(|_| Status::internal("entry id"))?;
+        if new.duplicate {
+            // The reference names an alert stored before. That is this
+            // correction retried after its replacement was written but not
+            // the retraction; nothing else may replace the old alert.
+            let earlier = self
+                .store
+                .get_by_id(&EntryId(new_id))
+                .map_err(ApiError::from)?;
+            let fits = earlier.is_some_and(|e| {
+                e.retracted_by.is_none()
+                    && e.id != target.id
+                    && e.cursor > target.cursor
+                    && e.body.created_unix_ms >= target.body.created_unix_ms
+            });
+            if !fits {
+                return Err(ApiError::field(
+                    "alert.reference",
+                    "names an alert stored before, which cannot replace this one (it is older than it, or retracted): a corrected alert needs a reference of its own",
+                )
+                .into());
+            }
+        }
         let retraction = self
             .coordination
-            .retract(&r.entry_id, &reason, Some(new_id))
+            .retract_held(&r.entry_id, &reason, Some(new_id))
             .await?;
         Ok(Response::new(pb::CorrectResponse {
             replacement: Some(pb::WrittenEntry {
@@ -392,17 +417,18 @@ fn build_query(r: &pb::QueryRequest) -> Result<Query, ApiError> {
                 .collect(),
         );
     }
-    if r.created_from_unix_ms < 0 || r.created_to_unix_ms < 0 {
-        bad(
-            "created_from_unix_ms".into(),
-            "times are milliseconds since 1970, not negative".into(),
-        );
-    }
-    if r.observed_from_unix_ms < 0 || r.observed_to_unix_ms < 0 {
-        bad(
-            "observed_from_unix_ms".into(),
-            "times are milliseconds since 1970, not negative".into(),
-        );
+    for (field, t) in [
+        ("created_from_unix_ms", r.created_from_unix_ms),
+        ("created_to_unix_ms", r.created_to_unix_ms),
+        ("observed_from_unix_ms", r.observed_from_unix_ms),
+        ("observed_to_unix_ms", r.observed_to_unix_ms),
+    ] {
+        if t < 0 {
+            bad(
+                field.into(),
+                "times are milliseconds since 1970, not negative".into(),
+            );
+        }
     }
     if r.page_size > MAX_PAGE {
         bad(
@@ -801,5 +827,34 @@ impl Audit for AuditService {
             }
         }
         Ok(Response::new(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each negative time in a query is reported under its own field.
+    #[test]
+    fn a_negative_time_in_a_query_is_reported_under_its_own_field() {
+        let fields = |r: pb::QueryRequest| match build_query(&r) {
+            Err(ApiError::Invalid(inv)) => inv.0.into_iter().map(|f| f.field).collect::<Vec<_>>(),
+            other => panic!("expected INVALID_ARGUMENT, got {:?}", other.map(|_| ())),
+        };
+        assert_eq!(
+            fields(pb::QueryRequest {
+                created_to_unix_ms: -1,
+                ..Default::default()
+            }),
+            ["created_to_unix_ms"]
+        );
+        assert_eq!(
+            fields(pb::QueryRequest {
+                observed_from_unix_ms: -1,
+                observed_to_unix_ms: -5,
+                ..Default::default()
+            }),
+            ["observed_from_unix_ms", "observed_to_unix_ms"]
+        );
     }
 }

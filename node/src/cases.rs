@@ -47,6 +47,10 @@ pub struct Coordination {
     /// Wakes the escalation task when this node writes a request (whose
     /// deadline may come before the one it waits for).
     pub new_request: Arc<tokio::sync::Notify>,
+    /// Held through a retraction, and through a correction from its
+    /// checks to its retraction: two of them on one entry cannot both pass
+    /// the checks.
+    pub retracting: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The wire answer for an entry written here.
@@ -205,6 +209,8 @@ pub fn thread(store: &Store, id: &[u8]) -> Result<Vec<StoredEntry>, ApiError> {
 /// history in stored ones (checked when received), each with its envelope.
 struct CaseEvents {
     items: Vec<HeldEvent>,
+    /// Stored entries in the case's thread.
+    stored: usize,
 }
 
 /// (id, author, created, event, retracted, envelope)
@@ -262,7 +268,10 @@ impl CaseEvents {
                 }
             }
         }
-        Ok(Self { items })
+        Ok(Self {
+            items,
+            stored: entries.len(),
+        })
     }
 
     fn fold(&self, case_id: &[u8; 32]) -> pb::CaseState {
@@ -414,6 +423,13 @@ impl Cases for CasesService {
                 let case_id = id32("case_event.case_id", &ev.case_id)?;
                 let st = c.store.clone();
                 let events = blocking(move || CaseEvents::load(&st, &case_id)).await?;
+                if events.stored >= MAX_THREAD {
+                    return Err(ApiError::Precondition(format!(
+                        "case {} has {MAX_THREAD} entries, the most this node folds: record further events in a new case",
+                        short(&case_id)
+                    ))
+                    .into());
+                }
                 let state = events.fold(&case_id);
                 if !state.known {
                     return Err(ApiError::NotFound(format!(
@@ -450,10 +466,16 @@ impl Cases for CasesService {
             id32("case_event.case_id", &ev.case_id)?
         };
         let st = c.store.clone();
-        let (state, _) = blocking(move || case_state(&st, &case_id)).await?;
+        // The event is durable: answer with it even if its case's state
+        // cannot be worked out now.
+        let state = blocking(move || case_state(&st, &case_id))
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e.message(), "a case event was stored, but its case state could not be worked out"))
+            .ok()
+            .map(|(s, _)| s);
         Ok(Response::new(pb::CaseEventResponse {
             written: Some(written(&a, &me)),
-            state: Some(state),
+            state,
         }))
     }
 
@@ -895,10 +917,16 @@ impl Cases for CasesService {
             id32("inspection.plan_id", &ev.plan_id)?
         };
         let st = c.store.clone();
-        let (state, _) = blocking(move || inspection_state(&st, &plan_id)).await?;
+        // Durable: answered with even if the plan's state cannot be
+        // worked out now.
+        let state = blocking(move || inspection_state(&st, &plan_id))
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e.message(), "an inspection event was stored, but its plan's state could not be worked out"))
+            .ok()
+            .map(|(s, _)| s);
         Ok(Response::new(pb::InspectionEventResponse {
             written: Some(written(&a, &me)),
-            state: Some(state),
+            state,
         }))
     }
 
@@ -940,7 +968,14 @@ impl Cases for CasesService {
         req: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let r = req.into_inner();
-        if r.from_unix_ms < 0 || r.to_unix_ms <= r.from_unix_ms {
+        if r.from_unix_ms < 0 {
+            return Err(ApiError::field(
+                "from_unix_ms",
+                "times are milliseconds since 1970, not negative",
+            )
+            .into());
+        }
+        if r.to_unix_ms <= r.from_unix_ms {
             return Err(ApiError::field(
                 "to_unix_ms",
                 "the period must end after it starts (from inclusive, to exclusive, ms since 1970)",
@@ -1052,6 +1087,17 @@ pub fn stored_written(e: &StoredEntry, duplicate: bool) -> pb::WrittenEntry {
 impl Coordination {
     /// Retracts an entry this node authored (see `Alerts.Retract`).
     pub async fn retract(
+        &self,
+        target: &[u8],
+        reason: &str,
+        replaced_by: Option<[u8; 32]>,
+    ) -> Result<pb::WrittenEntry, Status> {
+        let _held = self.retracting.lock().await;
+        self.retract_held(target, reason, replaced_by).await
+    }
+
+    /// [`Coordination::retract`], for a caller that holds `retracting`.
+    pub async fn retract_held(
         &self,
         target: &[u8],
         reason: &str,

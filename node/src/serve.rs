@@ -246,6 +246,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         peering: peering.clone(),
         stopping: stopping.clone(),
         new_request: Arc::default(),
+        retracting: Arc::default(),
     };
     let alerts = AlertsServer::new(AlertsService {
         metrics: metrics.clone(),

@@ -710,12 +710,36 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     // Retraction and correction: an alert goes out, is corrected; every
     // recipient hides the old one, shows the new one, and signs a receipt.
     let mut ls_alerts = ls.alerts().await?;
+    ls_alerts
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(sample_alert("ls-earlier")),
+        })
+        .await?;
     let old = ls_alerts
         .submit(pb::SubmitAlertRequest {
             alert: Some(sample_alert("ls-wrong")),
         })
         .await?
         .into_inner();
+    // A correction whose reference names another, earlier alert is
+    // refused, and the old alert stays as it was.
+    let err = ls_alerts
+        .correct(pb::CorrectRequest {
+            entry_id: old.entry_id.clone(),
+            alert: Some(sample_alert("ls-earlier")),
+            reason: "Sai nhãn hiệu".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("alert.reference"), "{err}");
+    let still = ls_alerts
+        .get(pb::GetEntryRequest {
+            key: Some(Key::EntryId(old.entry_id.clone())),
+        })
+        .await?
+        .into_inner();
+    assert!(still.retracted_by.is_empty(), "{still:?}");
     let mut fixed = sample_alert("ls-fixed");
     fixed.title = "Phát hiện mỹ phẩm giả nhãn hiệu Whoo (đính chính)".into();
     let corrected = ls_alerts
@@ -831,8 +855,8 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     };
     assert_eq!(
         row("20").alerts,
-        1,
-        "the corrected alert counts, the retracted one does not"
+        2,
+        "the corrected alert and the earlier one count, the retracted one does not"
     );
     assert_eq!(r.retracted, 1);
     assert_eq!(row("20").assistance_sent, 2);
@@ -868,7 +892,7 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
             .any(|l| l.starts_with("24 Bắc Ninh,0,0,0,0,2,1,1,0")),
         "{csv}"
     );
-    assert!(lines.last().unwrap().starts_with("total,1,"), "{csv}");
+    assert!(lines.last().unwrap().starts_with("total,2,"), "{csv}");
 
     // Everything above is in the signed logs, and verifies.
     bundles_verify(&f).await
