@@ -963,7 +963,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     {
                         tracing::warn!(peer = %author, %why, "refused a case event whose history does not verify");
                         peering.refused(author, "bad_history");
-                        store.add_evidence(refused_entry(
+                        witness.keep_refused_entry(refused_entry(
                             author,
                             d,
                             format!("case history does not verify: {why}"),
@@ -1008,7 +1008,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                             | Rejected::BeyondCheckpoint { .. }
                             | Rejected::NotIncluded { .. }
                     ) {
-                        store.add_evidence(refused_entry(author, d, reason.to_string()))?;
+                        witness.keep_refused_entry(refused_entry(author, d, reason.to_string()))?;
                     }
                 }
             }

@@ -48,6 +48,8 @@ pub struct Witness {
     /// Pairs of (held, delivered) checkpoint notes already refused and
     /// kept as evidence since start.
     refused_forks: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Ids of entries refused from peers and kept as evidence since start.
+    refused_entries: Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl Witness {
@@ -58,6 +60,7 @@ impl Witness {
             lock: Mutex::new(()),
             equivocations: std::sync::atomic::AtomicU64::new(0),
             refused_forks: Mutex::new(Default::default()),
+            refused_entries: Mutex::new(Default::default()),
         })
     }
 
@@ -184,6 +187,23 @@ impl Witness {
                 )))
             }
         }
+    }
+
+    /// Keeps `record`, evidence of a delivery its author signed that this
+    /// node refused, unless the same entry was kept since start: a peer
+    /// that sends it again at every reconnection does not fill the store
+    /// with copies.
+    pub fn keep_refused_entry(&self, record: pb::EvidenceRecord) -> Result<()> {
+        let id = lienthong_core::entry::EntryId::of_envelope(&record.envelope).0;
+        let new = self
+            .refused_entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        if new {
+            self.store.add_evidence(record)?;
+        }
+        Ok(())
     }
 
     /// The newest checkpoint of `author`'s feed that came with entries

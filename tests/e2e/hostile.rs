@@ -37,6 +37,9 @@ struct Rogue {
     lies: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
     /// If set, the feed it proves consistency in (its own version of it).
     tree: Option<std::sync::Mutex<MemoryHashStore>>,
+    /// Whether each stream ends after its deliveries (the caller then
+    /// subscribes again) instead of staying open.
+    ends: bool,
 }
 
 impl Rogue {
@@ -47,6 +50,7 @@ impl Rogue {
             subscriptions: Default::default(),
             lies: None,
             tree: None,
+            ends: false,
         }
     }
 }
@@ -78,6 +82,9 @@ impl pb::federation_server::Federation for Rogue {
             .cloned()
             .map(Ok)
             .collect();
+        if self.ends {
+            return Ok(Response::new(Box::pin(tokio_stream::iter(items))));
+        }
         // Then stay open, as an author with nothing new does.
         let s = tokio_stream::StreamExt::chain(tokio_stream::iter(items), tokio_stream::pending());
         Ok(Response::new(Box::pin(s)))
@@ -330,6 +337,48 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
             format!("lienthong_peer_refused_deliveries_total{{peer=\"20\",reason=\"{reason}\"}} 1");
         assert!(scrape.contains(&line), "no {line:?} in\n{scrape}");
     }
+    server.abort();
+    Ok(())
+}
+
+/// 20 sends 24 an entry addressed to someone else, ends the stream, and
+/// sends it again at every reconnection. 24 refuses it each time but keeps
+/// it as evidence once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_refused_again_and_again_is_kept_as_evidence_once() -> anyhow::Result<()> {
+    let mut f = federation(
+        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    f.nodes[1].start()?;
+    let key = signing_key_of(&f.nodes[0])?;
+    let entries = [entry(0, &["20", "01"], &key)];
+    let mut rogue = Rogue::new(signed_deliveries(&entries, &key, |_, _| {})?);
+    rogue.ends = true;
+    let subscriptions = rogue.subscriptions.clone();
+    let server = serve_rogue(&f, rogue).await?;
+    let node = &f.nodes[1];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(subscriptions.load(std::sync::atomic::Ordering::SeqCst) >= 4
+        && peer_status(node, "20").await?.refused >= 3)
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not refused three times:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let evidence = node
+        .audit()
+        .await?
+        .list_evidence(pb::ListEvidenceRequest::default())
+        .await?
+        .into_inner()
+        .evidence;
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    assert_eq!(evidence[0].kind(), pb::EvidenceKind::RefusedEntry);
     server.abort();
     Ok(())
 }

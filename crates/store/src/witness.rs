@@ -16,6 +16,15 @@ use crate::store::{CheckpointRecord, Store};
 /// so a hostile peer cannot fill the disk.
 pub const MAX_EVIDENCE: u64 = 100_000;
 
+/// Of [`MAX_EVIDENCE`], the records kept for conflicting checkpoints only.
+pub const RESERVED_FOR_CHECKPOINTS: u64 = 10_000;
+
+/// Evidence kinds about conflicting checkpoints.
+const CHECKPOINT_KINDS: [i32; 2] = [
+    lienthong_core::proto::EvidenceKind::Equivocation as i32,
+    lienthong_core::proto::EvidenceKind::Inconsistent as i32,
+];
+
 impl Store {
     /// The checkpoint of `member` this node last cosigned, if any.
     pub fn witnessed(&self, member: &str) -> Result<Option<String>, StoreError> {
@@ -141,7 +150,14 @@ impl Store {
             .transpose()?
             .and_then(|(k, _)| keys::tail_u64(&k))
             .map_or(1, |last| last + 1);
-        if id > MAX_EVIDENCE {
+        // Entries refused from peers stop short of the limit: however many
+        // a member sends, checkpoints that fork a feed still find room.
+        let limit = if CHECKPOINT_KINDS.contains(&e.kind) {
+            MAX_EVIDENCE
+        } else {
+            MAX_EVIDENCE - RESERVED_FOR_CHECKPOINTS
+        };
+        if id > limit {
             return Ok(None);
         }
         e.id = id;
