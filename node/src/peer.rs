@@ -857,13 +857,17 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
     });
     let mut cached: Option<lienthong_log::VerifiedCheckpoint> = None;
     // Verified entries are queued to the writer in order without waiting
-    // for each fsync, so many share one group commit; at most WINDOW wait.
+    // for each fsync, so many share one group commit; at most WINDOW wait,
+    // and at most WINDOW_BYTES of envelopes and openings (entries may be up
+    // to 1 MiB each).
     const WINDOW: usize = 1024;
+    const WINDOW_BYTES: usize = 32 << 20;
     type Pending = tokio::sync::oneshot::Receiver<
         Result<lienthong_store::Appended, lienthong_store::StoreError>,
     >;
-    let mut in_flight: std::collections::VecDeque<(u64, Pending)> =
+    let mut in_flight: std::collections::VecDeque<(u64, usize, Pending)> =
         std::collections::VecDeque::new();
+    let mut in_flight_bytes = 0usize;
     // The deliveries that have arrived when the task looks (up to
     // CHUNK): their signatures are checked as one batch, which costs about
     // half as much per entry during a catch-up. A lone delivery is not
@@ -985,8 +989,17 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                         }
                         _ => Vec::new(),
                     };
-                    in_flight
-                        .push_back((index, writer.receive_queued(accepted, openings, version)?));
+                    let bytes = d.envelope.len()
+                        + openings
+                            .iter()
+                            .map(prost::Message::encoded_len)
+                            .sum::<usize>();
+                    in_flight.push_back((
+                        index,
+                        bytes,
+                        writer.receive_queued(accepted, openings, version)?,
+                    ));
+                    in_flight_bytes += bytes;
                     next = index + 1;
                 }
                 Err(
@@ -1013,11 +1026,13 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                 }
             }
             while in_flight.len() > WINDOW
-                || in_flight.front().is_some_and(|(_, rx)| !rx.is_empty())
+                || in_flight_bytes > WINDOW_BYTES
+                || in_flight.front().is_some_and(|(_, _, rx)| !rx.is_empty())
             {
-                let Some((index, rx)) = in_flight.pop_front() else {
+                let Some((index, bytes, rx)) = in_flight.pop_front() else {
                     break;
                 };
+                in_flight_bytes -= bytes;
                 let stored = rx
                     .await
                     .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
@@ -1035,7 +1050,7 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
             return Err(status.into());
         }
     }
-    for (_, rx) in in_flight {
+    for (_, _, rx) in in_flight {
         rx.await
             .map_err(|_| anyhow::anyhow!("the writer stopped"))??;
     }
