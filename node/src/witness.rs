@@ -257,18 +257,9 @@ impl Witness {
             hashes(streamed.1).map_err(anyhow::Error::msg)?
         } else {
             let (old, new) = (newest.size().min(cp.size()), newest.size().max(cp.size()));
-            let p = tokio::time::timeout(
-                PEER_TIMEOUT,
-                client.get_consistency_proof(pb::GetConsistencyProofRequest {
-                    old_size: old,
-                    new_size: new,
-                }),
-            )
-            .await
-            .context("asking the author for a consistency proof: timed out")?
-            .context("asking the author for a consistency proof")?
-            .into_inner();
-            hashes(&p.hashes).map_err(anyhow::Error::msg)?
+            ask_consistency(client, old, new)
+                .await
+                .context("asking the author for a consistency proof")?
         };
         if let Err(c) = compare(&newest, cp, &proof) {
             return Err(self.refuse_delivered(author, &c, &newest, cp));
@@ -443,18 +434,28 @@ impl Witness {
         let mut c = tokio::time::timeout(PEER_TIMEOUT, client_for(&self.peering, member))
             .await
             .context("timed out")??;
-        let p = tokio::time::timeout(
-            PEER_TIMEOUT,
-            c.get_consistency_proof(pb::GetConsistencyProofRequest {
-                old_size: old,
-                new_size: new,
-            }),
-        )
-        .await
-        .context("timed out")??
-        .into_inner();
-        hashes(&p.hashes).map_err(anyhow::Error::msg)
+        ask_consistency(&mut c, old, new).await
     }
+}
+
+/// The consistency proof from size `old` to `new` of the feed `client`
+/// serves.
+async fn ask_consistency(
+    client: &mut pb::federation_client::FederationClient<tonic::transport::Channel>,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>> {
+    let p = tokio::time::timeout(
+        PEER_TIMEOUT,
+        client.get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size: old,
+            new_size: new,
+        }),
+    )
+    .await
+    .context("timed out")??
+    .into_inner();
+    hashes(&p.hashes).map_err(anyhow::Error::msg)
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {

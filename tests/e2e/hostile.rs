@@ -194,6 +194,19 @@ async fn serve_rogue(
     serve_federation(listener, &peer_identity(&f.nodes[0].path())?, pins, rogue)
 }
 
+/// Members 20, 24 and 01, where only 24 runs: 20 is played by the test
+/// (with its signing key, returned), and 01 exists to be addressed.
+async fn played_20_and_24_running() -> anyhow::Result<(lienthong_tests::Federation, SigningKey)> {
+    let mut f = federation(
+        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
+        2,
+        AGREEMENT_ALL,
+    )?;
+    f.nodes[1].start()?;
+    let key = signing_key_of(&f.nodes[0])?;
+    Ok((f, key))
+}
+
 fn signing_key_of(node: &lienthong_tests::Node) -> anyhow::Result<SigningKey> {
     Ok(lienthong_core::keys::signing_key_from_pem(
         &std::fs::read_to_string(node.path().join("keys/signing-key.pem"))?,
@@ -288,13 +301,7 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
     for (i, e) in entries.iter().enumerate().take(4).skip(1) {
         assert!(!has_entry(node, e).await?, "entry {i} was stored");
     }
-    let evidence = node
-        .audit()
-        .await?
-        .list_evidence(pb::ListEvidenceRequest::default())
-        .await?
-        .into_inner()
-        .evidence;
+    let evidence = node.evidence().await?;
     let kept: Vec<u64> = evidence
         .iter()
         .filter(|e| e.kind() == pb::EvidenceKind::RefusedEntry && e.member == "20")
@@ -346,13 +353,7 @@ async fn a_peer_sending_forged_or_misaddressed_entries_is_refused_and_recorded()
 /// it as evidence once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_refused_again_and_again_is_kept_as_evidence_once() -> anyhow::Result<()> {
-    let mut f = federation(
-        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
-        2,
-        AGREEMENT_ALL,
-    )?;
-    f.nodes[1].start()?;
-    let key = signing_key_of(&f.nodes[0])?;
+    let (f, key) = played_20_and_24_running().await?;
     let entries = [entry(0, &["20", "01"], &key)];
     let mut rogue = Rogue::new(signed_deliveries(&entries, &key, |_, _| {})?);
     rogue.ends = true;
@@ -370,13 +371,7 @@ async fn an_entry_refused_again_and_again_is_kept_as_evidence_once() -> anyhow::
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let evidence = node
-        .audit()
-        .await?
-        .list_evidence(pb::ListEvidenceRequest::default())
-        .await?
-        .into_inner()
-        .evidence;
+    let evidence = node.evidence().await?;
     assert_eq!(evidence.len(), 1, "{evidence:?}");
     assert_eq!(evidence[0].kind(), pb::EvidenceKind::RefusedEntry);
     server.abort();
@@ -404,13 +399,7 @@ async fn a_fork_proven_in_the_stream_is_refused_and_recorded() -> anyhow::Result
 }
 
 async fn fork_is_refused(streamed: bool) -> anyhow::Result<()> {
-    let mut f = federation(
-        &[("20", "Lạng Sơn"), ("24", "Bắc Ninh"), ("01", "Hà Nội")],
-        2,
-        AGREEMENT_ALL,
-    )?;
-    f.nodes[1].start()?;
-    let key = signing_key_of(&f.nodes[0])?;
+    let (f, key) = played_20_and_24_running().await?;
     let first: Vec<VerifiedEntry> = (0..3).map(|i| entry(i, &["20", "24"], &key)).collect();
     // The other history: other entries at 0–2 (another audience), then 3, 4.
     let other: Vec<VerifiedEntry> = (0..5)
@@ -437,13 +426,7 @@ async fn fork_is_refused(streamed: bool) -> anyhow::Result<()> {
     let node = &f.nodes[1];
     let deadline = Instant::now() + Duration::from_secs(20);
     let evidence = loop {
-        let list = node
-            .audit()
-            .await?
-            .list_evidence(pb::ListEvidenceRequest::default())
-            .await?
-            .into_inner()
-            .evidence;
+        let list = node.evidence().await?;
         if !list.is_empty() && subscriptions.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
             break list;
         }

@@ -199,13 +199,7 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
     for n in &f.nodes[1..] {
         let deadline = Instant::now() + Duration::from_secs(20);
         let evidence = loop {
-            let list = n
-                .audit()
-                .await?
-                .list_evidence(pb::ListEvidenceRequest::default())
-                .await?
-                .into_inner()
-                .evidence;
+            let list = n.evidence().await?;
             if let Some(e) = list
                 .into_iter()
                 .find(|e| e.kind() == pb::EvidenceKind::Equivocation && e.member == "20")

@@ -291,6 +291,17 @@ impl Node {
             .into_inner())
     }
 
+    /// `Audit.ListEvidence` of the running node: every record it keeps.
+    pub async fn evidence(&self) -> Result<Vec<lienthong_proto::v1::EvidenceRecord>> {
+        Ok(self
+            .audit()
+            .await?
+            .list_evidence(lienthong_proto::v1::ListEvidenceRequest::default())
+            .await?
+            .into_inner()
+            .evidence)
+    }
+
     /// Runs `lienthong feed verify` with the member's vkey (and a saved
     /// checkpoint to prove consistency with); fails unless it verifies.
     pub fn feed_verify(&self, previous: Option<&Path>) -> Result<String> {
