@@ -258,7 +258,9 @@ pub(crate) fn text_field(
 ) -> String {
     let v = nfc(value.trim());
     let n = v.chars().count();
-    if n < min {
+    // Text of only invisible characters shows as empty.
+    let visible = v.chars().filter(|c| !is_invisible(*c)).count();
+    if n < min || (min > 0 && visible == 0) {
         p.add(
             field,
             if min == 1 {
@@ -285,8 +287,42 @@ pub(crate) fn text_field(
                 }
             ),
         );
+    } else if let Some(c) = v.chars().find(|c| is_bidi_control(*c)) {
+        p.add(
+            field,
+            format!(
+                "contains U+{:04X}, a bidirectional control: it makes text display in another order than it is stored and searched; remove it",
+                c as u32
+            ),
+        );
+    } else if let Some(c) = v.chars().find(|c| matches!(c, '\u{2028}' | '\u{2029}')) {
+        p.add(
+            field,
+            format!(
+                "contains U+{:04X}, a line or paragraph separator{}",
+                c as u32,
+                if multiline {
+                    ": break lines with \\n"
+                } else {
+                    ": use a single line of text"
+                }
+            ),
+        );
     }
     v
+}
+
+/// Characters that take no room when shown.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'
+    ) || c.is_whitespace()
+}
+
+/// Explicit bidirectional embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn location(p: &mut Problems, l: &Location) -> Location {
@@ -647,6 +683,13 @@ mod tests {
             ("alert.title", |a| a.title = "   ".into()),
             ("alert.title", |a| a.title = "x".repeat(301)),
             ("alert.title", |a| a.title = "two\nlines".into()),
+            ("alert.title", |a| a.title = "\u{200B}\u{FEFF}".into()),
+            ("alert.title", |a| a.title = "one\u{2028}two".into()),
+            ("alert.title", |a| a.title = "Ohui \u{202E}iuhO".into()),
+            ("alert.description", |a| a.description = "a\u{2069}b".into()),
+            ("alert.description", |a| {
+                a.description = "para\u{2029}graph".into()
+            }),
             ("alert.description", |a| a.description = "bell\u{7}".into()),
             ("alert.description", |a| a.description = "x".repeat(20_001)),
             ("alert.location", |a| a.location = None),
