@@ -297,12 +297,10 @@ impl Alerts for AlertsService {
                 .store
                 .get_by_id(&EntryId(new_id))
                 .map_err(ApiError::from)?;
-            let fits = earlier.is_some_and(|e| {
-                e.retracted_by.is_none()
-                    && e.id != target.id
-                    && e.cursor > target.cursor
-                    && e.body.created_unix_ms >= target.body.created_unix_ms
-            });
+            // Written after the old alert (own entries' times follow
+            // their cursors) and still standing.
+            let fits =
+                earlier.is_some_and(|e| e.retracted_by.is_none() && e.cursor > target.cursor);
             if !fits {
                 return Err(ApiError::field(
                     "alert.reference",

@@ -646,7 +646,7 @@ fn collect(
         .collect();
     let indexes: Vec<u64> = chosen.iter().map(|e| e.index).collect();
     let proofs = store.inclusion_proofs(&indexes, size)?;
-    let out = chosen
+    let mut out: Vec<pb::Delivery> = chosen
         .into_iter()
         .zip(proofs)
         .map(|(e, proof)| {
@@ -665,8 +665,7 @@ fn collect(
                 consistency_proof: Vec::new(),
             }
         })
-        .collect::<Vec<_>>();
-    let mut out = out;
+        .collect();
     if let Some(first) = out.first_mut()
         && proven > 0
         && proven < size
