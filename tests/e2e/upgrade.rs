@@ -641,6 +641,6 @@ async fn a_backup_of_the_previous_release_restores_and_is_left_as_it_was() -> Re
     // The restored copy was upgraded: the old binary's layout marker is gone.
     let db = sled::open(&store)?;
     let format = db.get(b"Mformat")?.context("format marker")?;
-    ensure!(format.as_ref() == 5u32.to_be_bytes(), "{format:?}");
+    ensure!(format.as_ref() == 6u32.to_be_bytes(), "{format:?}");
     Ok(())
 }

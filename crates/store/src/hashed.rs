@@ -53,6 +53,18 @@
 //! A look-up reads the memory run first and the bucket second: an id
 //! leaves the run only after its bucket is written, so a reader never
 //! misses it between the two.
+//!
+//! # Staged references (layout 6)
+//!
+//! References are staged the same way, in a run of their own (values
+//! [`keys::REFERENCE_STAGED`], their own sweep). Staging alone would not
+//! spare the random bucket read, because the writer looks every new
+//! reference up first to answer a resubmission with the entry it made.
+//! A filter of every recorded reference ([`crate::filter`]) answers that
+//! look-up for a reference never seen, nearly always, without the bucket.
+//! Up to layout 5 each new reference read and rewrote a random bucket:
+//! at a million entries that held most of the memory right after a fill
+//! and halved the fill rate (docs/benchmarks.md).
 
 use sha2::{Digest as _, Sha256};
 
@@ -73,6 +85,10 @@ pub(crate) struct Salt(pub(crate) [u8; 16]);
 pub(crate) struct Digest([u8; 32]);
 
 impl Digest {
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn rest(&self) -> &[u8] {
         &self.0[2..]
     }
@@ -137,24 +153,34 @@ pub(crate) struct Staging {
     pub(crate) value: Option<[u8; 9]>,
 }
 
-/// The staged ids in memory, by digest (module docs); shared by the writer,
-/// which alone changes it, and readers.
-#[derive(Debug, Default)]
+/// The staged keys of one index in memory, by digest (module docs); shared
+/// by the writer, which alone changes it, and readers.
+#[derive(Debug)]
 pub(crate) struct Run {
+    index: Index,
     ids: std::sync::RwLock<std::collections::BTreeMap<Digest, u64>>,
 }
 
 impl Run {
-    /// Reads every run value of the store into memory.
-    pub(crate) fn load(db: &sled::Tree) -> Result<Self, StoreError> {
+    /// An empty run of `index`.
+    #[cfg(test)]
+    pub(crate) fn new(index: Index) -> Self {
+        Self {
+            index,
+            ids: Default::default(),
+        }
+    }
+
+    /// Reads every run value of `index` in the store into memory.
+    pub(crate) fn load(db: &sled::Tree, index: Index) -> Result<Self, StoreError> {
         let mut ids = std::collections::BTreeMap::new();
-        for kv in db.scan_prefix([keys::ID_STAGED]) {
+        for kv in db.scan_prefix([index.staged]) {
             let (k, v) = kv?;
-            value_key(&k)?;
+            index.value_key(&k)?;
             if v.is_empty() || !v.len().is_multiple_of(STAGED_ITEM) {
                 return Err(StoreError::Corrupt {
-                    key: format!("staged ids {}", crate::store::hex(&k)),
-                    detail: format!("is {} bytes, not ids of {STAGED_ITEM}", v.len()),
+                    key: format!("staged {}s {}", index.what, crate::store::hex(&k)),
+                    detail: format!("is {} bytes, not {}s of {STAGED_ITEM}", v.len(), index.what),
                 });
             }
             for item in v.chunks_exact(STAGED_ITEM) {
@@ -164,17 +190,23 @@ impl Run {
             }
         }
         Ok(Self {
+            index,
             ids: std::sync::RwLock::new(ids),
         })
     }
 
     /// The keys of the run values of the store, in order.
-    pub(crate) fn value_keys(db: &sled::Tree) -> Result<Vec<[u8; 9]>, StoreError> {
+    pub(crate) fn value_keys(&self, db: &sled::Tree) -> Result<Vec<[u8; 9]>, StoreError> {
         let mut out = Vec::new();
-        for k in db.scan_prefix([keys::ID_STAGED]).keys() {
-            out.push(value_key(&k?)?);
+        for k in db.scan_prefix([self.index.staged]).keys() {
+            out.push(self.index.value_key(&k?)?);
         }
         Ok(out)
+    }
+
+    /// Every staged digest (for the writer's filter of references).
+    pub(crate) fn digests(&self) -> Vec<Digest> {
+        self.read().keys().copied().collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<Digest, u64>> {
@@ -207,7 +239,7 @@ impl Run {
         out
     }
 
-    /// Adds the new ids of a group to the id index, `items` (digest, cursor), none
+    /// Adds the new keys of a group to the index, `items` (digest, cursor), none
     /// recorded yet, the first at cursor `first`: those in the buckets
     /// `sweep` covers go straight into them, with the ids the run holds
     /// for those buckets; the rest are staged in one value. The caller
@@ -222,11 +254,13 @@ impl Run {
         sweep: Sweep,
         read: &BucketsRead,
     ) -> Result<Staging, StoreError> {
+        // A new reference is always staged: one not in a run value must
+        // be in the filter written to disk (`filter` module).
         let (mut now, staged): (Vec<_>, Vec<_>) = items
             .into_iter()
-            .partition(|(d, _)| sweep.covers(d.bucket()));
+            .partition(|(d, _)| !self.index.filtered && sweep.covers(d.bucket()));
         let value = (!staged.is_empty()).then(|| {
-            let key = keys::with_u64(keys::ID_STAGED, first);
+            let key = keys::with_u64(self.index.staged, first);
             let mut v = Vec::with_capacity(staged.len() * STAGED_ITEM);
             for (d, cursor) in &staged {
                 v.extend_from_slice(&d.0);
@@ -237,7 +271,7 @@ impl Run {
         });
         let swept = self.in_sweep(sweep);
         now.extend_from_slice(&swept);
-        IDS.add(db, batch, &mut now, read)?;
+        self.index.add(db, batch, &mut now, read)?;
         Ok(Staging {
             staged,
             swept,
@@ -256,12 +290,72 @@ impl Run {
     }
 }
 
-/// A run value's key: the prefix and a group's first cursor.
-fn value_key(k: &[u8]) -> Result<[u8; 9], StoreError> {
-    k.try_into().map_err(|_| StoreError::Corrupt {
-        key: format!("staged ids {}", crate::store::hex(k)),
-        detail: "is not a prefix and a cursor".into(),
-    })
+/// The writer's account of one run: where its sweeps are, and its values
+/// on disk, oldest first, each with the buckets swept when it was written
+/// and the group that wrote it.
+#[derive(Debug)]
+pub(crate) struct Sweeper {
+    swept: u64,
+    values: std::collections::VecDeque<([u8; 9], u64, u64)>,
+}
+
+/// A group's sweep of one run ([`Sweeper::plan`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) sweep: Sweep,
+    swept_after: u64,
+    /// Values of the run the group removes: the oldest so many.
+    spent: usize,
+}
+
+impl Sweeper {
+    /// The run's values left on disk by the last process: swept again from
+    /// the start, as if written by group 0.
+    pub(crate) fn load(run: &Run, db: &sled::Tree) -> Result<Self, StoreError> {
+        Ok(Self {
+            swept: 0,
+            values: run.value_keys(db)?.into_iter().map(|k| (k, 0, 0)).collect(),
+        })
+    }
+
+    /// The sweep of a group that adds `added` keys to `run`, and the values
+    /// it removes: those a whole turn of sweeps old once it is done.
+    pub(crate) fn plan(&self, added: usize, run: &Run) -> Plan {
+        let sweep = Sweep::next(self.swept, added, run.len());
+        let swept_after = self.swept + u64::from(sweep.len());
+        let spent = self
+            .values
+            .iter()
+            .take_while(|(_, at, _)| at + u64::from(BUCKETS) <= swept_after)
+            .count();
+        Plan {
+            sweep,
+            swept_after,
+            spent,
+        }
+    }
+
+    /// The keys of the values `plan` removes.
+    pub(crate) fn spent(&self, plan: &Plan) -> impl Iterator<Item = &[u8; 9]> {
+        self.values.iter().take(plan.spent).map(|(k, _, _)| k)
+    }
+
+    /// True if `plan` removes a value written by group `group` or later.
+    pub(crate) fn spends_since(&self, plan: &Plan, group: u64) -> bool {
+        self.values
+            .iter()
+            .take(plan.spent)
+            .any(|(_, _, g)| *g >= group)
+    }
+
+    /// Once group `group`'s batch, planned as `plan`, is applied.
+    pub(crate) fn done(&mut self, plan: &Plan, staging: &Staging, group: u64) {
+        self.values.drain(..plan.spent);
+        if let Some(k) = staging.value {
+            self.values.push_back((k, plan.swept_after, group));
+        }
+        self.swept = plan.swept_after;
+    }
 }
 
 /// The smallest digest of bucket `b`.
@@ -288,6 +382,10 @@ const MAX_SWEEP: u32 = 8192;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Index {
     prefix: u8,
+    /// The prefix of its run values.
+    staged: u8,
+    /// Whether the writer keeps a filter of its keys (`filter` module).
+    filtered: bool,
     tag: u8,
     /// What it maps to a cursor, for error messages.
     what: &'static str,
@@ -296,16 +394,21 @@ pub(crate) struct Index {
 /// Entry id → cursor.
 pub(crate) const IDS: Index = Index {
     prefix: keys::ID_BUCKET,
+    staged: keys::ID_STAGED,
+    filtered: false,
     tag: b'i',
     what: "id",
 };
 
 /// A submitting system's reference → the cursor of the entry it created.
 ///
-/// Its adds are not staged: the writer looks every reference up before it
-/// adds it, so the bucket is read anyway.
+/// Staged like ids (layout 6): the writer looks every new reference up
+/// first, and a filter kept by the writer ([`crate::filter`]) answers that
+/// look-up for a reference never seen without reading its bucket.
 pub(crate) const REFERENCES: Index = Index {
     prefix: keys::REFERENCE_BUCKET,
+    staged: keys::REFERENCE_STAGED,
+    filtered: true,
     tag: b'r',
     what: "reference",
 };
@@ -317,6 +420,39 @@ pub(crate) type BucketsRead = std::collections::HashMap<[u8; 3], Option<sled::IV
 impl Index {
     pub(crate) fn prefix(&self) -> u8 {
         self.prefix
+    }
+
+    /// A run value's key: the prefix and a group's first cursor.
+    fn value_key(&self, k: &[u8]) -> Result<[u8; 9], StoreError> {
+        k.try_into().map_err(|_| StoreError::Corrupt {
+            key: format!("staged {}s {}", self.what, crate::store::hex(k)),
+            detail: "is not a prefix and a cursor".into(),
+        })
+    }
+
+    /// Every digest in the buckets of this index, bucket by bucket (the
+    /// upgrade to layout 6 builds the filter of references from them).
+    pub(crate) fn for_each_digest(
+        &self,
+        db: &sled::Tree,
+        mut f: impl FnMut(&Digest),
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for kv in db.scan_prefix([self.prefix]) {
+            let (k, v) = kv?;
+            let key: [u8; 3] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                key: format!("{} bucket {}", self.what, crate::store::hex(&k)),
+                detail: "is not a prefix and two bytes".into(),
+            })?;
+            for item in self.items(&key, &v)?.chunks_exact(ITEM) {
+                let mut d = [0u8; 32];
+                d[..2].copy_from_slice(&key[1..]);
+                d[2..].copy_from_slice(&item[..REST]);
+                f(&Digest(d));
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// The digest of `key` in this index of the store salted with `salt`.
@@ -616,7 +752,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let all = digests(100 * GROUP as u32);
-        let run = Run::default();
+        let run = Run::new(IDS);
         let find = |run: &Run, d: &Digest| run.get(d).or_else(|| IDS.get(&db, d).unwrap());
         let (mut swept, mut most) = (0u64, 0usize);
         for (n, chunk) in all.chunks(GROUP).enumerate() {
@@ -654,9 +790,9 @@ mod tests {
         assert_eq!(find(&run, &IDS.digest(&salt, b"none")), None);
         // Nothing removed the values here (the writer does, a turn later):
         // loaded again, they hold every id staged, each with its cursor.
-        let again = Run::load(&db).unwrap();
+        let again = Run::load(&db, IDS).unwrap();
         assert_eq!(
-            Run::value_keys(&db).unwrap().len(),
+            again.value_keys(&db).unwrap().len(),
             100,
             "a value per group"
         );
@@ -693,7 +829,7 @@ mod tests {
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         db.insert(keys::with_u64(keys::ID_STAGED, 5), vec![0u8; 41])
             .unwrap();
-        let e = Run::load(&db).unwrap_err().to_string();
+        let e = Run::load(&db, IDS).unwrap_err().to_string();
         assert!(
             e.contains("staged ids") && e.contains("not ids of 40"),
             "{e}"

@@ -26,6 +26,11 @@ pub const HASH_PACKED: u8 = b'h';
 pub const REFERENCE: u8 = b'R';
 /// References in buckets (`hashed` module).
 pub const REFERENCE_BUCKET: u8 = b'r';
+/// References staged for their buckets (`hashed` module), as `ID_STAGED`.
+pub const REFERENCE_STAGED: u8 = b'k';
+/// The filter of recorded references, one value per generation (`filter`
+/// module), keyed by the generation u32 BE.
+pub const REFERENCE_FILTER: u8 = b'b';
 /// Layouts 1 and 2 only: posting blocks of 8-byte cursors (read by the
 /// upgrade).
 pub const TERM: u8 = b'T';

@@ -46,6 +46,8 @@
 //! | `f` | own feed index / 64, u64 BE | the cursors of those 64 feed indexes, u64 BE each, in order (the last value may hold fewer) |
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
 //! | `r` | bucket: first 2 bytes of the reference's salted digest | the bucket's references, as for `i` |
+//! | `k` | first cursor of the group that wrote it, u64 BE | the references that group staged for their buckets, as for `j` |
+//! | `b` | generation u32 BE, chunk u16 BE | 8 KiB of that generation of the filter of recorded references, or (chunk `ffff`) its count of references u32 BE (`filter` module) |
 //! | `t` | term length u16 BE, term, first cursor of the block | the block's cursors ascending, as LEB128 varints (the first whole, then each as its distance from the previous): at most 512; a group's new cursors fill the term's last block first (`postings` module) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
 //! | `P` | author member code | next index to ask that author for (replication cursor) |
@@ -57,6 +59,7 @@
 //! | `K` | author length u8, author, tree size u64 BE | that author's checkpoint note as delivered with entries |
 
 mod error;
+mod filter;
 mod hashed;
 mod keys;
 mod packed;
@@ -80,6 +83,6 @@ pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
 
 /// Version of the on-disk layout written by this code. Formats 1 (releases
 /// up to 0.2.0), 2 (one key per id and per reference), 3 (one key per
-/// entry record) and 4 (no staged ids) are upgraded at open (`upgrade`
-/// module); later ones are refused.
-pub const STORE_FORMAT: u32 = 5;
+/// entry record), 4 (no staged ids) and 5 (no staged references) are
+/// upgraded at open (`upgrade` module); later ones are refused.
+pub const STORE_FORMAT: u32 = 6;

@@ -221,14 +221,19 @@ impl Store {
     }
 
     /// The entry recorded under `key` in a hashed index, if durable.
-    fn get_indexed(
+    /// The cursor recorded for `key` in `index`: in the index's run of
+    /// staged keys, else in its bucket (`hashed` module; in this order,
+    /// because a key leaves the run only once it is in its bucket).
+    fn indexed_cursor(
         &self,
         index: crate::hashed::Index,
+        run: &crate::hashed::Run,
         key: &[u8],
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        match index.get(self.db(), &index.digest(&self.inner.salt, key))? {
-            None => Ok(None),
-            Some(c) => self.get_by_cursor(c),
+    ) -> Result<Option<u64>, StoreError> {
+        let d = index.digest(&self.inner.salt, key);
+        match run.get(&d) {
+            Some(c) => Ok(Some(c)),
+            None => index.get(self.db(), &d),
         }
     }
 
@@ -240,16 +245,9 @@ impl Store {
         }
     }
 
-    /// The cursor recorded for the entry with this id: in the run of staged
-    /// ids, else in its bucket (`hashed` module; in this order, because an
-    /// id leaves the run only once it is in its bucket).
+    /// The cursor recorded for the entry with this id.
     pub(crate) fn id_cursor(&self, id: &EntryId) -> Result<Option<u64>, StoreError> {
-        let ids = crate::hashed::IDS;
-        let d = ids.digest(&self.inner.salt, &id.0);
-        match self.inner.run.get(&d) {
-            Some(c) => Ok(Some(c)),
-            None => ids.get(self.db(), &d),
-        }
+        self.indexed_cursor(crate::hashed::IDS, &self.inner.ids_run, &id.0)
     }
 
     /// Own-feed entries in `[from, end)`, in order and as far as they are
@@ -319,7 +317,11 @@ impl Store {
 
     /// The entry created for a submitting system's reference, if durable.
     pub fn get_by_reference(&self, reference: &str) -> Result<Option<StoredEntry>, StoreError> {
-        self.get_indexed(crate::hashed::REFERENCES, reference.as_bytes())
+        let refs = crate::hashed::REFERENCES;
+        match self.indexed_cursor(refs, &self.inner.refs_run, reference.as_bytes())? {
+            None => Ok(None),
+            Some(c) => self.get_by_cursor(c),
+        }
     }
 
     /// The next index to ask `author` for: one past the highest index of

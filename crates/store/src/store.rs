@@ -79,7 +79,9 @@ pub(crate) struct Inner {
     /// The salt of the id and reference digests (`hashed` module).
     pub(crate) salt: crate::hashed::Salt,
     /// Ids staged for their buckets, by digest (`hashed` module).
-    pub(crate) run: crate::hashed::Run,
+    pub(crate) ids_run: crate::hashed::Run,
+    /// References staged for their buckets, likewise.
+    pub(crate) refs_run: crate::hashed::Run,
     /// Held by the writer while it commits a group, and by a backup while
     /// it copies: a backup sees the store between two groups, never inside
     /// one.
@@ -176,9 +178,10 @@ impl Store {
         // it. A bucketed store without one is refused, never given a new
         // one that would make every recorded id unfindable.
         let salt = crate::hashed::salt(&db, format < 3 || fresh)?;
-        // The ids staged for their buckets (`hashed` module); an older
-        // layout has none.
-        let run = crate::hashed::Run::load(&db)?;
+        // The ids and references staged for their buckets (`hashed`
+        // module); an older layout has none.
+        let ids_run = crate::hashed::Run::load(&db, crate::hashed::IDS)?;
+        let refs_run = crate::hashed::Run::load(&db, crate::hashed::REFERENCES)?;
         let durable = Durable {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,
@@ -194,7 +197,8 @@ impl Store {
                 origin: opts.origin.clone(),
                 member: opts.member.clone(),
                 salt,
-                run,
+                ids_run,
+                refs_run,
                 commit_lock: Mutex::new(()),
             }),
         };
@@ -214,6 +218,9 @@ impl Store {
         }
         if format < 5 {
             crate::upgrade::count_stored_up_to(&store.inner.db, || store.sync())?;
+        }
+        if format < 6 {
+            crate::upgrade::filter_references(&store.inner.db, || store.sync())?;
         }
         store.sync()?;
         let cp = store.check_integrity(&opts.verifying_keys)?;

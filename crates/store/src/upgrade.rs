@@ -47,6 +47,13 @@
 //! cut-off run counts again and writes the same values. No store of an
 //! older layout holds a `j` key.
 //!
+//! Format 5 → 6 (and older, after the steps above): new references are
+//! staged (`k`) like ids, and the writer looks a new reference up in a
+//! filter of every recorded reference (`b`; the `filter` module) before
+//! its bucket. Step 1 builds the filter from the reference buckets and
+//! writes it, after removing whatever a cut-off run left of it. No store of
+//! an older layout holds a `k` or `b` key.
+//!
 //! Checkpoints and everything signed are not touched.
 //!
 //! There is no way back: a release reading an older format refuses a newer
@@ -378,6 +385,25 @@ pub(crate) fn count_stored_up_to(
         authors = up_to.len(),
         seconds = t0.elapsed().as_secs_f64(),
         "each author's highest stored index counted"
+    );
+    Ok(())
+}
+
+/// Step 1 for a store of layout 5 or older (once its references are in
+/// buckets): builds the filter of references and makes it durable. An
+/// older binary ignores its keys.
+pub(crate) fn filter_references(
+    db: &sled::Tree,
+    sync: impl Fn() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let t0 = Instant::now();
+    let references = crate::filter::Filter::build(db)?;
+    sync()?;
+    tracing::info!(
+        to = STORE_FORMAT,
+        references,
+        seconds = t0.elapsed().as_secs_f64(),
+        "filter of references built"
     );
     Ok(())
 }

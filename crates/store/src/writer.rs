@@ -318,12 +318,17 @@ struct State {
     last_checkpoint: Instant,
     /// The last posting block of recently used terms, as committed.
     last_blocks: LastBlocks,
-    /// Buckets swept since start (`hashed` module): the next group's sweep
-    /// starts where they left off.
-    swept: u64,
-    /// The run's values on disk, oldest first, each with the buckets swept
-    /// when it was written: removed once a whole turn is swept after it.
-    run_values: std::collections::VecDeque<([u8; 9], u64)>,
+    /// The sweeps of the staged ids and references (`hashed` module).
+    id_sweeper: crate::hashed::Sweeper,
+    ref_sweeper: crate::hashed::Sweeper,
+    /// Every recorded reference (`filter` module).
+    filter: crate::filter::Filter,
+    /// Groups committed since start, this process: numbers the groups for
+    /// the filter's rule.
+    groups: u64,
+    /// The filter on disk holds the references of every group before this
+    /// one.
+    filter_covers: u64,
 }
 
 /// The last posting block (key, cursors) of terms the writer used
@@ -391,10 +396,15 @@ impl State {
         }
         let checkpoint_size = latest.map_or(0, |c| c.size);
         // Values left by the last run are swept again from the start.
-        let run_values = crate::hashed::Run::value_keys(&store.inner.db)?
-            .into_iter()
-            .map(|k| (k, 0))
-            .collect();
+        let db = &store.inner.db;
+        let id_sweeper = crate::hashed::Sweeper::load(&store.inner.ids_run, db)?;
+        let ref_sweeper = crate::hashed::Sweeper::load(&store.inner.refs_run, db)?;
+        // The filter on disk, and every reference not yet swept: the
+        // filter may have been written before they were recorded.
+        let mut filter = crate::filter::Filter::load(db)?;
+        for d in store.inner.refs_run.digests() {
+            filter.insert(&d);
+        }
         debug_assert_eq!(
             read_meta_u64(&store.inner.db, "feed_size")?,
             durable.feed_size
@@ -409,8 +419,11 @@ impl State {
             checkpoint_size,
             last_checkpoint: Instant::now(),
             last_blocks: LastBlocks::new(),
-            swept: 0,
-            run_values,
+            id_sweeper,
+            ref_sweeper,
+            filter,
+            groups: 0,
+            filter_covers: 0,
         })
     }
 
@@ -568,13 +581,16 @@ impl State {
                 }
             };
             if let Some((index, digest, true)) = &lookup {
-                // An id may still be in the run of staged ids.
-                let staged = match &work {
-                    Work::Receive(_) => self.store.inner.run.get(digest),
-                    Work::Author(_) => None,
+                // A key may still be in its run of staged keys, and a
+                // reference not in the filter is certainly new.
+                let found = match &work {
+                    Work::Receive(_) => self.store.inner.ids_run.get(digest),
+                    Work::Author(_) => self.store.inner.refs_run.get(digest),
                 };
-                let found = match staged {
+                let unseen = matches!(work, Work::Author(_)) && !self.filter.may_hold(digest);
+                let found = match found {
                     Some(c) => Ok(Some(c)),
+                    None if unseen => Ok(None),
                     None => index.get_keeping(db, digest, &mut buckets_read),
                 };
                 match found {
@@ -892,36 +908,47 @@ impl State {
         // Own entries and received ones interleave: records go in by
         // cursor.
         new_records.sort_unstable_by_key(|i| i.cursor);
-        // New ids are staged, and the group sweeps the next slice of id
-        // buckets (`hashed` module); run values a whole turn old go.
-        let run = &self.store.inner.run;
-        let sweep = crate::hashed::Sweep::next(self.swept, new_ids.len(), run.len());
-        let swept_after = self.swept + u64::from(sweep.len());
-        let spent = self
-            .run_values
-            .iter()
-            .take_while(|(_, at)| at + u64::from(crate::hashed::BUCKETS) <= swept_after)
-            .count();
-        for (k, _) in self.run_values.iter().take(spent) {
+        // New ids and references are staged, and the group sweeps the
+        // next slice of the buckets of each (`hashed` module); run values
+        // a whole turn old go. A reference's run value goes only once the
+        // filter on disk holds it (`filter` module): the filter is written
+        // in the batch that first removes a value of a group it does not
+        // cover yet, about once a turn.
+        self.groups += 1;
+        let group = self.groups;
+        let (ids_run, refs_run) = (&self.store.inner.ids_run, &self.store.inner.refs_run);
+        let id_plan = self.id_sweeper.plan(new_ids.len(), ids_run);
+        let ref_plan = self.ref_sweeper.plan(new_refs.len(), refs_run);
+        let filter_written = self.ref_sweeper.spends_since(&ref_plan, self.filter_covers);
+        if filter_written {
+            self.filter.write_changed(&mut batch);
+        }
+        for k in self
+            .id_sweeper
+            .spent(&id_plan)
+            .chain(self.ref_sweeper.spent(&ref_plan))
+        {
             batch.remove(&k[..]);
         }
-        let indexed =
-            crate::records::append(db, &mut batch, self.durable.next_cursor, &new_records)
-                .and_then(|()| {
-                    run.add(
+        let ref_digests: Vec<_> = new_refs.iter().map(|(d, _)| *d).collect();
+        let first = self.durable.next_cursor;
+        let indexed = crate::records::append(db, &mut batch, first, &new_records)
+            .and_then(|()| {
+                ids_run.add(db, &mut batch, new_ids, first, id_plan.sweep, &buckets_read)
+            })
+            .and_then(|ids| {
+                refs_run
+                    .add(
                         db,
                         &mut batch,
-                        new_ids,
-                        self.durable.next_cursor,
-                        sweep,
+                        new_refs,
+                        first,
+                        ref_plan.sweep,
                         &buckets_read,
                     )
-                })
-                .and_then(|staging| {
-                    refs.add(db, &mut batch, &mut new_refs, &buckets_read)
-                        .map(|()| staging)
-                });
-        let staging = match indexed {
+                    .map(|refs| (ids, refs))
+            });
+        let (id_staging, ref_staging) = match indexed {
             Ok(staging) => staging,
             Err(err) => {
                 drop(overlay);
@@ -1013,12 +1040,17 @@ impl State {
         }
         self.durable = new;
         self.last_created = now;
-        run.update(&staging);
-        self.run_values.drain(..spent);
-        if let Some(k) = staging.value {
-            self.run_values.push_back((k, swept_after));
+        ids_run.update(&id_staging);
+        self.id_sweeper.done(&id_plan, &id_staging, group);
+        refs_run.update(&ref_staging);
+        self.ref_sweeper.done(&ref_plan, &ref_staging, group);
+        if filter_written {
+            self.filter.written();
+            self.filter_covers = group;
         }
-        self.swept = swept_after;
+        for d in &ref_digests {
+            self.filter.insert(d);
+        }
         if let Some(cp) = checkpoint {
             self.checkpoint_size = cp.size;
             self.last_checkpoint = Instant::now();

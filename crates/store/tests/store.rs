@@ -179,18 +179,20 @@ fn concurrent_appends_get_dense_indexes_and_a_matching_checkpoint() {
     assert_eq!(model.root().unwrap(), verified.root());
 }
 
-/// Store layout 5: ids go through the run of staged ids into their
-/// buckets. Every id is found throughout; a run value is removed once a
-/// whole turn of the buckets is swept after it, also the values a restart
-/// found.
+/// Store layouts 5 and 6: ids and references go through their runs of
+/// staged keys into their buckets. Every id and every reference is found
+/// throughout; a run value is removed once a whole turn of the buckets is
+/// swept after it, also the values a restart found; and after the
+/// restarts every reference is still known to the writer, whose filter
+/// says which references are new without reading their buckets.
 #[test]
-fn staged_ids_reach_their_buckets_and_their_run_values_go() {
+fn staged_ids_and_references_reach_their_buckets_and_their_run_values_go() {
     const WAVE: usize = 1000;
     const WAVES: usize = 34;
     let dir = tempfile::tempdir().unwrap();
-    let first_run_value = |dir: &Path| {
+    let first_run_value = |dir: &Path, prefix: &[u8]| {
         let db = open_raw(dir);
-        let k = db.scan_prefix(b"j").keys().next().map(|k| k.unwrap());
+        let k = db.scan_prefix(prefix).keys().next().map(|k| k.unwrap());
         k.map(|k| u64::from_be_bytes(k[1..].try_into().unwrap()))
     };
     let mut ids = Vec::new();
@@ -216,20 +218,45 @@ fn staged_ids_reach_their_buckets_and_their_run_values_go() {
             }
         });
         std::sync::Arc::try_unwrap(w).ok().unwrap().shutdown();
-        for (id, cursor) in ids.iter().step_by(7) {
+        for (n, (id, cursor)) in ids.iter().enumerate().step_by(7) {
             let e = store.get_by_id(id).unwrap().expect("found");
             assert_eq!(e.cursor, *cursor);
+            let r = store.get_by_reference(&format!("r{n}")).unwrap();
+            assert_eq!(r.expect("found by reference").cursor, *cursor);
         }
         drop(store);
         // The values of the first groups of this round are gone.
-        let first = first_run_value(dir.path()).expect("a run");
         let start = (round * WAVES * WAVE) as u64;
-        assert!(first > start + WAVE as u64, "round {round}: {first}");
+        for prefix in [b"j", b"k"] {
+            let first = first_run_value(dir.path(), prefix).expect("a run");
+            assert!(first > start + WAVE as u64, "round {round}: {first}");
+        }
     }
+    let filter_values = open_raw(dir.path()).scan_prefix(b"b").count();
+    assert!(
+        filter_values > 32,
+        "a filter on disk: {filter_values} values"
+    );
     let store = open(dir.path()).unwrap();
-    for (id, cursor) in &ids {
+    for (n, (id, cursor)) in ids.iter().enumerate() {
         assert_eq!(store.get_by_id(id).unwrap().expect("found").cursor, *cursor);
+        let r = store.get_by_reference(&format!("r{n}")).unwrap();
+        assert_eq!(r.expect("found by reference").cursor, *cursor);
     }
+    // Every reference submitted again is known: from the filter on disk,
+    // or the run values read at open.
+    let w = writer(&store);
+    rt().block_on(async {
+        for (n, (id, cursor)) in ids.iter().enumerate().step_by(5) {
+            let a = w
+                .append(alert(&format!("r{n}"), Category::Counterfeit, "20", "x"))
+                .await
+                .unwrap();
+            assert!(a.duplicate && a.id == *id && a.cursor == *cursor, "r{n}");
+        }
+    });
+    w.shutdown();
+    assert_eq!(store.durable().feed_size, ids.len() as u64);
 }
 
 /// Appends `n` alerts `r0…` one by one, then shuts the writer down (which
@@ -572,10 +599,31 @@ fn value_records(v: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// items of the 30 digest bytes after the bucket's two and the cursor), no
 /// `N` keys, format marker 4.
 fn to_format_4(db: &sled::Db) {
-    for kv in db.scan_prefix(b"j") {
+    to_format_5(db);
+    unstage(db, b'j', b'i');
+    for k in db.scan_prefix(b"N").keys() {
+        db.remove(k.unwrap()).unwrap();
+    }
+    db.insert(b"Mformat", &4u32.to_be_bytes()).unwrap();
+}
+
+/// Rewrites a store of this release into layout 5: no staged references
+/// (`k`, put into their buckets) and no filter of references (`b`).
+fn to_format_5(db: &sled::Db) {
+    unstage(db, b'k', b'r');
+    for k in db.scan_prefix(b"b").keys() {
+        db.remove(k.unwrap()).unwrap();
+    }
+    db.insert(b"Mformat", &5u32.to_be_bytes()).unwrap();
+}
+
+/// Puts the keys staged under `staged` into their buckets under `bucket`
+/// and removes the run values.
+fn unstage(db: &sled::Db, staged: u8, bucket: u8) {
+    for kv in db.scan_prefix([staged]) {
         let (k, v) = kv.unwrap();
         for item in v.chunks(40) {
-            let bucket = [b'i', item[0], item[1]];
+            let bucket = [bucket, item[0], item[1]];
             let mut items: Vec<Vec<u8>> = db
                 .get(bucket)
                 .unwrap()
@@ -589,10 +637,6 @@ fn to_format_4(db: &sled::Db) {
         }
         db.remove(k).unwrap();
     }
-    for k in db.scan_prefix(b"N").keys() {
-        db.remove(k.unwrap()).unwrap();
-    }
-    db.insert(b"Mformat", &4u32.to_be_bytes()).unwrap();
 }
 
 /// Rewrites a store of this release into layout 3: one key per entry
@@ -1547,6 +1591,51 @@ fn a_store_of_layout_4_counts_what_it_holds_of_each_author() {
     // 1 alert and a receipt for each of the 6 entries.
     assert_eq!(store.durable().feed_size, 7);
     assert_eq!(store.replication_cursor("24").unwrap(), 6);
+}
+
+/// A store of layout 5 (references only in buckets, no filter) gets the
+/// filter of its references built at open: each reference submitted again
+/// is known, a new one is new, and the filter is on disk.
+#[test]
+fn a_store_of_layout_5_gets_its_filter_of_references() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 40, Category::Smuggling, "15", "thuốc lá");
+    {
+        let db = open_raw(dir.path());
+        assert!(db.scan_prefix(b"k").next().is_some(), "references staged");
+        assert!(
+            db.scan_prefix(b"b").next().is_none(),
+            "no filter written yet"
+        );
+        to_format_5(&db);
+        assert_eq!(db.scan_prefix(b"r").count(), 40);
+        db.flush().unwrap();
+    }
+    let store = open(dir.path()).unwrap();
+    let w = writer(&store);
+    rt().block_on(async {
+        for i in 0..40 {
+            let a = w
+                .append(alert(&format!("r{i}"), Category::Smuggling, "15", "x"))
+                .await
+                .unwrap();
+            assert!(a.duplicate && a.index == i, "r{i}");
+        }
+        let a = w
+            .append(alert("r40", Category::Smuggling, "15", "x"))
+            .await
+            .unwrap();
+        assert!(!a.duplicate && a.index == 40);
+    });
+    w.shutdown();
+    drop(store);
+    let db = open_raw(dir.path());
+    assert_eq!(
+        db.get(b"Mformat").unwrap().as_deref(),
+        Some(&lienthong_store::STORE_FORMAT.to_be_bytes()[..])
+    );
+    // A whole generation: its chunks and its count.
+    assert_eq!(db.scan_prefix(b"b").count(), 33);
 }
 
 /// Entries delivered out of order in one group (a stream that started
