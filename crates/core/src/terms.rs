@@ -14,7 +14,7 @@ use lienthong_proto::v1::{
 };
 
 use crate::alert::subject_identifiers;
-use crate::text::index_words;
+use crate::text::{for_each_index_word, index_words};
 
 /// Version of what [`entry_terms`] computes. Raise it whenever the terms
 /// of some entry change (a new payload kind, a new kind of term, another
@@ -166,7 +166,7 @@ pub fn entry_terms(id: &[u8; 32], body: &EntryBody) -> Vec<Term> {
         }
         _ => {}
     }
-    t.sort();
+    t.sort_unstable();
     t.dedup();
     t
 }
@@ -226,11 +226,7 @@ fn subject_terms(subjects: &[Subject], text: &str, t: &mut Vec<Term>) {
             .iter()
             .map(|i| Term::identifier(i)),
     );
-    t.extend(
-        index_words(&alert_text(&as_alert))
-            .iter()
-            .map(|w| Term::word(w)),
-    );
+    for_each_index_word(&alert_text(&as_alert), |w| t.push(Term::word(w)));
 }
 
 fn alert_terms(a: &Alert, t: &mut Vec<Term>) {
@@ -241,25 +237,29 @@ fn alert_terms(a: &Alert, t: &mut Vec<Term>) {
     }
     t.extend(a.concerned_provinces.iter().map(|p| Term::province(p)));
     t.extend(subject_identifiers(a).iter().map(|i| Term::identifier(i)));
-    t.extend(index_words(&alert_text(a)).iter().map(|w| Term::word(w)));
+    for_each_index_word(&alert_text(a), |w| t.push(Term::word(w)));
 }
 
-/// All free text of an alert, for the word index.
+/// All free text of an alert, for the word index: its fields, each
+/// followed by a line break (a separator, so words never join).
 fn alert_text(a: &Alert) -> String {
-    let mut s = format!("{}\n{}\n", a.title, a.description);
+    let mut s = String::with_capacity(a.title.len() + a.description.len() + 64);
+    let mut put = |parts: &[&str]| {
+        for p in parts {
+            s.push_str(p);
+            s.push('\n');
+        }
+    };
+    put(&[&a.title, &a.description]);
     if let Some(l) = &a.location {
-        s.push_str(&format!("{}\n{}\n", l.commune, l.address));
+        put(&[&l.commune, &l.address]);
     }
     for sub in &a.subjects {
         match &sub.kind {
-            Some(subject::Kind::Business(b)) => {
-                s.push_str(&format!("{} {} {}\n", b.tax_code, b.name, b.address))
-            }
-            Some(subject::Kind::Vehicle(v)) => {
-                s.push_str(&format!("{} {}\n", v.plate, v.description))
-            }
-            Some(subject::Kind::Person(p)) => s.push_str(&format!("{}\n", p.full_name)),
-            Some(subject::Kind::Goods(g)) => s.push_str(&format!("{} {}\n", g.description, g.unit)),
+            Some(subject::Kind::Business(b)) => put(&[&b.tax_code, &b.name, &b.address]),
+            Some(subject::Kind::Vehicle(v)) => put(&[&v.plate, &v.description]),
+            Some(subject::Kind::Person(p)) => put(&[&p.full_name]),
+            Some(subject::Kind::Goods(g)) => put(&[&g.description, &g.unit]),
             None => {}
         }
     }

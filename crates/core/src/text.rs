@@ -49,15 +49,28 @@ pub fn words(text: &str) -> Vec<String> {
 /// `MAX_WORD_CHARS` characters each (longer words are cut, consistently for
 /// indexing and querying).
 pub fn index_words(text: &str) -> Vec<String> {
-    let mut w = words(text);
-    for word in &mut w {
-        if let Some((cut, _)) = word.char_indices().nth(MAX_WORD_CHARS) {
-            word.truncate(cut);
-        }
-    }
-    w.sort();
+    let mut out = Vec::new();
+    for_each_index_word(text, |w| out.push(w.to_owned()));
+    out
+}
+
+/// Calls `f` with each word [`index_words`] returns, in its order, without
+/// making a string of each (the writer indexes every entry's text).
+pub fn for_each_index_word(text: &str, mut f: impl FnMut(&str)) {
+    let folded = fold(text);
+    let mut w: Vec<&str> = folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| match w.char_indices().nth(MAX_WORD_CHARS) {
+            Some((cut, _)) => &w[..cut],
+            None => w,
+        })
+        .collect();
+    w.sort_unstable();
     w.dedup();
-    w
+    for word in w {
+        f(word);
+    }
 }
 
 /// Longest word kept in the text index.
