@@ -176,6 +176,80 @@ async fn the_same_reference_never_makes_two_entries() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A correction and a plain retraction of the same alert, sent at once,
+/// never leave a correction answered with a retraction that does not name
+/// its replacement: whichever is first decides, and the other sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_and_a_retraction_at_once_agree_on_what_happened() -> anyhow::Result<()> {
+    const ALERTS: usize = 24;
+    let mut node = Node::init("24", "Bắc Ninh")?;
+    node.start()?;
+    let mut c = node.alerts().await?;
+    let mut olds = Vec::new();
+    for i in 0..ALERTS {
+        let r = c
+            .submit(pb::SubmitAlertRequest {
+                alert: Some(sample_alert(&format!("race-{i}"))),
+            })
+            .await?
+            .into_inner();
+        olds.push(r.entry_id);
+    }
+    let mut tasks = Vec::new();
+    for (i, old) in olds.iter().enumerate() {
+        let (mut a, mut b) = (c.clone(), c.clone());
+        let (x, y) = (old.clone(), old.clone());
+        let correct = tokio::spawn(async move {
+            a.correct(pb::CorrectRequest {
+                entry_id: x,
+                alert: Some(sample_alert(&format!("race-{i}-fixed"))),
+                reason: "Sai nhãn hiệu".into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        });
+        let retract = tokio::spawn(async move {
+            b.retract(pb::RetractRequest {
+                entry_id: y,
+                reason: "Nhập nhầm".into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        });
+        tasks.push((old.clone(), correct, retract));
+    }
+    let (mut corrected, mut retracted) = (0, 0);
+    for (old, correct, retract) in tasks {
+        let correct = correct.await?;
+        let retract = retract.await?;
+        let held = c
+            .get(pb::GetEntryRequest {
+                key: Some(Key::EntryId(old.clone())),
+            })
+            .await?
+            .into_inner();
+        assert!(!held.retracted_by.is_empty(), "retracted either way");
+        match correct {
+            Ok(r) => {
+                corrected += 1;
+                let (x, n) = (r.retraction.unwrap(), r.replacement.unwrap());
+                assert_eq!(held.retracted_by, x.entry_id);
+                assert_eq!(held.replaced_by, n.entry_id, "the correction's replacement");
+                // The retraction, first or second, answers with the same entry.
+                assert_eq!(retract?.entry_id, x.entry_id);
+            }
+            Err(e) => {
+                retracted += 1;
+                assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+                assert!(held.replaced_by.is_empty(), "{held:?}");
+                assert_eq!(retract?.entry_id, held.retracted_by);
+            }
+        }
+    }
+    assert_eq!(corrected + retracted, ALERTS);
+    Ok(())
+}
+
 /// Each row breaks one field; the answer is INVALID_ARGUMENT naming exactly
 /// that field, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
