@@ -280,6 +280,7 @@ impl Alerts for AlertsService {
                 _ => Err(ApiError::Precondition("the alert is already retracted".into()).into()),
             };
         }
+        let requested = r.alert.clone();
         let new = self
             .submit_alert(Request::new(pb::SubmitAlertRequest { alert: r.alert }))
             .await?
@@ -298,13 +299,17 @@ impl Alerts for AlertsService {
                 .get_by_id(&EntryId(new_id))
                 .map_err(ApiError::from)?;
             // Written after the old alert (own entries' times follow
-            // their cursors) and still standing.
-            let fits =
-                earlier.is_some_and(|e| e.retracted_by.is_none() && e.cursor > target.cursor);
+            // their cursors), still standing, and saying what this
+            // request says: a retry sends the same alert again, while an
+            // unrelated alert that reused the reference says something
+            // else.
+            let fits = earlier.is_some_and(|e| {
+                e.retracted_by.is_none() && e.cursor > target.cursor && says(&e, requested.as_ref())
+            });
             if !fits {
                 return Err(ApiError::field(
                     "alert.reference",
-                    "names an alert stored before, which cannot replace this one (it is older than it, or retracted): a corrected alert needs a reference of its own",
+                    "names an alert stored before, which cannot replace this one (it is older than it, retracted, or says something else): a corrected alert needs a reference of its own",
                 )
                 .into());
             }
@@ -325,6 +330,19 @@ impl Alerts for AlertsService {
             retraction: Some(retraction),
         }))
     }
+}
+
+/// True if the stored own entry `e` is the alert `requested`, as
+/// validated, with any withheld fields put back.
+fn says(e: &StoredEntry, requested: Option<&pb::Alert>) -> bool {
+    let (Some(Payload::Alert(stored)), Ok(valid)) =
+        (&e.body.payload, validate_alert(requested, now_unix_ms()))
+    else {
+        return false;
+    };
+    let mut shown = lienthong_core::redaction::reveal(stored, &e.openings.openings);
+    shown.redacted.clear();
+    shown == valid.into_inner()
 }
 
 /// Turns a query request into store terms; every field is checked.

@@ -742,6 +742,30 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     assert!(still.retracted_by.is_empty(), "{still:?}");
     let mut fixed = sample_alert("ls-fixed");
     fixed.title = "Phát hiện mỹ phẩm giả nhãn hiệu Whoo (đính chính)".into();
+    // The replacement stored, but not the retraction: as a correction cut
+    // off between its two writes leaves it.
+    let stored_first = ls_alerts
+        .submit(pb::SubmitAlertRequest {
+            alert: Some(fixed.clone()),
+        })
+        .await?
+        .into_inner();
+    // A correction naming that newer alert's reference but saying
+    // something else is not its retry, and is refused.
+    let mut other = fixed.clone();
+    other.title = "Một cảnh báo khác".into();
+    let err = ls_alerts
+        .correct(pb::CorrectRequest {
+            entry_id: old.entry_id.clone(),
+            alert: Some(other),
+            reason: "Sai nhãn hiệu".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("says something else"), "{err}");
+    // The same alert again is the retry: the old alert is retracted in
+    // favour of the one stored first.
     let corrected = ls_alerts
         .correct(pb::CorrectRequest {
             entry_id: old.entry_id.clone(),
@@ -751,7 +775,10 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
         .await?
         .into_inner();
     let retraction_id = corrected.retraction.unwrap().entry_id;
-    let new_id = corrected.replacement.unwrap().entry_id;
+    let replacement = corrected.replacement.unwrap();
+    assert!(replacement.duplicate);
+    assert_eq!(replacement.entry_id, stored_first.entry_id);
+    let new_id = replacement.entry_id;
     // Correcting again answers the same two entries.
     let again = ls_alerts
         .correct(pb::CorrectRequest {
