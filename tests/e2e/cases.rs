@@ -1058,3 +1058,120 @@ async fn invitations_and_handovers_can_be_declined_and_a_case_transferred() -> a
     }
     Ok(())
 }
+
+/// Bắc Ninh opens a case with Hà Nội, hands it over to it, then leaves the
+/// federation (manifest version 2 no longer lists it). Lạng Sơn, invited
+/// afterwards, checks the case's history, Bắc Ninh's events included, with
+/// the key Bắc Ninh held when it wrote them, and holds the whole case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_checks_the_history_of_a_member_who_left() -> anyhow::Result<()> {
+    use crate::federation::{manifest_cmd, wait_for_manifest};
+    let mut f = federation(&THREE, 3, AGREEMENT)?;
+    f.start_all()?;
+    let (bn, hn) = (&f.nodes[1], &f.nodes[2]);
+    let id = record(
+        bn,
+        ev(
+            "left-open",
+            &[],
+            Event::Opened(pb::CaseOpened {
+                title: "Kho mỹ phẩm giả ở Từ Sơn".into(),
+                category: pb::Category::Counterfeit as i32,
+                invite: vec!["01".into()],
+                ..Default::default()
+            }),
+        ),
+    )
+    .await?
+    .written
+    .unwrap()
+    .entry_id;
+    steps_at(hn, &id, 1).await?;
+    record(
+        hn,
+        ev("left-join", &id, Event::InvitationAnswer(answer(true))),
+    )
+    .await?;
+    steps_at(bn, &id, 2).await?;
+    record(
+        bn,
+        ev(
+            "left-handover",
+            &id,
+            Event::Handover(pb::CaseHandover {
+                to: "01".into(),
+                reason: "Đầu mối ở Hà Nội".into(),
+            }),
+        ),
+    )
+    .await?;
+    steps_at(hn, &id, 3).await?;
+    record(
+        hn,
+        ev("left-take", &id, Event::HandoverAnswer(answer(true))),
+    )
+    .await?;
+    let before = steps_at(bn, &id, 4).await?;
+    assert_eq!(before.lead, "01");
+
+    // Version 2: Bắc Ninh's member block gone, signed by the other two (a
+    // majority of version 1's three), handed to Hà Nội.
+    let bn_pin = format!("code = \"{}\"", bn.member);
+    f.nodes[1].stop()?;
+    let (ls, hn) = (&f.nodes[0], &f.nodes[2]);
+    let toml = std::fs::read_to_string(f.dir.path().join("manifest.toml"))?;
+    let (head, rest) = toml.split_once("[[members]]").unwrap();
+    let mut v2 = head.replace("version = 1", "version = 2");
+    for block in rest.split("[[members]]") {
+        // The last block ends with the agreement, which stays.
+        let (member, tail) = match block.find("\n\n[agreement") {
+            Some(at) => block.split_at(at),
+            None => (block, ""),
+        };
+        if !member.contains(&bn_pin) {
+            v2.push_str("[[members]]");
+            v2.push_str(member);
+        }
+        v2.push_str(tail);
+    }
+    anyhow::ensure!(!v2.contains(&bn_pin) && v2.contains("[agreement]"), "{v2}");
+    let v2_path = f.dir.path().join("manifest-v2.toml");
+    std::fs::write(&v2_path, &v2)?;
+    let m = f.dir.path().join("manifest.json").display().to_string();
+    manifest_cmd("propose", "--toml", &v2_path.display().to_string(), &m)?;
+    for n in [ls, hn] {
+        manifest_cmd("sign", "--config", &n.config_arg(), &m)?;
+    }
+    manifest_cmd("publish", "--config", &hn.config_arg(), &m)?;
+    for n in [ls, hn] {
+        wait_for_manifest(n, 2).await?;
+    }
+
+    // Hà Nội, now the lead, invites Lạng Sơn, which never saw the case.
+    assert!(state(ls, &id).await?.is_none());
+    record(
+        hn,
+        ev(
+            "left-invite",
+            &id,
+            Event::Invitation(pb::CaseInvitation {
+                provinces: vec!["20".into()],
+                message: "Đề nghị phối hợp".into(),
+            }),
+        ),
+    )
+    .await?;
+    let s = steps_at(ls, &id, 5).await?;
+    assert_eq!(s.title, "Kho mỹ phẩm giả ở Từ Sơn");
+    assert_eq!(
+        (s.lead.as_str(), s.invited.as_slice()),
+        ("01", &["20".to_owned()][..])
+    );
+    assert_eq!(
+        summary(&s).steps[..4],
+        summary(&before).steps[..],
+        "the same history as Bắc Ninh held"
+    );
+    assert!(!ls.log().contains("bad_history"), "{}", ls.log());
+    Ok(())
+}

@@ -376,7 +376,12 @@ async fn a_new_member_joins_through_a_signed_manifest_change() -> anyhow::Result
 }
 
 /// `lienthong federation CMD FLAG VALUE --file MANIFEST`.
-fn manifest_cmd(cmd: &str, flag: &str, value: &str, manifest: &str) -> anyhow::Result<String> {
+pub(crate) fn manifest_cmd(
+    cmd: &str,
+    flag: &str,
+    value: &str,
+    manifest: &str,
+) -> anyhow::Result<String> {
     run_ok(&["federation", cmd, flag, value, "--file", manifest])
 }
 
@@ -422,7 +427,7 @@ async fn submit(node: &Node, reference: &str) -> anyhow::Result<pb::SubmitAlertR
 
 /// Waits until `node` has adopted manifest `version` (it rewrites its
 /// manifest file when it does).
-async fn wait_for_manifest(node: &Node, version: u64) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_manifest(node: &Node, version: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let path = node.path().join("manifest.json");
     loop {
