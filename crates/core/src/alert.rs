@@ -82,6 +82,12 @@ pub mod limits {
     pub const OBSERVED_MIN_UNIX_MS: i64 = 946_684_800_000;
     /// How far in the future (by the node's clock) an observation may be.
     pub const FUTURE_SLACK_MS: i64 = 5 * 60 * 1000;
+    /// Largest amount in đồng (goods' estimated value, a fine): 10^15, a
+    /// million billion đồng. Anything larger is a unit mistake, and sums
+    /// of such amounts stay far from overflowing.
+    pub const VND_MAX: u64 = 1_000_000_000_000_000;
+    /// Largest quantity of goods.
+    pub const QUANTITY_MAX: f64 = 1e12;
 }
 
 /// An alert that passed validation, in the normalised form that is signed.
@@ -430,6 +436,17 @@ pub(crate) fn subject_field(p: &mut Problems, field: &str, s: &Subject) -> Subje
                     format!("{f}.quantity"),
                     "must be a finite number, 0 or more",
                 );
+            } else if g.quantity > limits::QUANTITY_MAX {
+                p.add(
+                    format!("{f}.quantity"),
+                    "more than 10^12: check the unit (e.g. count \"thùng\" rather than \"chiếc\")",
+                );
+            }
+            if g.estimated_value_vnd > limits::VND_MAX {
+                p.add(
+                    format!("{f}.estimated_value_vnd"),
+                    "more than 10^15 đồng: the value is in đồng, not thousandths of one",
+                );
             }
             let unit = text_field(p, &format!("{f}.unit"), &g.unit, 0, 20, false);
             if g.quantity != 0.0 && unit.is_empty() {
@@ -751,6 +768,12 @@ mod tests {
             }),
             ("alert.subjects[3].goods.quantity", |a| {
                 goods(a).quantity = -1.0
+            }),
+            ("alert.subjects[3].goods.quantity", |a| {
+                goods(a).quantity = 2e12
+            }),
+            ("alert.subjects[3].goods.estimated_value_vnd", |a| {
+                goods(a).estimated_value_vnd = u64::MAX
             }),
             ("alert.subjects[3].goods.unit", |a| goods(a).unit.clear()),
             ("alert.attachments", |a| {

@@ -362,7 +362,7 @@ pub fn fold_case(case_id: &[u8; 32], events: &[CaseEntry<'_>]) -> CaseState {
                         Event::InspectionResult(_) => s.inspections += 1,
                         Event::Seizure(r) => {
                             s.seizures += 1;
-                            let v: u64 = r.goods.iter().map(|g| g.estimated_value_vnd).sum();
+                            let v = super::goods_value_vnd(&r.goods);
                             s.seized_value_vnd = s.seized_value_vnd.saturating_add(v);
                         }
                         Event::Decision(d) => {

@@ -116,7 +116,7 @@ pub fn report(
                         cat_add(category, &mut |c| c.cases_closed += 1);
                     }
                     Some(case_event::Event::Seizure(s)) => {
-                        let v: u64 = s.goods.iter().map(|g| g.estimated_value_vnd).sum();
+                        let v = super::goods_value_vnd(&s.goods);
                         let f = p(&mut prov, e.author);
                         f.seized_value_vnd = f.seized_value_vnd.saturating_add(v);
                         cat_add(category, &mut |c| {

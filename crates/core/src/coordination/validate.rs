@@ -243,7 +243,15 @@ fn case_event_kind(p: &mut Problems, ev: &case_event::Event, now: i64) -> case_e
                     "the decision was signed",
                 ),
                 violator,
-                fine_vnd: d.fine_vnd,
+                fine_vnd: if d.fine_vnd > crate::alert::limits::VND_MAX {
+                    p.add(
+                        format!("{f}.fine_vnd"),
+                        "more than 10^15 đồng: the fine is in đồng",
+                    );
+                    0
+                } else {
+                    d.fine_vnd
+                },
                 measures: text_field(
                     p,
                     &format!("{f}.measures"),
@@ -1402,6 +1410,14 @@ mod tests {
             ("case_event.decision.measures", good_decision, |e| {
                 decision(e).measures = "x".repeat(2_001)
             }),
+            ("case_event.decision.fine_vnd", good_decision, |e| {
+                decision(e).fine_vnd = 1_000_000_000_000_001
+            }),
+            (
+                "case_event.seizure.goods[0].estimated_value_vnd",
+                good_seizure,
+                |e| goods0(e).estimated_value_vnd = u64::MAX,
+            ),
             ("case_event.transfer.target", good_transfer, |e| {
                 transfer(e).target = 0
             }),
