@@ -528,11 +528,13 @@ pub fn normalize_tax_code(s: &str) -> Option<String> {
     }
 }
 
-/// Canonical plate: separators removed, letters upper-cased; Vietnamese
-/// plates must have the national shape.
+/// Canonical plate: compatibility forms folded (full-width `２９Ａ` is
+/// `29A`, as an input method may type it), separators removed, letters
+/// upper-cased; Vietnamese plates must have the national shape.
 pub fn normalize_plate(s: &str, country: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization as _;
     let cleaned: String = s
-        .chars()
+        .nfkc()
         .filter(|c| !matches!(c, ' ' | '.' | '-' | '_'))
         .flat_map(char::to_uppercase)
         .collect();
@@ -836,6 +838,16 @@ mod tests {
             normalize_plate("29LD-123.45", "VN").as_deref(),
             Some("29LD12345")
         );
+        // Full-width forms are the same plate, Vietnamese or foreign.
+        assert_eq!(
+            normalize_plate("２９Ａ－１２３．４５", "VN").as_deref(),
+            Some("29A12345")
+        );
+        assert_eq!(
+            normalize_plate("桂Ａ １２３４５", "CN").as_deref(),
+            Some("桂A12345")
+        );
+        assert!(identifier_forms("桂Ａ１２３４５").contains(&"桂A12345".to_owned()));
     }
 
     fn kind(a: &mut Alert, i: usize) -> &mut subject::Kind {
