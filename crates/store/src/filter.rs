@@ -47,6 +47,9 @@ const CHUNK: usize = 8 * 1024;
 const CHUNKS: u16 = (GEN_BITS / 8 / CHUNK as u64) as u16;
 /// The chunk number under which a generation's count is kept.
 const COUNT_CHUNK: u16 = u16::MAX;
+/// The meta key recording how many generations the filter on disk has,
+/// written with every write of it: a generation lost as a whole is found.
+const GENERATIONS: &str = "reference_filter_generations";
 /// The bit of a generation's count in a mask of changed chunks.
 const COUNT_BIT: u64 = 1 << 63;
 const _: () = assert!(CHUNKS < 63);
@@ -175,10 +178,55 @@ impl Filter {
                 ),
             ));
         }
+        let recorded = db
+            .get(keys::meta(GENERATIONS))?
+            .map(|v| <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes));
+        match recorded {
+            None if gens.is_empty() => {}
+            Some(Ok(n)) if n as usize == gens.len() => {}
+            other => {
+                return Err(corrupt(
+                    &[keys::REFERENCE_FILTER],
+                    format!(
+                        "has {} generations where the store recorded {}",
+                        gens.len(),
+                        match other {
+                            Some(Ok(n)) => n.to_string(),
+                            Some(Err(_)) => "an unreadable count".into(),
+                            None => "none".into(),
+                        }
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             gens,
             changed: BTreeMap::new(),
         })
+    }
+
+    /// The writer's filter at open: the one on disk (built again from the
+    /// buckets if it is damaged: it is derived data) with every reference
+    /// of the run values on disk, `staged`, added, each only if the
+    /// filter does not hold it already (a reference swept and written
+    /// with the filter before a restart would otherwise count again at
+    /// every restart, and grow the filter).
+    pub(crate) fn open(db: &sled::Tree, staged: &[Digest]) -> Result<Self, StoreError> {
+        let mut filter = match Self::load(db) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "the filter of references is damaged; building it again from the reference buckets");
+                let references = Self::build(db)?;
+                tracing::info!(references, "filter of references built again");
+                Self::load(db)?
+            }
+        };
+        for d in staged {
+            if !filter.may_hold(d) {
+                filter.insert(d);
+            }
+        }
+        Ok(filter)
     }
 
     /// False if the reference of digest `d` is certainly not in the filter.
@@ -216,6 +264,8 @@ impl Filter {
 
     /// Puts the chunks changed since [`Filter::written`] into `batch`.
     pub(crate) fn write_changed(&self, batch: &mut sled::Batch) {
+        let generations = u32::try_from(self.gens.len()).unwrap_or(u32::MAX);
+        batch.insert(keys::meta(GENERATIONS), &generations.to_be_bytes());
         for (&g, &mask) in &self.changed {
             let generation = &self.gens[g as usize];
             if mask & COUNT_BIT != 0 {
@@ -303,6 +353,42 @@ mod tests {
         f.write_changed(&mut batch);
         db.apply_batch(batch).unwrap();
         assert!(Filter::load(&db).unwrap().may_hold(&digest(n)));
+    }
+
+    /// At open, references of run values the filter holds already do not
+    /// count again; a filter missing a whole generation is found and built
+    /// again from the buckets.
+    #[test]
+    fn opening_adds_only_what_is_new_and_rebuilds_a_damaged_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let n = GEN_KEYS + 1000;
+        let mut items: Vec<_> = (0..n).map(|i| (digest(i), u64::from(i))).collect();
+        REFERENCES.write_all(&db, &mut items).unwrap();
+        assert_eq!(Filter::build(&db).unwrap(), u64::from(n));
+        let staged: Vec<_> = (n - 500..n + 500).map(digest).collect();
+        let f = Filter::open(&db, &staged).unwrap();
+        assert_eq!((f.gens.len(), f.len()), (2, u64::from(n) + 500));
+        assert!(staged.iter().all(|d| f.may_hold(d)));
+        // The second generation lost whole, count and chunks.
+        for k in db.scan_prefix(chunk_key(1, 0)[..5].to_vec()).keys() {
+            db.remove(k.unwrap()).unwrap();
+        }
+        let e = Filter::load(&db).unwrap_err().to_string();
+        assert!(
+            e.contains("has 1 generations where the store recorded 2"),
+            "{e}"
+        );
+        let f = Filter::open(&db, &[]).unwrap();
+        assert!((0..n).all(|i| f.may_hold(&digest(i))));
+        assert_eq!(Filter::load(&db).unwrap().len(), u64::from(n));
+        // Every value gone but the count: found too.
+        crate::store::remove_prefix(&db, keys::REFERENCE_FILTER, 4096).unwrap();
+        let e = Filter::load(&db).unwrap_err().to_string();
+        assert!(
+            e.contains("has 0 generations where the store recorded 2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -319,9 +319,12 @@ impl Sweeper {
     }
 
     /// The sweep of a group that adds `added` keys to `run`, and the values
-    /// it removes: those a whole turn of sweeps old once it is done.
-    pub(crate) fn plan(&self, added: usize, run: &Run) -> Plan {
-        let sweep = Sweep::next(self.swept, added, run.len());
+    /// it removes: those a whole turn of sweeps old once it is done. A
+    /// group that writes no entry (every job in it known already) sweeps
+    /// nothing: its batch is not applied, so the work would be lost.
+    pub(crate) fn plan(&self, added: usize, run: &Run, writes: bool) -> Plan {
+        let staged = if writes { run.len() } else { 0 };
+        let sweep = Sweep::next(self.swept, added, staged);
         let swept_after = self.swept + u64::from(sweep.len());
         let spent = self
             .values

@@ -399,12 +399,12 @@ impl State {
         let db = &store.inner.db;
         let id_sweeper = crate::hashed::Sweeper::load(&store.inner.ids_run, db)?;
         let ref_sweeper = crate::hashed::Sweeper::load(&store.inner.refs_run, db)?;
-        // The filter on disk, and every reference not yet swept: the
-        // filter may have been written before they were recorded.
-        let mut filter = crate::filter::Filter::load(db)?;
-        for d in store.inner.refs_run.digests() {
-            filter.insert(&d);
-        }
+        // The filter on disk, and every reference of a run value on disk:
+        // the filter may have been written before they were recorded.
+        // Read from disk, not from the store's run in memory, which a
+        // writer before this one on the same store may have swept.
+        let staged = crate::hashed::Run::load(db, crate::hashed::REFERENCES)?.digests();
+        let filter = crate::filter::Filter::open(db, &staged)?;
         debug_assert_eq!(
             read_meta_u64(&store.inner.db, "feed_size")?,
             durable.feed_size
@@ -917,8 +917,9 @@ impl State {
         self.groups += 1;
         let group = self.groups;
         let (ids_run, refs_run) = (&self.store.inner.ids_run, &self.store.inner.refs_run);
-        let id_plan = self.id_sweeper.plan(new_ids.len(), ids_run);
-        let ref_plan = self.ref_sweeper.plan(new_refs.len(), refs_run);
+        let writes = !signed.is_empty() || !received.is_empty();
+        let id_plan = self.id_sweeper.plan(new_ids.len(), ids_run, writes);
+        let ref_plan = self.ref_sweeper.plan(new_refs.len(), refs_run, writes);
         let filter_written = self.ref_sweeper.spends_since(&ref_plan, self.filter_covers);
         if filter_written {
             self.filter.write_changed(&mut batch);

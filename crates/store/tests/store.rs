@@ -259,6 +259,48 @@ fn staged_ids_and_references_reach_their_buckets_and_their_run_values_go() {
     assert_eq!(store.durable().feed_size, ids.len() as u64);
 }
 
+/// A second writer on the same open store (after the first shut down)
+/// knows every reference the first recorded, also those the first swept
+/// out of the store's run in memory before the filter was written.
+#[test]
+fn a_second_writer_on_the_same_store_knows_every_reference() {
+    const N: usize = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let first = std::sync::Arc::new(writer(&store));
+    let mut cursors = Vec::new();
+    rt().block_on(async {
+        for wave in 0..N / 500 {
+            let tasks: Vec<_> = (0..500)
+                .map(|i| {
+                    let w = first.clone();
+                    let n = wave * 500 + i;
+                    tokio::spawn(async move {
+                        w.append(alert(&format!("s{n}"), Category::Counterfeit, "20", "x"))
+                            .await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                cursors.push(t.await.unwrap().unwrap().cursor);
+            }
+        }
+    });
+    std::sync::Arc::try_unwrap(first).ok().unwrap().shutdown();
+    let second = writer(&store);
+    rt().block_on(async {
+        for (n, cursor) in cursors.iter().enumerate().step_by(7) {
+            let a = second
+                .append(alert(&format!("s{n}"), Category::Counterfeit, "20", "x"))
+                .await
+                .unwrap();
+            assert!(a.duplicate && a.cursor == *cursor, "s{n}");
+        }
+    });
+    second.shutdown();
+    assert_eq!(store.durable().feed_size, N as u64);
+}
+
 /// Appends `n` alerts `r0…` one by one, then shuts the writer down (which
 /// issues a final checkpoint) and closes the store.
 fn fill(dir: &Path, n: u64, category: Category, province: &str, title: &str) {
