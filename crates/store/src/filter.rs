@@ -371,7 +371,7 @@ mod tests {
         assert_eq!((f.gens.len(), f.len()), (2, u64::from(n) + 500));
         assert!(staged.iter().all(|d| f.may_hold(d)));
         // The second generation lost whole, count and chunks.
-        for k in db.scan_prefix(chunk_key(1, 0)[..5].to_vec()).keys() {
+        for k in db.scan_prefix(&chunk_key(1, 0)[..5]).keys() {
             db.remove(k.unwrap()).unwrap();
         }
         let e = Filter::load(&db).unwrap_err().to_string();
