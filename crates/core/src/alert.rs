@@ -528,13 +528,28 @@ pub fn normalize_tax_code(s: &str) -> Option<String> {
     }
 }
 
-/// Canonical plate: compatibility forms folded (full-width `２９Ａ` is
-/// `29A`, as an input method may type it), separators removed, letters
-/// upper-cased; Vietnamese plates must have the national shape.
+/// Canonical plate: full-width forms folded (`２９Ａ` is `29A`, as an East
+/// Asian input method types it), separators removed, letters upper-cased;
+/// Vietnamese plates must have the national shape.
 pub fn normalize_plate(s: &str, country: &str) -> Option<String> {
-    use unicode_normalization::UnicodeNormalization as _;
+    plate_form(s.chars().map(half_width), country)
+}
+
+/// The ASCII character of a full-width form (U+FF01–U+FF5E) and of the
+/// ideographic space; any other character as it is. Only these: full
+/// compatibility folding (NFKC) would also read circled, superscript and
+/// other look-alike characters as plate characters.
+fn half_width(c: char) -> char {
+    match c {
+        '\u{3000}' => ' ',
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    }
+}
+
+/// [`normalize_plate`] of characters already folded (or not).
+fn plate_form(s: impl Iterator<Item = char>, country: &str) -> Option<String> {
     let cleaned: String = s
-        .nfkc()
         .filter(|c| !matches!(c, ' ' | '.' | '-' | '_'))
         .flat_map(char::to_uppercase)
         .collect();
@@ -575,6 +590,9 @@ pub fn identifier_forms(q: &str) -> Vec<String> {
         normalize_tax_code(q),
         normalize_plate(q, "VN"),
         normalize_plate(q, "XX"),
+        // A foreign plate stored before full-width forms were folded (or
+        // by an older peer) keeps them: queries find it as typed.
+        plate_form(q.chars(), "XX"),
         normalize_citizen_id(q),
         normalize_hs_code(q),
     ]
@@ -847,7 +865,15 @@ mod tests {
             normalize_plate("桂Ａ １２３４５", "CN").as_deref(),
             Some("桂A12345")
         );
-        assert!(identifier_forms("桂Ａ１２３４５").contains(&"桂A12345".to_owned()));
+        let forms = identifier_forms("桂Ａ１２３４５");
+        assert!(forms.contains(&"桂A12345".to_owned()), "{forms:?}");
+        assert!(
+            forms.contains(&"桂Ａ１２３４５".to_owned()),
+            "as stored before: {forms:?}"
+        );
+        // Look-alikes that are not full-width forms stay refused.
+        assert_eq!(normalize_plate("②⑨Ⓐ12345", "VN"), None);
+        assert_eq!(normalize_plate("29A-123.4⁵", "VN"), None);
     }
 
     fn kind(a: &mut Alert, i: usize) -> &mut subject::Kind {

@@ -243,15 +243,7 @@ fn case_event_kind(p: &mut Problems, ev: &case_event::Event, now: i64) -> case_e
                     "the decision was signed",
                 ),
                 violator,
-                fine_vnd: if d.fine_vnd > crate::alert::limits::VND_MAX {
-                    p.add(
-                        format!("{f}.fine_vnd"),
-                        "more than 10^15 đồng: the fine is in đồng",
-                    );
-                    0
-                } else {
-                    d.fine_vnd
-                },
+                fine_vnd: vnd(p, &format!("{f}.fine_vnd"), d.fine_vnd),
                 measures: text_field(
                     p,
                     &format!("{f}.measures"),
@@ -486,8 +478,8 @@ pub fn validate_inspection_event(
                 findings,
                 inspected: r.inspected,
                 violations: r.violations,
-                fines_vnd: r.fines_vnd,
-                seized_value_vnd: r.seized_value_vnd,
+                fines_vnd: vnd(&mut p, &format!("{f}.fines_vnd"), r.fines_vnd),
+                seized_value_vnd: vnd(&mut p, &format!("{f}.seized_value_vnd"), r.seized_value_vnd),
                 case_ids: id_list(
                     &mut p,
                     &format!("{f}.case_ids"),
@@ -921,6 +913,18 @@ fn case_answer(p: &mut Problems, field: &str, a: &CaseAnswer) -> CaseAnswer {
             true,
         ),
     }
+}
+
+/// An amount in đồng, at most [`crate::alert::limits::VND_MAX`] (a larger
+/// figure is a unit mistake).
+fn vnd(p: &mut Problems, field: &str, amount: u64) -> u64 {
+    if amount > crate::alert::limits::VND_MAX {
+        p.add(
+            field.to_owned(),
+            "more than 10^15 đồng: amounts are in đồng",
+        );
+    }
+    amount
 }
 
 #[cfg(test)]
@@ -1789,6 +1793,12 @@ mod tests {
             }),
             ("inspection.report.findings", good_report, |e| {
                 report(e).findings.clear()
+            }),
+            ("inspection.report.fines_vnd", good_report, |e| {
+                report(e).fines_vnd = u64::MAX
+            }),
+            ("inspection.report.seized_value_vnd", good_report, |e| {
+                report(e).seized_value_vnd = 2_000_000_000_000_000
             }),
             ("inspection.report.violations", good_report, |e| {
                 report(e).violations = 13
