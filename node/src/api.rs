@@ -272,6 +272,14 @@ impl Alerts for AlertsService {
                             _ => None,
                         } =>
                 {
+                    // The same reference: a retry only if it says the same.
+                    if !says(&n, r.alert.as_ref()) {
+                        return Err(ApiError::field(
+                            "alert.reference",
+                            "names the alert that already replaced this one, which says something else: a different correction needs a reference of its own, and corrects that alert",
+                        )
+                        .into());
+                    }
                     Ok(Response::new(pb::CorrectResponse {
                         replacement: Some(crate::cases::stored_written(&n, true)),
                         retraction: Some(crate::cases::stored_written(&x, true)),

@@ -783,12 +783,25 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     let again = ls_alerts
         .correct(pb::CorrectRequest {
             entry_id: old.entry_id.clone(),
-            alert: Some(fixed),
+            alert: Some(fixed.clone()),
             reason: "Sai nhãn hiệu".into(),
         })
         .await?
         .into_inner();
     assert_eq!(again.retraction.unwrap().entry_id, retraction_id);
+    // The same reference with other words is not that retry.
+    let mut reworded = fixed.clone();
+    reworded.description = "Mô tả khác".into();
+    let err = ls_alerts
+        .correct(pb::CorrectRequest {
+            entry_id: old.entry_id.clone(),
+            alert: Some(reworded),
+            reason: "Sai nhãn hiệu".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("alert.reference"), "{err}");
     for n in [bn, hn] {
         let mut a = n.alerts().await?;
         let held = eventually("the retraction to arrive", || {
