@@ -24,10 +24,16 @@
 //! in the batch of a later group, under one rule: a reference's run value
 //! (`hashed` module) is removed only in a batch that writes, or after one
 //! that wrote, the filter holding it. At open the filter is read from disk
-//! and every reference still in a run value is added to it again, so every
-//! recorded reference is in the filter: in its bucket once swept, and then
-//! in the filter written by then. The writer writes the filter at most
-//! about once per turn of sweeps (some 32,000 references), not per group.
+//! and every reference of the run values on disk that it does not hold is
+//! added. So every recorded reference is in the filter: while its run value
+//! exists, from that value; after, from the filter written before the value
+//! went. The writer writes the filter at most about once per turn of
+//! sweeps (some 32,000 references), not per group.
+//!
+//! Each write also records the number of generations (`M
+//! reference_filter_generations`), so a generation lost as a whole is
+//! found at open. A damaged filter is built again from the reference
+//! buckets, with a warning: it is derived data.
 
 use std::collections::BTreeMap;
 

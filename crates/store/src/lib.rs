@@ -47,6 +47,7 @@
 //! | `h` | stored-hash index / 64, u64 BE | those 64 stored hashes, 32 bytes each, in order (the last value may hold fewer) |
 //! | `r` | bucket: first 2 bytes of the reference's salted digest | the bucket's references, as for `i` |
 //! | `k` | first cursor of the group that wrote it, u64 BE | the references that group staged for their buckets, as for `j` |
+//! | `M` `reference_filter_generations` | | generations of the filter of references on disk, u32 BE, written with it |
 //! | `b` | generation u32 BE, chunk u16 BE | 8 KiB of that generation of the filter of recorded references, or (chunk `ffff`) its count of references u32 BE (`filter` module) |
 //! | `t` | term length u16 BE, term, first cursor of the block | the block's cursors ascending, as LEB128 varints (the first whole, then each as its distance from the previous): at most 512; a group's new cursors fill the term's last block first (`postings` module) |
 //! | `C` | tree size u64 BE | signed checkpoint note |
