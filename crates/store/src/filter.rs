@@ -243,18 +243,17 @@ impl Filter {
 
     /// Adds the reference of digest `d`.
     pub(crate) fn insert(&mut self, d: &Digest) {
-        if self.gens.last().is_none_or(|g| g.keys >= GEN_KEYS) {
+        let fresh = self.gens.last().is_none_or(|g| g.keys >= GEN_KEYS);
+        if fresh {
             self.gens.push(Generation::new());
-            // A new generation is written whole: every chunk is on disk.
-            let n = u32::try_from(self.gens.len() - 1).unwrap_or(u32::MAX);
-            self.changed.insert(n, COUNT_BIT | ((1 << CHUNKS) - 1));
         }
         let n = u32::try_from(self.gens.len() - 1).unwrap_or(u32::MAX);
         let Some(g) = self.gens.last_mut() else {
             return;
         };
         g.keys += 1;
-        let mut mask = COUNT_BIT;
+        // A new generation is written whole: every chunk is on disk.
+        let mut mask = COUNT_BIT | if fresh { (1 << CHUNKS) - 1 } else { 0 };
         for p in probes(d) {
             let byte = (p / 8) as usize;
             g.bits[byte] |= 1 << (p % 8);

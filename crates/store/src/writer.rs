@@ -931,7 +931,6 @@ impl State {
         {
             batch.remove(&k[..]);
         }
-        let ref_digests: Vec<_> = new_refs.iter().map(|(d, _)| *d).collect();
         let first = self.durable.next_cursor;
         let indexed = crate::records::append(db, &mut batch, first, &new_records)
             .and_then(|()| {
@@ -1049,7 +1048,9 @@ impl State {
             self.filter.written();
             self.filter_covers = group;
         }
-        for d in &ref_digests {
+        // Every new reference is staged (`hashed::REFERENCES`), so the
+        // staged ones are all of them.
+        for (d, _) in &ref_staging.staged {
             self.filter.insert(d);
         }
         if let Some(cp) = checkpoint {
