@@ -721,14 +721,16 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
         })
         .await?
         .into_inner();
+    // A correction of the old alert to `alert`.
+    let correction = |alert: pb::Alert| pb::CorrectRequest {
+        entry_id: old.entry_id.clone(),
+        alert: Some(alert),
+        reason: "Sai nhãn hiệu".into(),
+    };
     // A correction whose reference names another, earlier alert is
     // refused, and the old alert stays as it was.
     let err = ls_alerts
-        .correct(pb::CorrectRequest {
-            entry_id: old.entry_id.clone(),
-            alert: Some(sample_alert("ls-earlier")),
-            reason: "Sai nhãn hiệu".into(),
-        })
+        .correct(correction(sample_alert("ls-earlier")))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
@@ -754,24 +756,13 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     // something else is not its retry, and is refused.
     let mut other = fixed.clone();
     other.title = "Một cảnh báo khác".into();
-    let err = ls_alerts
-        .correct(pb::CorrectRequest {
-            entry_id: old.entry_id.clone(),
-            alert: Some(other),
-            reason: "Sai nhãn hiệu".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = ls_alerts.correct(correction(other)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     assert!(err.message().contains("says something else"), "{err}");
     // The same alert again is the retry: the old alert is retracted in
     // favour of the one stored first.
     let corrected = ls_alerts
-        .correct(pb::CorrectRequest {
-            entry_id: old.entry_id.clone(),
-            alert: Some(fixed.clone()),
-            reason: "Sai nhãn hiệu".into(),
-        })
+        .correct(correction(fixed.clone()))
         .await?
         .into_inner();
     let retraction_id = corrected.retraction.unwrap().entry_id;
@@ -781,25 +772,14 @@ async fn assistance_inspections_meetings_report_and_retraction() -> anyhow::Resu
     let new_id = replacement.entry_id;
     // Correcting again answers the same two entries.
     let again = ls_alerts
-        .correct(pb::CorrectRequest {
-            entry_id: old.entry_id.clone(),
-            alert: Some(fixed.clone()),
-            reason: "Sai nhãn hiệu".into(),
-        })
+        .correct(correction(fixed.clone()))
         .await?
         .into_inner();
     assert_eq!(again.retraction.unwrap().entry_id, retraction_id);
     // The same reference with other words is not that retry.
     let mut reworded = fixed.clone();
     reworded.description = "Mô tả khác".into();
-    let err = ls_alerts
-        .correct(pb::CorrectRequest {
-            entry_id: old.entry_id.clone(),
-            alert: Some(reworded),
-            reason: "Sai nhãn hiệu".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = ls_alerts.correct(correction(reworded)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     assert!(err.message().contains("alert.reference"), "{err}");
     for n in [bn, hn] {

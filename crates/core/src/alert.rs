@@ -442,12 +442,11 @@ pub(crate) fn subject_field(p: &mut Problems, field: &str, s: &Subject) -> Subje
                     "more than 10^12: check the unit (e.g. count \"thùng\" rather than \"chiếc\")",
                 );
             }
-            if g.estimated_value_vnd > limits::VND_MAX {
-                p.add(
-                    format!("{f}.estimated_value_vnd"),
-                    "more than 10^15 đồng: the value is in đồng, not thousandths of one",
-                );
-            }
+            let estimated_value_vnd = vnd(
+                p,
+                &format!("{f}.estimated_value_vnd"),
+                g.estimated_value_vnd,
+            );
             let unit = text_field(p, &format!("{f}.unit"), &g.unit, 0, 20, false);
             if g.quantity != 0.0 && unit.is_empty() {
                 p.add(
@@ -467,11 +466,23 @@ pub(crate) fn subject_field(p: &mut Problems, field: &str, s: &Subject) -> Subje
                 ),
                 quantity: g.quantity,
                 unit,
-                estimated_value_vnd: g.estimated_value_vnd,
+                estimated_value_vnd,
             }))
         }
     };
     Subject { kind }
+}
+
+/// An amount in đồng (a value, a fine), at most [`limits::VND_MAX`]: a
+/// larger figure is a unit mistake.
+pub(crate) fn vnd(p: &mut Problems, field: &str, amount: u64) -> u64 {
+    if amount > limits::VND_MAX {
+        p.add(
+            field.to_owned(),
+            "more than 10^15 đồng: amounts are in đồng, not thousandths of one",
+        );
+    }
+    amount
 }
 
 fn attachment(p: &mut Problems, field: &str, a: &Attachment) -> Attachment {

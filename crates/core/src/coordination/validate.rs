@@ -22,7 +22,7 @@ use lienthong_proto::v1::{
     inspection_event, subject,
 };
 
-use crate::alert::{InvalidInput, Problems, subject_field, text_field};
+use crate::alert::{InvalidInput, Problems, subject_field, text_field, vnd};
 use crate::provinces::is_province;
 
 /// Bounds of coordination entries, documented in
@@ -913,18 +913,6 @@ fn case_answer(p: &mut Problems, field: &str, a: &CaseAnswer) -> CaseAnswer {
             true,
         ),
     }
-}
-
-/// An amount in đồng, at most [`crate::alert::limits::VND_MAX`] (a larger
-/// figure is a unit mistake).
-fn vnd(p: &mut Problems, field: &str, amount: u64) -> u64 {
-    if amount > crate::alert::limits::VND_MAX {
-        p.add(
-            field.to_owned(),
-            "more than 10^15 đồng: amounts are in đồng",
-        );
-    }
-    amount
 }
 
 #[cfg(test)]
