@@ -2,7 +2,8 @@
 //! in the same run so that every figure can be read as a fraction of the
 //! machine's own limits.
 //!
-//! - Ed25519 signing and verification (one core), and batch verification,
+//! - Ed25519 signing and verification (one core), and batch verification
+//!   (ed25519-dalek's, and ours from `lienthong_core::signature`, one key),
 //!   over real signed entries of the size the node writes;
 //! - sled batches of 1, 64 and 1024 values, each batch flushed and fsynced
 //!   exactly as the node's commit point does (`flush` + `sync_all` of
@@ -31,6 +32,7 @@ pub struct Baselines {
     pub sign: Baseline,
     pub verify: Baseline,
     pub verify_batch: Baseline,
+    pub verify_batch_one_key: Baseline,
     pub sled_1: Baseline,
     pub sled_64: Baseline,
     pub sled_1024: Baseline,
@@ -45,6 +47,7 @@ impl Baselines {
             &self.sign,
             &self.verify,
             &self.verify_batch,
+            &self.verify_batch_one_key,
             &self.sled_1,
             &self.sled_64,
             &self.sled_1024,
@@ -102,7 +105,7 @@ fn rate(time: Duration, round: u64, mut f: impl FnMut(u64)) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn crypto(time: Duration) -> (usize, f64, f64, f64) {
+fn crypto(time: Duration) -> (usize, f64, f64, f64, f64) {
     let key = SigningKey::from_bytes(&[7; 32]);
     let vk: VerifyingKey = key.verifying_key();
     let entries: Vec<_> = (0..256)
@@ -134,7 +137,24 @@ fn crypto(time: Duration) -> (usize, f64, f64, f64) {
         let ok = ed25519_dalek::verify_batch(&refs[at..at + 64], &sigs[at..at + 64], &keys).is_ok();
         std::hint::black_box(ok);
     });
-    (envelope_bytes, sign, verify, batches * 64.0)
+    // The node's own batch check (lienthong_core::signature), which gives
+    // one key one term: the rate receivers and auditors can reach on one
+    // author's entries.
+    let checks: Vec<lienthong_core::signature::Check<'_>> = refs
+        .iter()
+        .zip(&sigs)
+        .map(|(message, signature)| lienthong_core::signature::Check {
+            key: &vk,
+            message,
+            signature,
+        })
+        .collect();
+    let ours = rate(time, 1, |n| {
+        let at = (n as usize * 64) % (checks.len() - 63);
+        let ok = lienthong_core::signature::verify_all(&checks[at..at + 64]);
+        std::hint::black_box(ok);
+    });
+    (envelope_bytes, sign, verify, batches * 64.0, ours * 64.0)
 }
 
 /// Entries per second written by sled batches of `batch` values, each batch
@@ -295,7 +315,7 @@ async fn tls_round_trips(
 /// made by `lienthong init` (its certificates are used; sled writes go
 /// beside it).
 pub async fn measure(scratch: &Path, time: Duration) -> Result<Baselines> {
-    let (envelope_bytes, sign, verify, verify_batch) =
+    let (envelope_bytes, sign, verify, verify_batch, verify_batch_one_key) =
         tokio::task::spawn_blocking(move || crypto(time)).await?;
     let dir = scratch.join("baseline-sled");
     std::fs::create_dir_all(&dir)?;
@@ -322,8 +342,14 @@ pub async fn measure(scratch: &Path, time: Duration) -> Result<Baselines> {
         verify: b("verify", "raw Ed25519 verify, one core", verify, "/s"),
         verify_batch: b(
             "verify_batch",
-            "raw Ed25519 batch verify (64 per batch), one core",
+            "raw Ed25519 batch verify, dalek (64), one core",
             verify_batch,
+            "/s",
+        ),
+        verify_batch_one_key: b(
+            "verify_batch_one_key",
+            "raw Ed25519 batch verify, ours (64), one core",
+            verify_batch_one_key,
             "/s",
         ),
         sled_1: b(

@@ -630,7 +630,8 @@ pub async fn audit(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         )
         .target(Target::AtLeast(1_000_000.0 / 12.0))
         .against(&base.verify)
-        .against(&base.verify_batch),
+        .against(&base.verify_batch)
+        .against(&base.verify_batch_one_key),
     );
     s.figure(
         Figure::new(
@@ -750,6 +751,7 @@ pub async fn catchup(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         .target(Target::AtLeast(1_000_000.0 / 60.0))
         .against(&base.verify)
         .against(&base.verify_batch)
+        .against(&base.verify_batch_one_key)
         .against(&base.sled_1024),
     );
     s.figure(Figure::new(
