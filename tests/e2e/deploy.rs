@@ -705,6 +705,11 @@ fn the_container_image_runs_what_the_binary_accepts() -> Result<()> {
             .any(|(i, v)| i == "RUN" && v.contains("cargo build --release --locked -p lienthong")),
         "the build stage must build with --locked"
     );
+    assert!(
+        ins.iter()
+            .any(|(i, v)| i == "COPY" && v.split_whitespace().next() == Some(".cargo")),
+        "the build stage must copy .cargo (the allocator options compiled into the node)"
+    );
     let user = last("USER")?;
     assert!(
         !user.starts_with("0") && !user.starts_with("root"),

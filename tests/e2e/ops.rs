@@ -543,3 +543,27 @@ fn doctor_names_an_open_key_and_an_expired_certificate() -> Result<()> {
     ensure!(code == 0, "doctor exited {code} after the fixes:\n{out}");
     Ok(())
 }
+
+/// The node's allocator options (`.cargo/config.toml`) are compiled into
+/// the binary: without them jemalloc runs with eight arenas and no
+/// background thread, and an idle node keeps pages it freed.
+#[test]
+fn the_binary_carries_its_allocator_options() {
+    let config = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cargo/config.toml"),
+    )
+    .expect("the workspace's .cargo/config.toml");
+    let options = config
+        .lines()
+        .find_map(|l| l.strip_prefix("JEMALLOC_SYS_WITH_MALLOC_CONF = "))
+        .expect("the allocator options in .cargo/config.toml")
+        .trim_matches('"');
+    assert!(options.contains("narenas:1"), "{options}");
+    let binary = std::fs::read(lienthong_tests::binary()).expect("the lienthong binary");
+    assert!(
+        binary
+            .windows(options.len())
+            .any(|w| w == options.as_bytes()),
+        "{options:?} is not in the lienthong binary: was it built in this workspace?"
+    );
+}
