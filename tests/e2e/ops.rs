@@ -545,8 +545,10 @@ fn doctor_names_an_open_key_and_an_expired_certificate() -> Result<()> {
 }
 
 /// The node's allocator options (`.cargo/config.toml`) are compiled into
-/// the binary: without them jemalloc runs with eight arenas and no
-/// background thread, and an idle node keeps pages it freed.
+/// the binary, and jemalloc accepts every one of them: without them it
+/// runs with eight arenas and no background thread, and an idle node
+/// keeps pages it freed. (jemalloc only warns of an option it does not
+/// know; `abort_conf` makes that fatal.)
 #[test]
 fn the_binary_carries_its_allocator_options() {
     let config = std::fs::read_to_string(
@@ -565,5 +567,16 @@ fn the_binary_carries_its_allocator_options() {
             .windows(options.len())
             .any(|w| w == options.as_bytes()),
         "{options:?} is not in the lienthong binary: was it built in this workspace?"
+    );
+    let out = std::process::Command::new(lienthong_tests::binary())
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "abort_conf:true")
+        .output()
+        .expect("run lienthong --version");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("<jemalloc>"),
+        "{}: {stderr}",
+        out.status
     );
 }
