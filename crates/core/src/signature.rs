@@ -62,23 +62,37 @@ pub struct Check<'a> {
 /// Whether `signature` is `key`'s signature of `message`, by the
 /// cofactored equation (see the module documentation).
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
-    // `s` must be reduced (RFC 8032, 5.1.7 step 1), here and in the batch.
-    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes())) else {
+    let Some(Parts { s, r, k }) = parts(key, message, signature) else {
         return false;
     };
-    let Some(r) = CompressedEdwardsY(*signature.r_bytes()).decompress() else {
-        return false;
-    };
+    let a = key.to_edwards();
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &(-a), &s) - r)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// What both checks need of one signature.
+struct Parts {
+    /// The reduced scalar `s`.
+    s: Scalar,
+    /// The point `R`.
+    r: EdwardsPoint,
+    /// `k = SHA-512(R ‖ A ‖ message)`, of the encodings as given.
+    k: Scalar,
+}
+
+/// [`Parts`] of `signature`, or `None` if it cannot be taken apart: `s`
+/// must be reduced (RFC 8032, 5.1.7 step 1) and `R` a point.
+fn parts(key: &VerifyingKey, message: &[u8], signature: &Signature) -> Option<Parts> {
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes()))?;
+    let r = CompressedEdwardsY(*signature.r_bytes()).decompress()?;
     let k = Scalar::from_hash(
         Sha512::new()
             .chain_update(signature.r_bytes())
             .chain_update(key.as_bytes())
             .chain_update(message),
     );
-    let a = key.to_edwards();
-    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &(-a), &s) - r)
-        .mul_by_cofactor()
-        .is_identity()
+    Some(Parts { s, r, k })
 }
 
 /// [`verify`] of each of `checks`, as one batch where there are enough of
@@ -128,19 +142,9 @@ fn batch_holds(checks: &[Check<'_>]) -> bool {
     let mut key_terms: HashMap<[u8; 32], usize> = HashMap::new();
     let mut key_sums: Vec<(Scalar, EdwardsPoint)> = Vec::new();
     for (i, c) in checks.iter().enumerate() {
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*c.signature.s_bytes()))
-        else {
+        let Some(Parts { s, r, k }) = parts(c.key, c.message, c.signature) else {
             return false;
         };
-        let Some(r) = CompressedEdwardsY(*c.signature.r_bytes()).decompress() else {
-            return false;
-        };
-        let k = Scalar::from_hash(
-            Sha512::new()
-                .chain_update(c.signature.r_bytes())
-                .chain_update(c.key.as_bytes())
-                .chain_update(c.message),
-        );
         if i % 4 == 0 {
             block.copy_from_slice(
                 &Sha512::new()
