@@ -63,6 +63,7 @@ mod error;
 mod filter;
 mod hashed;
 mod keys;
+mod last_file;
 mod packed;
 mod postings;
 mod read;
