@@ -638,12 +638,7 @@ fn collect(
     };
     // Choose first, then prove all under one cache: neighbouring entries
     // share most of their proof hashes.
-    let read = store.deliverables(from, end)?;
-    let next = read.last().map_or(from, |e| e.index + 1);
-    let chosen: Vec<_> = read
-        .into_iter()
-        .filter(|e| e.audience.iter().any(|m| m == caller))
-        .collect();
+    let (chosen, next) = store.deliverables(from, end, Some(caller))?;
     let indexes: Vec<u64> = chosen.iter().map(|e| e.index).collect();
     let proofs = store.inclusion_proofs(&indexes, size)?;
     let mut out: Vec<pb::Delivery> = chosen

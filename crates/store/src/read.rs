@@ -252,17 +252,28 @@ impl Store {
 
     /// Own-feed entries in `[from, end)`, in order and as far as they are
     /// durable, with only what serving them to a peer needs: the envelope,
-    /// its audience and the openings. Nothing else of the body is decoded,
-    /// no id is hashed and no retraction is looked up; an author serves
-    /// every entry once per subscribed peer, and the full read was most of
-    /// its work.
-    pub fn deliverables(&self, from: u64, end: u64) -> Result<Vec<Deliverable>, StoreError> {
+    /// its audience and the openings; with `to`, only those addressed to
+    /// that member. Returns them and the index to go on from: one past the
+    /// last entry read, whether it was kept or not.
+    ///
+    /// Nothing else of the body is decoded, no id is hashed and no
+    /// retraction is looked up; an author serves every entry once per
+    /// subscribed peer, and the full read was most of its work. An entry
+    /// for another member is not copied and its openings are not read: a
+    /// member's feed is mostly receipts, each addressed to one author,
+    /// and every other subscriber reads past them.
+    pub fn deliverables(
+        &self,
+        from: u64,
+        end: u64,
+        to: Option<&str>,
+    ) -> Result<(Vec<Deliverable>, u64), StoreError> {
         let durable = self.durable();
         let end = end.min(durable.feed_size);
         let mut positions = crate::packed::POSITIONS.reader(self.db());
         let mut records = crate::records::Reader::new(self.db());
-        let mut out =
-            Vec::with_capacity(usize::try_from(end.saturating_sub(from).min(256)).unwrap_or(0));
+        let mut out = Vec::new();
+        let mut next = from;
         for index in from..end {
             let Some(cursor) = positions.get_u64(index)? else {
                 break;
@@ -294,6 +305,10 @@ impl Store {
                 .body
                 .unwrap_or_default()
                 .audience;
+            next = index + 1;
+            if to.is_some_and(|m| !audience.iter().any(|a| a == m)) {
+                continue;
+            }
             out.push(Deliverable {
                 index,
                 envelope: envelope.to_vec(),
@@ -301,7 +316,7 @@ impl Store {
                 openings: self.openings_of(cursor)?,
             });
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// The own-feed entry at `index`, if durable.

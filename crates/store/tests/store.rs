@@ -1882,17 +1882,33 @@ fn deliverables_match_the_full_read() {
     let size = store.durable().feed_size;
     assert_eq!(size, 154);
     for (from, end) in [(0, 154), (0, 1000), (37, 101), (149, 153), (154, 400)] {
-        let got = store.deliverables(from, end).unwrap();
+        let (got, next) = store.deliverables(from, end, None).unwrap();
         let want: Vec<_> = (from..end.min(size))
             .map(|i| store.get_by_own_index(i).unwrap().unwrap())
             .collect();
         assert_eq!(got.len(), want.len(), "[{from}, {end})");
+        assert_eq!(next, end.min(size).max(from));
         for (g, e) in got.iter().zip(&want) {
             assert_eq!(g.index, e.body.index);
             assert_eq!(g.envelope, e.envelope);
             assert_eq!(g.audience, e.body.audience);
             assert!(!g.audience.is_empty());
             assert_eq!(g.openings, e.openings);
+        }
+        // For one member: exactly the entries addressed to it, and the
+        // same place to go on from.
+        for member in ["15", "24", "20", "99"] {
+            let (to, to_next) = store.deliverables(from, end, Some(member)).unwrap();
+            let want: Vec<_> = got
+                .iter()
+                .filter(|d| d.audience.iter().any(|m| m == member))
+                .collect();
+            assert_eq!(
+                to.iter().collect::<Vec<_>>(),
+                want,
+                "{member} [{from}, {end})"
+            );
+            assert_eq!(to_next, next);
         }
     }
     // The comparison covered openings, receipts and a retraction.
@@ -1909,7 +1925,7 @@ fn deliverables_match_the_full_read() {
         full[153].body.payload,
         Some(Payload::Retraction(_))
     ));
-    let with = store.deliverables(0, 150).unwrap();
+    let (with, _) = store.deliverables(0, 150, None).unwrap();
     assert_eq!(
         with.iter()
             .filter(|d| !d.openings.withheld.is_empty())
