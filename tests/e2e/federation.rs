@@ -689,13 +689,23 @@ async fn a_member_rotates_its_key_without_a_restart() -> anyhow::Result<()> {
     let first = submit(&f.nodes[0], "hot-before").await?;
     wait_for(&f.nodes[1], &first.entry_id).await?;
 
-    // Clients keep submitting at 24 throughout the rotation.
+    // Clients keep submitting at 24 throughout the rotation: until 20 more
+    // each once 24 uses version 2 (at most 3,000 each, about 30 s).
+    let switched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for k in 0..2 {
         let mut c = f.nodes[0].alerts().await?;
+        let switched = switched.clone();
         load.push(tokio::spawn(async move {
             let mut ids = Vec::new();
-            for i in 0..150 {
+            let mut after_switch = 0;
+            for i in 0..3_000 {
+                if switched.load(std::sync::atomic::Ordering::SeqCst) {
+                    after_switch += 1;
+                    if after_switch > 20 {
+                        break;
+                    }
+                }
                 let r = c
                     .submit(pb::SubmitAlertRequest {
                         alert: Some(sample_alert(&format!("hot-{k}-{i}"))),
@@ -714,6 +724,7 @@ async fn a_member_rotates_its_key_without_a_restart() -> anyhow::Result<()> {
     let (vkey_old, _new) = new_key_in_version_2(&f)?;
     manifest_cmd("publish", "--config", &f.nodes[0].config_arg(), &m)?;
     wait_for_manifest(&f.nodes[0], 2).await?;
+    switched.store(true, std::sync::atomic::Ordering::SeqCst);
 
     let mut ids = Vec::new();
     for t in load {

@@ -7,6 +7,7 @@
 //! change nothing the log shows (stale versions, free space) — and then the
 //! node serves exactly the original entries and checkpoint.
 
+use anyhow::Context;
 use lienthong_proto::v1 as pb;
 use lienthong_tests::{Node, copy_dir, sample_alert};
 
@@ -70,7 +71,9 @@ async fn flipped_bytes_in_the_store_are_caught_or_change_nothing() -> anyhow::Re
 
     // sled preallocates: most of the file is zeros nobody reads. Flip
     // bytes that hold data, spread over all of them, each nudged by a
-    // fixed-seed pseudo-random amount so every run tests the same bytes.
+    // fixed-seed pseudo-random amount. The store itself differs from run
+    // to run (a new key, salt and times), so each run flips different
+    // data: every failure names its byte.
     let used: Vec<u64> = std::fs::read(&db)?
         .iter()
         .enumerate()
@@ -95,7 +98,7 @@ async fn flipped_bytes_in_the_store_are_caught_or_change_nothing() -> anyhow::Re
             let why = e.to_string();
             assert!(
                 why.contains("exited") && node.log().contains("store"),
-                "{why}"
+                "flip at byte {pos} of {len}: {why}"
             );
             at_open += 1;
             continue;
@@ -123,7 +126,8 @@ async fn flipped_bytes_in_the_store_are_caught_or_change_nothing() -> anyhow::Re
                 by_verify += 1;
             }
         }
-        node.stop()?;
+        node.stop()
+            .with_context(|| format!("flip at byte {pos} of {len}"))?;
     }
     eprintln!(
         "{FLIPS} flips among the {} data bytes of a {len}-byte store: {at_open} refused at open, {by_verify} caught by feed verify, {harmless} changed nothing served",

@@ -58,7 +58,8 @@ pub fn lienthong(args: &[&str]) -> Result<std::process::Output> {
 }
 
 /// A port free on 127.0.0.1 now, for a node to bind a moment later (tests
-/// only use loopback).
+/// only use loopback), and kept from every other test process until this
+/// one ends.
 ///
 /// Chosen below the kernel's ephemeral range: a port the kernel picks for
 /// `bind(0)` comes from that range, which is also where every outgoing
@@ -66,7 +67,10 @@ pub fn lienthong(args: &[&str]) -> Result<std::process::Output> {
 /// each other one of those sometimes took the port before the node bound
 /// it ("Address already in use"). Ports are handed out in turn from a
 /// start that depends on the process id, so test processes running at the
-/// same time walk different stretches.
+/// same time mostly walk different stretches; where two stretches meet, a
+/// lock file per port ([`reserve`]) keeps one process from taking a port
+/// another was handed but has not bound yet (nextest runs each test in a
+/// process of its own).
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOWEST: u32 = LOWEST_FREE_PORT as u32;
@@ -79,7 +83,10 @@ pub fn free_port() -> u16 {
             let Ok(port) = u16::try_from(LOWEST + (start + k) % span) else {
                 continue;
             };
-            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            if !FIXED_PORTS.contains(&port)
+                && reserve(port)
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
                 return port;
             }
         }
@@ -89,6 +96,34 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Ports signed into the old federation fixture (`tests/fixtures`, used by
+/// `e2e/upgrade.rs`), which [`free_port`] never hands out.
+const FIXED_PORTS: std::ops::RangeInclusive<u16> = 31_100..=31_199;
+
+/// Takes the lock file of `port` in a directory shared by all test
+/// processes, and holds it until this process ends; false if another
+/// process holds it (or it cannot be made).
+fn reserve(port: u16) -> bool {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("lienthong-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return false;
+    };
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
+    }
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+    true
 }
 
 /// The lowest port [`free_port`] hands out: clear of well-known services.
@@ -791,6 +826,10 @@ mod tests {
                 );
             }
             std::net::TcpListener::bind(("127.0.0.1", p)).expect("bindable");
+            assert!(!super::FIXED_PORTS.contains(&p), "{p}");
+            // Held: a second taker (another open of its lock file, as in
+            // another process) is refused.
+            assert!(!super::reserve(p), "{p} is not held");
         }
     }
 }
