@@ -63,7 +63,6 @@ mod error;
 mod filter;
 mod hashed;
 mod keys;
-mod last_file;
 mod packed;
 mod postings;
 mod read;

@@ -58,7 +58,8 @@ pub struct OpenOptions {
 /// (docs/benchmarks.md); a node that needs that sets `store.cache_mb`.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
-pub use crate::last_file::LAST_CHECKPOINT_FILE;
+/// The file beside the database that records the newest signed checkpoint.
+pub const LAST_CHECKPOINT_FILE: &str = "checkpoint.last";
 
 /// Handle to the store; cheap to clone, shared by readers and the writer.
 #[derive(Clone)]
@@ -72,10 +73,7 @@ pub(crate) struct Inner {
     data_file: File,
     pub(crate) durable: watch::Sender<Durable>,
     pub(crate) checkpoint: RwLock<Option<Arc<CheckpointRecord>>>,
-    /// Why writes stopped, if they did; shared with `last_file`.
-    pub(crate) failed: Arc<Mutex<Option<String>>>,
-    /// Writes `checkpoint.last` (`last_file` module).
-    pub(crate) last_file: crate::last_file::LastFile,
+    pub(crate) failed: Mutex<Option<String>>,
     pub(crate) origin: String,
     pub(crate) member: String,
     /// The salt of the id and reference digests (`hashed` module).
@@ -188,16 +186,14 @@ impl Store {
             feed_size: read_meta_u64(&db, "feed_size")?,
             next_cursor: read_meta_u64(&db, "next_cursor")?,
         };
-        let failed = Arc::new(Mutex::new(None));
         let store = Store {
             inner: Arc::new(Inner {
-                last_file: crate::last_file::LastFile::new(&opts.dir, failed.clone()),
                 db,
                 dir: opts.dir.clone(),
                 data_file,
                 durable: watch::Sender::new(durable),
                 checkpoint: RwLock::new(None),
-                failed,
+                failed: Mutex::new(None),
                 origin: opts.origin.clone(),
                 member: opts.member.clone(),
                 salt,
@@ -348,11 +344,27 @@ impl Store {
         }))
     }
 
-    /// Writes `note`, the newest signed checkpoint, to `checkpoint.last`
-    /// beside the database and returns once it is there (`last_file`
-    /// module). The writer hands its checkpoints over without waiting.
+    /// Writes the newest signed checkpoint beside the database, in its own
+    /// file (`checkpoint.last`), once sled holds it durably. sled answers a
+    /// damaged log by dropping everything after the damage, which would
+    /// silently take the feed back to an older, valid-looking state; this
+    /// file remembers how far the feed had been signed, so opening the
+    /// store notices. Written at most once per checkpoint (≤ 2 per second):
+    /// temp file, fsync, rename, fsync of the directory.
     pub(crate) fn record_checkpoint(&self, note: &str) -> Result<(), StoreError> {
-        self.inner.last_file.write(note)
+        let dir = &self.inner.dir;
+        let path = dir.join(LAST_CHECKPOINT_FILE);
+        let tmp = dir.join(format!("{LAST_CHECKPOINT_FILE}.tmp"));
+        {
+            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+            std::io::Write::write_all(&mut f, note.as_bytes()).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync", dir))?;
+        Ok(())
     }
 
     /// Checks the store against `checkpoint.last` (see
@@ -444,9 +456,6 @@ impl Store {
         }
         copy.apply_batch(batch)?;
         copy.flush()?;
-        // The writer hands its checkpoints over to be recorded: wait for
-        // the newest, so the copy's file matches its database.
-        self.inner.last_file.flush()?;
         let last = self.inner.dir.join(LAST_CHECKPOINT_FILE);
         if last.exists() {
             std::fs::copy(&last, dest.join(LAST_CHECKPOINT_FILE)).map_err(io("copy", &last))?;
@@ -639,7 +648,7 @@ impl HashStore for TreeHashes<'_> {
 }
 
 /// Maps an I/O error on `path` to the store's error, naming the action.
-pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError::Io {
         action,

@@ -474,13 +474,9 @@ impl State {
                 let _ = reply.send(self.rekey(from, signer));
             }
         }
-        // Shutting down: make sure the last entries are covered, and that
-        // `checkpoint.last` says so.
+        // Shutting down: make sure the last entries are covered.
         if self.store.failure().is_none() && self.checkpoint_size < self.durable.feed_size {
             self.commit(Vec::new(), true);
-        }
-        if let Err(e) = self.store.inner.last_file.flush() {
-            tracing::error!(error = %e, "the last checkpoint could not be recorded");
         }
     }
 
@@ -1018,8 +1014,7 @@ impl State {
             .map_err(StoreError::from)
             .and_then(|()| self.store.sync())
             .and_then(|()| match &checkpoint {
-                // Handed over, not waited for: `last_file` module.
-                Some(cp) => self.store.inner.last_file.record(&cp.note),
+                Some(cp) => self.store.record_checkpoint(&cp.note),
                 None => Ok(()),
             });
         if let Err(err) = written {
