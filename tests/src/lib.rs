@@ -83,15 +83,18 @@ pub fn free_port() -> u16 {
             let Ok(port) = u16::try_from(LOWEST + (start + k) % span) else {
                 continue;
             };
+            // Bound by something else: skipped without taking its lock.
             if !FIXED_PORTS.contains(&port)
-                && reserve(port)
                 && TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && reserve(port)
             {
                 return port;
             }
         }
     }
-    // No room below the ephemeral range: the kernel's choice.
+    // No room below the ephemeral range, or no lock files: the kernel's
+    // choice, which another connection may take before the node binds it.
+    eprintln!("free_port: no port reserved below the ephemeral range; using one the kernel picks");
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -107,7 +110,15 @@ const FIXED_PORTS: std::ops::RangeInclusive<u16> = 31_100..=31_199;
 /// process holds it (or it cannot be made).
 fn reserve(port: u16) -> bool {
     static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
-    let dir = std::env::temp_dir().join("lienthong-test-ports");
+    // One directory per user (the owner of this process's /proc entry):
+    // another user's lock files are not writable.
+    let Ok(me) = std::fs::metadata("/proc/self") else {
+        return false;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "lienthong-test-ports-{}",
+        std::os::unix::fs::MetadataExt::uid(&me)
+    ));
     if std::fs::create_dir_all(&dir).is_err() {
         return false;
     }

@@ -349,8 +349,13 @@ impl Store {
     /// damaged log by dropping everything after the damage, which would
     /// silently take the feed back to an older, valid-looking state; this
     /// file remembers how far the feed had been signed, so opening the
-    /// store notices. Written at most once per checkpoint (≤ 2 per second):
-    /// temp file, fsync, rename, fsync of the directory.
+    /// store notices. Written once per checkpoint (2 a second at the
+    /// default `checkpoint.interval_ms`, at most 100 at its lowest), before
+    /// the checkpoint is published: temp file, fsync, rename, fsync of the
+    /// directory. Writing it from a thread of its own published checkpoints
+    /// about 2 ms sooner, but then a peer could hold a checkpoint the file
+    /// did not yet record (docs/benchmarks.md, seventh session); it stays
+    /// on the writer's path.
     pub(crate) fn record_checkpoint(&self, note: &str) -> Result<(), StoreError> {
         let dir = &self.inner.dir;
         let path = dir.join(LAST_CHECKPOINT_FILE);

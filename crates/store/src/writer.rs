@@ -508,12 +508,13 @@ impl State {
             Err((e, replies)) => {
                 let why = e.to_string();
                 tracing::error!(error = %why, "feed write failed; refusing further writes until restart");
-                *self
-                    .store
+                // The first reason is kept (as `Store::fail` keeps it).
+                self.store
                     .inner
                     .failed
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(|| why.clone());
                 for r in replies {
                     let _ = r.send(Err(StoreError::Failed(why.clone())));
                 }
