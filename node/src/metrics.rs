@@ -54,16 +54,46 @@ pub struct Metrics {
     pub submitted: Family<Outcome, Counter>,
     /// Time from request to durable acknowledgement, seconds.
     pub submit_seconds: Histogram,
+    /// Each group commit of the feed writer, from taking the group to
+    /// answering it, seconds.
+    pub group_commit_seconds: Histogram,
+    /// Of which writing it to disk (batch, flush, fsync; the checkpoint
+    /// file with a checkpoint), seconds.
+    pub group_write_seconds: Histogram,
+    /// Entries in each group commit.
+    pub group_entries: Histogram,
 }
+
+/// Latency buckets, seconds: 0.5 ms to 2.5 s.
+const SECONDS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
         Self {
             submitted: Family::default(),
-            submit_seconds: Histogram::new([
-                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            submit_seconds: Histogram::new(SECONDS[1..].iter().copied()),
+            group_commit_seconds: Histogram::new(SECONDS),
+            group_write_seconds: Histogram::new(SECONDS),
+            group_entries: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0]),
         }
+    }
+}
+
+impl Metrics {
+    /// The feed writer's report of each group (`WriterConfig::on_commit`).
+    pub fn commit_observer(&self) -> lienthong_store::CommitObserver {
+        let (total, write, entries) = (
+            self.group_commit_seconds.clone(),
+            self.group_write_seconds.clone(),
+            self.group_entries.clone(),
+        );
+        lienthong_store::CommitObserver(Arc::new(move |c: &lienthong_store::CommitStats| {
+            total.observe(c.total.as_secs_f64());
+            write.observe(c.write.as_secs_f64());
+            entries.observe(c.entries as f64);
+        }))
     }
 }
 
@@ -101,6 +131,21 @@ pub fn render(src: &Sources) -> Result<String> {
         "submit_seconds",
         "Time from request to durable acknowledgement of a submission",
         src.metrics.submit_seconds.clone(),
+    );
+    reg.register(
+        "group_commit_seconds",
+        "Time the feed writer took for each group commit, from taking the group to answering it",
+        src.metrics.group_commit_seconds.clone(),
+    );
+    reg.register(
+        "group_write_seconds",
+        "Of each group commit, the time writing it to disk (batch, flush, fsync; the checkpoint file with a checkpoint)",
+        src.metrics.group_write_seconds.clone(),
+    );
+    reg.register(
+        "group_entries",
+        "Entries written by each group commit (own and received)",
+        src.metrics.group_entries.clone(),
     );
     let store = &src.store;
     let durable = store.durable();

@@ -31,6 +31,7 @@ pub struct Prepared {
     config: Config,
     store: Store,
     writer: Writer,
+    metrics: crate::metrics::Metrics,
     tls: Option<rustls::ServerConfig>,
     peering: Option<Arc<Peering>>,
 }
@@ -178,6 +179,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
     let store = Store::open(&open_options(&config, &config.store_dir)?)
         .with_context(|| format!("opening the store {}", config.store_dir.display()))?;
     let note_signer = NoteSigner::new(&origin, key.clone()).context("checkpoint signer")?;
+    let metrics = crate::metrics::Metrics::default();
     let writer = Writer::start(
         store.clone(),
         FeedSigner {
@@ -187,6 +189,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
         },
         WriterConfig {
             checkpoint_interval: config.checkpoint_interval,
+            on_commit: Some(metrics.commit_observer()),
             ..WriterConfig::default()
         },
     )?;
@@ -194,6 +197,7 @@ pub fn prepare(config: Config) -> Result<Prepared> {
         config,
         store,
         writer,
+        metrics,
         tls,
         peering,
     })
@@ -206,6 +210,7 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         config,
         store,
         writer,
+        metrics,
         tls,
         peering,
     } = p;
@@ -237,7 +242,6 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         .build_v1alpha()?;
 
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let metrics = crate::metrics::Metrics::default();
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
     let coordination = crate::cases::Coordination {
         store: store.clone(),

@@ -1065,6 +1065,8 @@ async fn the_grafana_dashboard_uses_only_metrics_the_node_exports() -> Result<()
     for needed in [
         "lienthong_submissions_total",
         "lienthong_submit_seconds_bucket",
+        "lienthong_group_commit_seconds_bucket",
+        "lienthong_group_write_seconds_bucket",
         "lienthong_peer_replication_lag_entries",
         "lienthong_peer_connected",
         "lienthong_peer_cosigned_ours",

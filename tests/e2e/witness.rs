@@ -121,6 +121,32 @@ async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
                 assert!(m.contains(expected), "{expected} not in\n{m}");
             }
             assert!(lienthong_tests::http_get(metrics_port, "/nope")?.starts_with("HTTP/1.1 404"));
+            // Every entry this node stored (it started empty) went through
+            // a group commit it reported, which took some time to write.
+            let value = |m: &str, name: &str| -> Option<f64> {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let m = lienthong_tests::http_get(metrics_port, "/metrics")?;
+                let stored = value(&m, "lienthong_stored_entries");
+                let summed = value(&m, "lienthong_group_entries_sum");
+                let writes = value(&m, "lienthong_group_write_seconds_count");
+                let commits = value(&m, "lienthong_group_commit_seconds_count");
+                if stored.is_some_and(|s| s >= 1.0)
+                    && summed == stored
+                    && writes == commits
+                    && value(&m, "lienthong_group_write_seconds_sum").is_some_and(|s| s > 0.0)
+                {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "stored {stored:?}, in groups {summed:?}, writes {writes:?}, commits {commits:?}:\n{m}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     Ok(())

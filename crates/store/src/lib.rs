@@ -80,7 +80,9 @@ pub use store::{
     Store,
 };
 pub use witness::MAX_EVIDENCE;
-pub use writer::{Appended, FeedSigner, NewEntry, Writer, WriterConfig};
+pub use writer::{
+    Appended, CommitObserver, CommitStats, FeedSigner, NewEntry, Writer, WriterConfig,
+};
 
 /// Version of the on-disk layout written by this code. Formats 1 (releases
 /// up to 0.2.0), 2 (one key per id and per reference), 3 (one key per

@@ -58,6 +58,9 @@ pub struct WriterConfig {
     pub checkpoint_interval: Duration,
     /// Most submissions in one group commit.
     pub max_batch: usize,
+    /// Told about every group that wrote something, once it is durable
+    /// and before its submitters are answered (the node's metrics).
+    pub on_commit: Option<CommitObserver>,
 }
 
 impl Default for WriterConfig {
@@ -65,7 +68,35 @@ impl Default for WriterConfig {
         Self {
             checkpoint_interval: Duration::from_millis(500),
             max_batch: 2048,
+            on_commit: None,
         }
+    }
+}
+
+/// What one group commit took.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitStats {
+    /// Entries written: own ones signed (receipts included) and peers'
+    /// ones received. Summed over a writer's groups, the entries it
+    /// stored.
+    pub entries: usize,
+    /// From the writer taking the group to its answers being sent.
+    pub total: Duration,
+    /// Of which writing: the batch applied, flushed and fsynced, and the
+    /// checkpoint file when the group signed a checkpoint.
+    pub write: Duration,
+    /// The group signed a checkpoint.
+    pub checkpoint: bool,
+}
+
+/// A function the writer calls with each group's [`CommitStats`], on the
+/// writer's thread: it must be quick.
+#[derive(Clone)]
+pub struct CommitObserver(pub Arc<dyn Fn(&CommitStats) + Send + Sync>);
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
     }
 }
 
@@ -527,6 +558,7 @@ impl State {
         jobs: Vec<Job>,
         force_checkpoint: bool,
     ) -> Result<(), (StoreError, Vec<Reply>)> {
+        let started = Instant::now();
         let db = &self.store.inner.db;
         let salt = &self.store.inner.salt;
         let (ids, refs) = (crate::hashed::IDS, crate::hashed::REFERENCES);
@@ -1010,6 +1042,7 @@ impl State {
         }
 
         // Steps 6–7: one atomic batch, flush, fsync.
+        let write_started = Instant::now();
         let written = db
             .apply_batch(batch)
             .map_err(StoreError::from)
@@ -1022,6 +1055,8 @@ impl State {
             drop(received);
             return Err((err, replies(slots, repeats)));
         }
+        let write = write_started.elapsed();
+        let checkpointed = checkpoint.is_some();
 
         // Step 8: publish, then answer.
         if self.last_blocks.len() + new_last_blocks.len() > LAST_BLOCKS_MAX {
@@ -1089,6 +1124,14 @@ impl State {
                 }
             })
             .collect();
+        if let Some(CommitObserver(observe)) = &self.config.on_commit {
+            observe(&CommitStats {
+                entries: signed.len() + received.len(),
+                total: started.elapsed(),
+                write,
+                checkpoint: checkpointed,
+            });
+        }
         drop(received);
         self.answer_known(known, repeats, &answers);
         for (slot, a) in slots.into_iter().zip(answers) {

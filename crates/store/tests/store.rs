@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -50,6 +51,7 @@ fn writer(store: &Store) -> Writer {
         WriterConfig {
             checkpoint_interval: Duration::from_millis(20),
             max_batch: 64,
+            ..WriterConfig::default()
         },
     )
     .unwrap()
@@ -1633,6 +1635,70 @@ fn a_store_of_layout_4_counts_what_it_holds_of_each_author() {
     // 1 alert and a receipt for each of the 6 entries.
     assert_eq!(store.durable().feed_size, 7);
     assert_eq!(store.replication_cursor("24").unwrap(), 6);
+}
+
+/// The writer reports every group that wrote something: the entries of
+/// all reports are the entries stored, own and received (with receipts);
+/// a repeated reference writes nothing and is not reported.
+#[test]
+fn every_group_commit_is_reported_with_its_entries_and_times() {
+    use lienthong_store::{CommitObserver, CommitStats};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<CommitStats>>> = Arc::default();
+    let sink = seen.clone();
+    let w = Writer::start(
+        store.clone(),
+        FeedSigner {
+            author: "20".into(),
+            key: key(),
+            note_signer: NoteSigner::new(ORIGIN, key()).unwrap(),
+        },
+        WriterConfig {
+            checkpoint_interval: Duration::from_millis(20),
+            on_commit: Some(CommitObserver(Arc::new(move |c: &CommitStats| {
+                sink.lock().unwrap().push(*c);
+            }))),
+            ..WriterConfig::default()
+        },
+    )
+    .unwrap();
+    let (entries, tree, note) = peer_feed(3);
+    rt().block_on(async {
+        for i in 0..10 {
+            w.append(alert(&format!("o{i}"), Category::Smuggling, "20", "x"))
+                .await
+                .unwrap();
+        }
+        let reports = seen.lock().unwrap().len();
+        assert!(
+            w.append(alert("o3", Category::Smuggling, "20", "x"))
+                .await
+                .unwrap()
+                .duplicate
+        );
+        assert_eq!(seen.lock().unwrap().len(), reports, "nothing written");
+        for i in 0..3 {
+            w.receive(delivered(&entries, &tree, &note, i), vec![], 1)
+                .await
+                .unwrap();
+        }
+    });
+    w.shutdown();
+    let seen = seen.lock().unwrap();
+    let written: usize = seen.iter().map(|c| c.entries).sum();
+    // 10 alerts, 3 received entries and their receipts (one or more).
+    let durable = store.durable();
+    assert_eq!(written as u64, durable.next_cursor, "{seen:?}");
+    assert!(durable.feed_size >= 11 && durable.next_cursor == durable.feed_size + 3);
+    assert!(
+        seen.iter()
+            .all(|c| c.write <= c.total && c.write > Duration::ZERO)
+    );
+    assert!(
+        seen.iter().any(|c| c.checkpoint),
+        "the last group checkpoints"
+    );
 }
 
 /// A store of layout 5 (references only in buckets, no filter) gets the

@@ -18,12 +18,64 @@ const CLIENTS: usize = 64;
 /// How often the checkpoint is polled: the resolution of ack → checkpoint.
 const POLL: Duration = Duration::from_millis(5);
 
-/// A fresh standalone node with the run's checkpoint interval, started.
-pub fn fresh_node(ctx: &Ctx, member: &str, name: &str) -> Result<Node> {
+/// A fresh standalone node with the run's checkpoint interval and its
+/// metrics endpoint, started; and that endpoint's port.
+pub fn fresh_node(ctx: &Ctx, member: &str, name: &str) -> Result<(Node, u16)> {
     let mut node = Node::init(member, name)?;
     node.set_checkpoint_interval_ms(ctx.checkpoint_ms)?;
+    let metrics = node.enable_metrics()?;
     node.start()?;
-    Ok(node)
+    Ok((node, metrics))
+}
+
+/// The node's group commit histograms (`lienthong_group_*`) at one moment.
+#[derive(Default)]
+struct Groups {
+    /// Commits, and the sums of their seconds, write seconds and entries.
+    count: f64,
+    seconds: f64,
+    write_seconds: f64,
+    entries: f64,
+    /// Commits that took more than 10 ms, and whose write did.
+    over_10ms: f64,
+    write_over_10ms: f64,
+}
+
+impl Groups {
+    fn scrape(port: u16) -> Result<Self> {
+        let text = lienthong_tests::http_get(port, "/metrics")?;
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let le_10ms = |h: &str| value(&format!("lienthong_{h}_bucket{{le=\"0.01\"}}"));
+        let count = value("lienthong_group_commit_seconds_count");
+        let write_count = value("lienthong_group_write_seconds_count");
+        Ok(Self {
+            count,
+            seconds: value("lienthong_group_commit_seconds_sum"),
+            write_seconds: value("lienthong_group_write_seconds_sum"),
+            entries: value("lienthong_group_entries_sum"),
+            over_10ms: count - le_10ms("group_commit_seconds"),
+            write_over_10ms: write_count - le_10ms("group_write_seconds"),
+        })
+    }
+
+    /// What the node's writer did between `self` and `later`, in words.
+    fn note(&self, later: &Self, window: Duration) -> String {
+        let n = (later.count - self.count).max(1.0);
+        format!(
+            "node's group commits in the window: {:.0} ({:.0}/s), {:.1} entries each; {:.2} ms each, of which writing {:.2} ms (batch, flush, fsync); over 10 ms: {:.2}% of commits, {:.2}% of writes",
+            later.count - self.count,
+            (later.count - self.count) / window.as_secs_f64().max(1e-9),
+            (later.entries - self.entries) / n,
+            1000.0 * (later.seconds - self.seconds) / n,
+            1000.0 * (later.write_seconds - self.write_seconds) / n,
+            100.0 * (later.over_10ms - self.over_10ms) / n,
+            100.0 * (later.write_over_10ms - self.write_over_10ms) / n,
+        )
+    }
 }
 
 /// Fails the scenario if any submission failed.
@@ -51,7 +103,7 @@ pub fn io_note(usage: &sys::Usage, entries: usize) -> Option<String> {
 }
 
 pub async fn ingest(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
-    let mut node = fresh_node(ctx, "01", "Hà Nội")?;
+    let (mut node, metrics) = fresh_node(ctx, "01", "Hà Nội")?;
     let pid = node.pid().context("node pid")?;
     let chans = load::channels(&node, CLIENTS).await?;
 
@@ -87,10 +139,12 @@ pub async fn ingest(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     let measure = async {
         tokio::time::sleep(warmup).await;
         let w = sys::Window::open(&[("node 01".into(), pid)]);
+        let before = tokio::task::block_in_place(|| Groups::scrape(metrics));
         tokio::time::sleep(window).await;
-        w.close()
+        let after = tokio::task::block_in_place(|| Groups::scrape(metrics));
+        (w.close(), before, after)
     };
-    let (run, usage) = tokio::join!(submit, measure);
+    let (run, (usage, groups_before, groups_after)) = tokio::join!(submit, measure);
     let run = run?;
     tokio::time::sleep(Duration::from_millis(3 * ctx.checkpoint_ms + 200)).await;
     poller.abort();
@@ -148,6 +202,7 @@ pub async fn ingest(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     if let Some(n) = io_note(&usage, in_window.len()) {
         s.note(n);
     }
+    s.note(groups_before?.note(&groups_after?, window));
     if uncovered > 0 {
         s.fail(format!(
             "{uncovered} acknowledged entries were never covered by a checkpoint"
@@ -168,7 +223,7 @@ pub async fn ingest(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
 
 pub async fn checkpoint(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     const RATE: f64 = 1000.0;
-    let mut node = fresh_node(ctx, "01", "Hà Nội")?;
+    let (mut node, _) = fresh_node(ctx, "01", "Hà Nội")?;
     let pid = node.pid().context("node pid")?;
     let chans = load::channels(&node, 16).await?;
     let (seen, poller) = load::poll_checkpoints(node.channel().await?, POLL);
