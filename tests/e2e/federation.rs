@@ -538,7 +538,7 @@ async fn peer_handshake(
     identity: &lienthong_federation::tls::TlsIdentity,
     server_pin: lienthong_federation::tls::SpkiPin,
 ) -> anyhow::Result<()> {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = lienthong_federation::tls::client_config(identity, server_pin)?;
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
@@ -548,12 +548,19 @@ async fn peer_handshake(
             tcp,
         )
         .await?;
-    // TLS 1.3 reports a refused client certificate on the first read.
+    // TLS 1.3 reports a refused client certificate on the first read. An
+    // accepted peer gets the server's HTTP/2 SETTINGS in answer to the
+    // client preface and an empty SETTINGS frame, so accepting is seen as
+    // soon as it happens, and a slow refusal is not taken for acceptance.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await?;
+    tls.flush().await?;
     let mut buf = [0u8; 1];
-    match tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await {
+    match tokio::time::timeout(Duration::from_secs(15), tls.read(&mut buf)).await {
         Ok(Err(e)) => Err(e.into()),
         Ok(Ok(0)) => Err(anyhow::anyhow!("closed by the server")),
-        _ => Ok(()),
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(anyhow::anyhow!("no answer within 15 s")),
     }
 }
 
