@@ -127,26 +127,31 @@ pub fn render(src: &Sources) -> Result<String> {
         "Alert submissions by outcome",
         src.metrics.submitted.clone(),
     );
-    reg.register(
-        "submit_seconds",
-        "Time from request to durable acknowledgement of a submission",
-        src.metrics.submit_seconds.clone(),
-    );
-    reg.register(
-        "group_commit_seconds",
-        "Time the feed writer took for each group commit, from taking the group to answering it",
-        src.metrics.group_commit_seconds.clone(),
-    );
-    reg.register(
-        "group_write_seconds",
-        "Of each group commit, the time writing it to disk (batch, flush, fsync; the checkpoint file with a checkpoint)",
-        src.metrics.group_write_seconds.clone(),
-    );
-    reg.register(
-        "group_entries",
-        "Entries written by each group commit (own and received)",
-        src.metrics.group_entries.clone(),
-    );
+    let m = &src.metrics;
+    for (name, help, histogram) in [
+        (
+            "submit_seconds",
+            "Time from request to durable acknowledgement of a submission",
+            &m.submit_seconds,
+        ),
+        (
+            "group_commit_seconds",
+            "Time the feed writer took for each group commit, from taking the group to answering it",
+            &m.group_commit_seconds,
+        ),
+        (
+            "group_write_seconds",
+            "Of each group commit, the time writing it to disk (batch, flush, fsync; the checkpoint file with a checkpoint)",
+            &m.group_write_seconds,
+        ),
+        (
+            "group_entries",
+            "Entries written by each group commit (own and received)",
+            &m.group_entries,
+        ),
+    ] {
+        reg.register(name, help, histogram.clone());
+    }
     let store = &src.store;
     let durable = store.durable();
     gauge(
