@@ -54,29 +54,51 @@ pub struct Metrics {
     pub submitted: Family<Outcome, Counter>,
     /// Time from request to durable acknowledgement, seconds.
     pub submit_seconds: Histogram,
-    /// Each group commit of the feed writer, from taking the group to
-    /// answering it, seconds.
-    pub group_commit_seconds: Histogram,
-    /// Of which writing it to disk (batch, flush, fsync; the checkpoint
-    /// file with a checkpoint), seconds.
-    pub group_write_seconds: Histogram,
-    /// Entries in each group commit.
-    pub group_entries: Histogram,
+    /// Each group commit of the feed writer, from taking the group to just
+    /// before answering it, seconds; by whether it signed a checkpoint.
+    pub group_commit_seconds: GroupHistograms,
+    /// Of which writing it to disk (batch, flush, fsync; with a checkpoint
+    /// also the checkpoint file, two more fsyncs), seconds.
+    pub group_write_seconds: GroupHistograms,
+    /// Entries in each group commit (0 in a group that only signs a
+    /// checkpoint).
+    pub group_entries: GroupHistograms,
 }
+
+/// Whether a group commit signed a checkpoint: such a group also writes
+/// `checkpoint.last`, so its time is shown apart.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupKind {
+    checkpoint: &'static str,
+}
+
+/// A histogram of group commits per [`GroupKind`].
+pub type GroupHistograms = Family<GroupKind, Histogram, fn() -> Histogram>;
 
 /// Latency buckets, seconds: 0.5 ms to 2.5 s.
 const SECONDS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+fn group_histograms(make: fn() -> Histogram) -> GroupHistograms {
+    let family = GroupHistograms::new_with_constructor(make);
+    // Both series from the start, so a dashboard never misses one.
+    for checkpoint in ["false", "true"] {
+        drop(family.get_or_create(&GroupKind { checkpoint }));
+    }
+    family
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self {
             submitted: Family::default(),
             submit_seconds: Histogram::new(SECONDS[1..].iter().copied()),
-            group_commit_seconds: Histogram::new(SECONDS),
-            group_write_seconds: Histogram::new(SECONDS),
-            group_entries: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0]),
+            group_commit_seconds: group_histograms(|| Histogram::new(SECONDS)),
+            group_write_seconds: group_histograms(|| Histogram::new(SECONDS)),
+            group_entries: group_histograms(|| {
+                Histogram::new((0..13).map(|k| f64::from(1u32 << k)))
+            }),
         }
     }
 }
@@ -90,9 +112,12 @@ impl Metrics {
             self.group_entries.clone(),
         );
         lienthong_store::CommitObserver(Arc::new(move |c: &lienthong_store::CommitStats| {
-            total.observe(c.total.as_secs_f64());
-            write.observe(c.write.as_secs_f64());
-            entries.observe(c.entries as f64);
+            let kind = GroupKind {
+                checkpoint: if c.checkpoint { "true" } else { "false" },
+            };
+            total.get_or_create(&kind).observe(c.total.as_secs_f64());
+            write.get_or_create(&kind).observe(c.write.as_secs_f64());
+            entries.get_or_create(&kind).observe(c.entries as f64);
         }))
     }
 }
@@ -128,29 +153,29 @@ pub fn render(src: &Sources) -> Result<String> {
         src.metrics.submitted.clone(),
     );
     let m = &src.metrics;
-    for (name, help, histogram) in [
-        (
-            "submit_seconds",
-            "Time from request to durable acknowledgement of a submission",
-            &m.submit_seconds,
-        ),
+    reg.register(
+        "submit_seconds",
+        "Time from request to durable acknowledgement of a submission",
+        m.submit_seconds.clone(),
+    );
+    for (name, help, family) in [
         (
             "group_commit_seconds",
-            "Time the feed writer took for each group commit, from taking the group to answering it",
+            "Time the feed writer took for each group commit, from taking the group to just before answering it, by whether it signed a checkpoint",
             &m.group_commit_seconds,
         ),
         (
             "group_write_seconds",
-            "Of each group commit, the time writing it to disk (batch, flush, fsync; the checkpoint file with a checkpoint)",
+            "Of each group commit, the time writing it to disk (batch, flush, fsync; with a checkpoint also the checkpoint file)",
             &m.group_write_seconds,
         ),
         (
             "group_entries",
-            "Entries written by each group commit (own and received)",
+            "Entries written by each group commit (own, receipts and received; 0 when it only signs a checkpoint)",
             &m.group_entries,
         ),
     ] {
-        reg.register(name, help, histogram.clone());
+        reg.register(name, help, family.clone());
     }
     let store = &src.store;
     let durable = store.durable();

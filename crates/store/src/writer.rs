@@ -80,7 +80,8 @@ pub struct CommitStats {
     /// ones received. Summed over a writer's groups, the entries it
     /// stored.
     pub entries: usize,
-    /// From the writer taking the group to its answers being sent.
+    /// From the writer taking the group to just before its answers are
+    /// sent (answering, a look-up per repeated reference, is not in it).
     pub total: Duration,
     /// Of which writing: the batch applied, flushed and fsynced, and the
     /// checkpoint file when the group signed a checkpoint.

@@ -31,8 +31,10 @@ pub fn fresh_node(ctx: &Ctx, member: &str, name: &str) -> Result<(Node, u16)> {
 /// The node's group commit histograms (`lienthong_group_*`) at one moment.
 #[derive(Default)]
 struct Groups {
-    /// Commits, and the sums of their seconds, write seconds and entries.
+    /// Commits (those that signed a checkpoint), and the sums of their
+    /// seconds, write seconds and entries.
     count: f64,
+    checkpoints: f64,
     seconds: f64,
     write_seconds: f64,
     entries: f64,
@@ -44,21 +46,39 @@ struct Groups {
 impl Groups {
     fn scrape(port: u16) -> Result<Self> {
         let text = lienthong_tests::http_get(port, "/metrics")?;
-        let value = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-                .unwrap_or(0.0)
+        // The sum over the series of `name` whose labels include `with`.
+        let value = |name: &str, with: &str| -> Result<f64> {
+            let mut found = None;
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix(name) else {
+                    continue;
+                };
+                let (labels, v) = match rest.strip_prefix('{') {
+                    Some(l) => l.split_once("} ").context("unclosed labels")?,
+                    None => ("", rest.strip_prefix(' ').unwrap_or("x")),
+                };
+                if (with.is_empty() || labels.split(',').any(|l| l == with))
+                    && let Ok(v) = v.parse::<f64>()
+                {
+                    *found.get_or_insert(0.0) += v;
+                }
+            }
+            found.with_context(|| format!("no {name} {{{with}}} in the node's metrics"))
         };
-        let le_10ms = |h: &str| value(&format!("lienthong_{h}_bucket{{le=\"0.01\"}}"));
-        let count = value("lienthong_group_commit_seconds_count");
-        let write_count = value("lienthong_group_write_seconds_count");
+        let count = value("lienthong_group_commit_seconds_count", "")?;
+        let write_count = value("lienthong_group_write_seconds_count", "")?;
+        let le_10ms = "le=\"0.01\"";
         Ok(Self {
             count,
-            seconds: value("lienthong_group_commit_seconds_sum"),
-            write_seconds: value("lienthong_group_write_seconds_sum"),
-            entries: value("lienthong_group_entries_sum"),
-            over_10ms: count - le_10ms("group_commit_seconds"),
-            write_over_10ms: write_count - le_10ms("group_write_seconds"),
+            checkpoints: value(
+                "lienthong_group_commit_seconds_count",
+                "checkpoint=\"true\"",
+            )?,
+            seconds: value("lienthong_group_commit_seconds_sum", "")?,
+            write_seconds: value("lienthong_group_write_seconds_sum", "")?,
+            entries: value("lienthong_group_entries_sum", "")?,
+            over_10ms: count - value("lienthong_group_commit_seconds_bucket", le_10ms)?,
+            write_over_10ms: write_count - value("lienthong_group_write_seconds_bucket", le_10ms)?,
         })
     }
 
@@ -66,9 +86,10 @@ impl Groups {
     fn note(&self, later: &Self, window: Duration) -> String {
         let n = (later.count - self.count).max(1.0);
         format!(
-            "node's group commits in the window: {:.0} ({:.0}/s), {:.1} entries each; {:.2} ms each, of which writing {:.2} ms (batch, flush, fsync); over 10 ms: {:.2}% of commits, {:.2}% of writes",
+            "node's group commits in the window: {:.0} ({:.0}/s, {:.0} of them with a checkpoint), {:.1} entries each; {:.2} ms each, of which writing {:.2} ms (batch, flush, fsync); over 10 ms: {:.2}% of commits, {:.2}% of writes",
             later.count - self.count,
             (later.count - self.count) / window.as_secs_f64().max(1e-9),
+            later.checkpoints - self.checkpoints,
             (later.entries - self.entries) / n,
             1000.0 * (later.seconds - self.seconds) / n,
             1000.0 * (later.write_seconds - self.write_seconds) / n,
@@ -202,7 +223,10 @@ pub async fn ingest(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     if let Some(n) = io_note(&usage, in_window.len()) {
         s.note(n);
     }
-    s.note(groups_before?.note(&groups_after?, window));
+    match (groups_before, groups_after) {
+        (Ok(before), Ok(after)) => s.note(before.note(&after, window)),
+        (Err(e), _) | (_, Err(e)) => s.note(format!("node's group commits not read: {e:#}")),
+    }
     if uncovered > 0 {
         s.fail(format!(
             "{uncovered} acknowledged entries were never covered by a checkpoint"
