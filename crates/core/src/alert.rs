@@ -378,10 +378,10 @@ pub(crate) fn subject_field(p: &mut Problems, field: &str, s: &Subject) -> Subje
             } else {
                 v.country.to_ascii_uppercase()
             };
-            if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            if !crate::countries::is_assigned(&country) {
                 p.add(
                     format!("{f}.country"),
-                    "must be an ISO 3166-1 alpha-2 code such as \"VN\" or \"CN\", or empty for VN",
+                    "must be an assigned ISO 3166-1 alpha-2 code such as \"VN\", \"CN\" or \"LA\" (\"GB\", not \"UK\"), or empty for VN",
                 );
             }
             let plate = normalize_plate(&v.plate, &country).unwrap_or_else(|| {
@@ -769,6 +769,12 @@ mod tests {
             ("alert.subjects[0].vehicle.plate", |a| set_plate(a, "ABC")),
             ("alert.subjects[0].vehicle.country", |a| {
                 set_country(a, "Viet Nam")
+            }),
+            ("alert.subjects[0].vehicle.country", |a| {
+                set_country(a, "UK")
+            }),
+            ("alert.subjects[0].vehicle.country", |a| {
+                set_country(a, "XX")
             }),
             ("alert.subjects[0].vehicle.description", |a| {
                 set_vdesc(a, &"x".repeat(201))

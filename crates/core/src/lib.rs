@@ -26,6 +26,7 @@
 pub mod agreement;
 pub mod alert;
 pub mod coordination;
+pub mod countries;
 pub mod delivery;
 pub mod entry;
 pub mod keys;
