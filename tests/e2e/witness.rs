@@ -123,19 +123,7 @@ async fn members_cosign_each_others_checkpoints() -> anyhow::Result<()> {
             assert!(lienthong_tests::http_get(metrics_port, "/nope")?.starts_with("HTTP/1.1 404"));
             // Every entry this node stored (it started empty) went through
             // a group commit it reported, which took some time to write.
-            // A metric's value, summed over its label sets.
-            let value = |m: &str, name: &str| -> Option<f64> {
-                m.lines()
-                    .filter_map(|l| {
-                        let rest = l.strip_prefix(name)?;
-                        let rest = match rest.strip_prefix('{') {
-                            Some(labelled) => labelled.split_once("} ")?.1,
-                            None => rest.strip_prefix(' ')?,
-                        };
-                        rest.parse::<f64>().ok()
-                    })
-                    .reduce(|a, b| a + b)
-            };
+            let value = |m: &str, name: &str| lienthong_tests::metric_sum(m, name, None);
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let m = lienthong_tests::http_get(metrics_port, "/metrics")?;

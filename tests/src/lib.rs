@@ -31,6 +31,34 @@ pub fn http_get(port: u16, path: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The sum of metric `name`'s values in a Prometheus text `scrape`, over
+/// its series whose labels include `label` (such as `le="0.01"`; every
+/// series with `None`); `None` if it has no such series.
+pub fn metric_sum(scrape: &str, name: &str, label: Option<&str>) -> Option<f64> {
+    let mut found = None;
+    for line in scrape.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(labelled) => match labelled.split_once("} ") {
+                Some(split) => split,
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(value) => ("", value),
+                None => continue,
+            },
+        };
+        if label.is_none_or(|want| labels.split(',').any(|l| l == want))
+            && let Ok(v) = value.parse::<f64>()
+        {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
 /// The `lienthong` binary built with this workspace (or `$LIENTHONG_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("LIENTHONG_BIN") {
@@ -842,5 +870,32 @@ mod tests {
             // another process) is refused.
             assert!(!super::reserve(p), "{p} is not held");
         }
+    }
+
+    #[test]
+    fn metric_sums_are_taken_over_the_series_asked_for() {
+        let scrape = "# TYPE x histogram\n\
+            x_count{kind=\"a\"} 3\n\
+            x_count{kind=\"b\"} 4.5\n\
+            x_count_other 100\n\
+            x_bucket{kind=\"a\",le=\"0.01\"} 2\n\
+            x_bucket{kind=\"b\",le=\"0.01\"} 1\n\
+            x_bucket{kind=\"b\",le=\"0.1\"} 4\n\
+            y 7\n";
+        assert_eq!(super::metric_sum(scrape, "x_count", None), Some(7.5));
+        assert_eq!(
+            super::metric_sum(scrape, "x_count", Some("kind=\"b\"")),
+            Some(4.5)
+        );
+        assert_eq!(
+            super::metric_sum(scrape, "x_bucket", Some("le=\"0.01\"")),
+            Some(3.0)
+        );
+        assert_eq!(super::metric_sum(scrape, "y", None), Some(7.0));
+        assert_eq!(super::metric_sum(scrape, "x", None), None);
+        assert_eq!(
+            super::metric_sum(scrape, "x_count", Some("kind=\"c\"")),
+            None
+        );
     }
 }

@@ -40,21 +40,24 @@ fn open(dir: &Path) -> Result<Store, StoreError> {
 }
 
 fn writer(store: &Store) -> Writer {
-    let signer = FeedSigner {
-        author: "20".into(),
-        key: key(),
-        note_signer: NoteSigner::new(ORIGIN, key()).unwrap(),
-    };
-    Writer::start(
-        store.clone(),
-        signer,
+    writer_with(
+        store,
         WriterConfig {
             checkpoint_interval: Duration::from_millis(20),
             max_batch: 64,
             ..WriterConfig::default()
         },
     )
-    .unwrap()
+}
+
+/// The writer of member 20's feed, signing with [`key`], tuned by `config`.
+fn writer_with(store: &Store, config: WriterConfig) -> Writer {
+    let signer = FeedSigner {
+        author: "20".into(),
+        key: key(),
+        note_signer: NoteSigner::new(ORIGIN, key()).unwrap(),
+    };
+    Writer::start(store.clone(), signer, config).unwrap()
 }
 
 fn alert(reference: &str, category: Category, province: &str, title: &str) -> NewEntry {
@@ -1647,13 +1650,8 @@ fn every_group_commit_is_reported_with_its_entries_and_times() {
     let store = open(dir.path()).unwrap();
     let seen: Arc<std::sync::Mutex<Vec<CommitStats>>> = Arc::default();
     let sink = seen.clone();
-    let w = Writer::start(
-        store.clone(),
-        FeedSigner {
-            author: "20".into(),
-            key: key(),
-            note_signer: NoteSigner::new(ORIGIN, key()).unwrap(),
-        },
+    let w = writer_with(
+        &store,
         WriterConfig {
             // No checkpoint by the timer: a checkpoint-only group would
             // be reported between the count and the duplicate below.
@@ -1664,8 +1662,7 @@ fn every_group_commit_is_reported_with_its_entries_and_times() {
             }))),
             ..WriterConfig::default()
         },
-    )
-    .unwrap();
+    );
     let (entries, tree, note) = peer_feed(3);
     rt().block_on(async {
         for i in 0..10 {

@@ -48,22 +48,8 @@ impl Groups {
         let text = lienthong_tests::http_get(port, "/metrics")?;
         // The sum over the series of `name` whose labels include `with`.
         let value = |name: &str, with: &str| -> Result<f64> {
-            let mut found = None;
-            for line in text.lines() {
-                let Some(rest) = line.strip_prefix(name) else {
-                    continue;
-                };
-                let (labels, v) = match rest.strip_prefix('{') {
-                    Some(l) => l.split_once("} ").context("unclosed labels")?,
-                    None => ("", rest.strip_prefix(' ').unwrap_or("x")),
-                };
-                if (with.is_empty() || labels.split(',').any(|l| l == with))
-                    && let Ok(v) = v.parse::<f64>()
-                {
-                    *found.get_or_insert(0.0) += v;
-                }
-            }
-            found.with_context(|| format!("no {name} {{{with}}} in the node's metrics"))
+            lienthong_tests::metric_sum(&text, name, Some(with).filter(|w| !w.is_empty()))
+                .with_context(|| format!("no {name} {{{with}}} in the node's metrics"))
         };
         let count = value("lienthong_group_commit_seconds_count", "")?;
         let write_count = value("lienthong_group_write_seconds_count", "")?;
