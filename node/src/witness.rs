@@ -50,7 +50,15 @@ pub struct Witness {
     refused_forks: Mutex<std::collections::HashSet<(String, String)>>,
     /// Ids of entries refused from peers and kept as evidence since start.
     refused_entries: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// Checkpoint notes already verified: gossip shows every witness the
+    /// same few notes again and again (see [`SEEN_NOTES`]).
+    seen: lienthong_log::SeenCheckpoints,
 }
+
+/// Notes [`Witness::seen`] keeps per generation (it keeps two): enough for
+/// every member's newest cosigned and held checkpoints in a federation of
+/// the 34 provinces, a few times over.
+const SEEN_NOTES: usize = 128;
 
 impl Witness {
     pub fn new(peering: Arc<Peering>, store: Store) -> Arc<Self> {
@@ -61,6 +69,7 @@ impl Witness {
             equivocations: std::sync::atomic::AtomicU64::new(0),
             refused_forks: Mutex::new(Default::default()),
             refused_entries: Mutex::new(Default::default()),
+            seen: lienthong_log::SeenCheckpoints::new(SEEN_NOTES),
         })
     }
 
@@ -86,7 +95,7 @@ impl Witness {
         let origin = self.origin_of(member);
         let mut last = None;
         for k in &keys {
-            match lienthong_log::verify_checkpoint_with_key(note.as_bytes(), &origin, k) {
+            match self.seen.verify_with_key(note.as_bytes(), &origin, k) {
                 Ok(cp) => return Ok(cp),
                 Err(e) => last = Some(e),
             }
@@ -626,7 +635,7 @@ async fn request_cosignature(
                 .member_key(m)
                 .context("witness left the manifest")?;
             let name = format!("{}/{m}", w.peering.federation());
-            let body = lienthong_log::verify_checkpoint_with_key(
+            let body = w.seen.verify_with_key(
                 cp.note.as_bytes(),
                 w.store.origin(),
                 &w.peering.key().verifying_key(),

@@ -20,13 +20,14 @@
 //! - Checkpoints: [`NoteSigner`], [`sign_checkpoint`], and
 //!   [`verify_checkpoint`] / [`verify_checkpoint_with_key`], the only ways to
 //!   get a [`VerifiedCheckpoint`]; keys as vkeys with [`vkey_string`] /
-//!   [`parse_vkey`].
+//!   [`parse_vkey`]; [`SeenCheckpoints`] remembers notes already verified.
 //! - Witnesses: [`cosign`] and [`verify_cosignature`] /
 //!   [`verify_cosignature_in_note`] (cosignature/v1, key type 0x04).
 
 mod checkpoint;
 mod cosignature;
 mod merkle;
+mod seen;
 
 pub use checkpoint::{
     CheckpointError, NoteSigner, TreeHead, VerifiedCheckpoint, is_valid_key_name, parse_vkey,
@@ -42,4 +43,5 @@ pub use merkle::{
     OverlayHashStore, ProofError, compact_range, consistency_proof, hashes_to_store,
     inclusion_proof, leaf_hash, tree_root, verify_consistency, verify_inclusion,
 };
+pub use seen::SeenCheckpoints;
 pub use tlog_tiles::tlog::Hash;
