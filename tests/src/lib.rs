@@ -811,19 +811,35 @@ impl Node {
     /// Sets `[checkpoint] interval_ms` in the config (takes effect at the
     /// next start).
     pub fn set_checkpoint_interval_ms(&self, ms: u64) -> Result<()> {
+        self.set_config_value("interval_ms", &ms.to_string())
+    }
+
+    /// Sets `[federation] manifest_poll_ms` (the fixture's 300 ms lets
+    /// tests see new versions quickly; the default is 10 s); takes effect
+    /// at the next start.
+    pub fn set_manifest_poll_ms(&self, ms: u64) -> Result<()> {
+        self.set_config_value("manifest_poll_ms", &ms.to_string())
+    }
+
+    /// Replaces the value of the one setting line `key = …` in the config.
+    fn set_config_value(&self, key: &str, value: &str) -> Result<()> {
         let text = std::fs::read_to_string(self.config())?;
         let mut out = String::with_capacity(text.len());
-        let mut found = false;
+        let mut found = 0;
         for line in text.lines() {
-            if line.trim_start().starts_with("interval_ms") {
-                out.push_str(&format!("interval_ms = {ms}"));
-                found = true;
+            if line.split('=').next().map(str::trim) == Some(key) {
+                out.push_str(&format!("{key} = {value}"));
+                found += 1;
             } else {
                 out.push_str(line);
             }
             out.push('\n');
         }
-        anyhow::ensure!(found, "no interval_ms in {}", self.config().display());
+        anyhow::ensure!(
+            found == 1,
+            "{found} lines set {key} in {}, not one",
+            self.config().display()
+        );
         std::fs::write(self.config(), out)?;
         Ok(())
     }

@@ -166,6 +166,7 @@ pub async fn fill(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     let mut fed = federation(&[("20", "Lạng Sơn"), ("24", "Bắc Ninh")], 2, AGREEMENT_ALL)?;
     for node in &fed.nodes {
         node.set_checkpoint_interval_ms(ctx.checkpoint_ms)?;
+        node.set_manifest_poll_ms(10_000)?;
     }
     fed.nodes[0].start()?;
     let pid = fed.nodes[0].pid().context("pid")?;
