@@ -55,10 +55,13 @@ pub struct Witness {
     seen: lienthong_log::SeenCheckpoints,
 }
 
-/// Notes [`Witness::seen`] keeps per generation (it keeps two): enough for
-/// every member's newest cosigned and held checkpoints in a federation of
-/// the 34 provinces, a few times over.
-const SEEN_NOTES: usize = 128;
+/// Notes [`Witness::seen`] keeps per generation (it keeps two, each also
+/// at most [`lienthong_log::GENERATION_BYTES`] of notes). At rest a
+/// federation of the 34 provinces gossips about 70 distinct notes; while
+/// feeds grow, each member may show a different checkpoint of each feed,
+/// up to about a thousand, and the byte bound (1 MiB in all) is what
+/// limits the memory then.
+const SEEN_NOTES: usize = 1024;
 
 impl Witness {
     pub fn new(peering: Arc<Peering>, store: Store) -> Arc<Self> {

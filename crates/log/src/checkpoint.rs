@@ -249,16 +249,17 @@ pub fn sign_checkpoint(head: &TreeHead, signer: &NoteSigner) -> Result<String, C
 
 /// A checkpoint whose signature by the feed's key was checked and whose
 /// origin is that key's name. Only [`verify_checkpoint`] and
-/// [`verify_checkpoint_with_key`] make one.
+/// [`verify_checkpoint_with_key`] make one ([`crate::SeenCheckpoints`]
+/// hands out again what the latter made, for the same bytes and key).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedCheckpoint {
-    origin: String,
-    size: u64,
-    root: Hash,
-    extension: String,
-    note: String,
-    body_len: usize,
-    key_id: u32,
+    pub(crate) origin: String,
+    pub(crate) size: u64,
+    pub(crate) root: Hash,
+    pub(crate) extension: String,
+    pub(crate) note: String,
+    pub(crate) body_len: usize,
+    pub(crate) key_id: u32,
 }
 
 impl Eq for VerifiedCheckpoint {}

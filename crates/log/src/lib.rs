@@ -19,8 +19,9 @@
 //!   [`consistency_proof`] / [`verify_consistency`].
 //! - Checkpoints: [`NoteSigner`], [`sign_checkpoint`], and
 //!   [`verify_checkpoint`] / [`verify_checkpoint_with_key`], the only ways to
-//!   get a [`VerifiedCheckpoint`]; keys as vkeys with [`vkey_string`] /
-//!   [`parse_vkey`]; [`SeenCheckpoints`] remembers notes already verified.
+//!   get a [`VerifiedCheckpoint`] ([`SeenCheckpoints`] remembers what the
+//!   latter verified, to answer the same question again without the
+//!   signature check); keys as vkeys with [`vkey_string`] / [`parse_vkey`].
 //! - Witnesses: [`cosign`] and [`verify_cosignature`] /
 //!   [`verify_cosignature_in_note`] (cosignature/v1, key type 0x04).
 
@@ -43,5 +44,5 @@ pub use merkle::{
     OverlayHashStore, ProofError, compact_range, consistency_proof, hashes_to_store,
     inclusion_proof, leaf_hash, tree_root, verify_consistency, verify_inclusion,
 };
-pub use seen::SeenCheckpoints;
+pub use seen::{GENERATION_BYTES, MAX_REMEMBERED_NOTE, SeenCheckpoints};
 pub use tlog_tiles::tlog::Hash;
