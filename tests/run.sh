@@ -44,3 +44,5 @@ echo "== benchmark smoke run (bench --quick; figures are not measurements here)"
 # compile it again).
 target/debug/bench --quick --json target/bench-quick.json
 
+# The replication scenario's other shape: one peer (--replication-peers).
+target/debug/bench --quick --scenario replication --replication-peers 1 --json target/bench-quick-one-peer.json

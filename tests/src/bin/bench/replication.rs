@@ -169,9 +169,14 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         value: cp.p99,
         unit: "ms",
     };
+    let at = if peers == 1 {
+        "the peer".to_owned()
+    } else {
+        format!("all {peers} peers")
+    };
     let p99 = Figure::new(
         "to_all_p99_ms",
-        format!("ack → stored at all {peers} peers p99, {rate} alerts/s"),
+        format!("ack → stored at {at} p99, {rate} alerts/s"),
         all.p99,
         "ms",
     )
@@ -185,7 +190,7 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     });
     s.figure(Figure::new(
         "to_all_p50_ms",
-        format!("ack → stored at all {peers} peers p50"),
+        format!("ack → stored at {at} p50"),
         all.p50,
         "ms",
     ));
