@@ -241,7 +241,16 @@ async fn real_main(args: Args) -> Result<bool> {
     let mut results = Vec::new();
     for (name, title) in SCENARIOS {
         if args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name) {
-            results.extend(run_one(&mut ctx, name, title).await);
+            let title = if *name == "replication" && ctx.replication_peers != 10 {
+                format!(
+                    "author ack → stored at {} peer(s), {} nodes (--replication-peers)",
+                    ctx.replication_peers,
+                    ctx.replication_peers + 1
+                )
+            } else {
+                title.to_string()
+            };
+            results.extend(run_one(&mut ctx, name, &title).await);
         }
     }
     if let Some(f) = ctx.filled.take() {
