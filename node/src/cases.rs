@@ -1281,3 +1281,150 @@ async fn write_escalation(c: &Coordination, s: &pb::AssistanceState) -> Result<(
     tracing::info!(request = %short(&s.request_id), to = %r.to, index = a.index, "assistance request overdue: escalated");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lienthong_store::{FeedSigner, OpenOptions, WriterConfig};
+
+    const ORIGIN: &str = "lienthong.test/cases/24";
+
+    /// A store of member 24 in `dir`, and its feed writer.
+    fn store_and_writer(dir: &std::path::Path) -> (Store, Arc<Writer>) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[24; 32]);
+        let store = Store::open(&OpenOptions {
+            dir: dir.to_path_buf(),
+            member: "24".into(),
+            origin: ORIGIN.into(),
+            verifying_keys: vec![key.verifying_key()],
+            cache_bytes: lienthong_store::DEFAULT_CACHE_BYTES,
+        })
+        .expect("store");
+        let signer = FeedSigner {
+            author: "24".into(),
+            key: key.clone(),
+            note_signer: lienthong_log::NoteSigner::new(ORIGIN, key).expect("signer"),
+        };
+        let writer = Writer::start(store.clone(), signer, WriterConfig::default()).expect("writer");
+        (store, Arc::new(writer))
+    }
+
+    /// Appends events `range` of case `case_id`, many at a time (so they
+    /// share group commits).
+    async fn append_events(writer: &Arc<Writer>, case_id: [u8; 32], range: std::ops::Range<usize>) {
+        let mut set = tokio::task::JoinSet::new();
+        for i in range {
+            let writer = writer.clone();
+            set.spawn(async move {
+                writer
+                    .append(NewEntry {
+                        payload: Payload::CaseEvent(pb::CaseEvent {
+                            case_id: case_id.to_vec(),
+                            event: Some(Event::InspectionResult(pb::InspectionResult {
+                                findings: format!("inspection {i}"),
+                                ..Default::default()
+                            })),
+                            ..Default::default()
+                        }),
+                        audience: vec![],
+                        manifest_version: 0,
+                        agreement_hash: vec![],
+                        reference: None,
+                        handling: 0,
+                        response_deadline_hours: 0,
+                        openings: pb::OpeningSet::default(),
+                    })
+                    .await
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            done.expect("task").expect("appended");
+        }
+    }
+
+    /// A case of exactly `MAX_THREAD` entries is folded whole, and a
+    /// system recording one more event there is told to open a new case.
+    /// One entry more (received, say) and the case is refused with a
+    /// precondition error naming the limit, never folded from part of its
+    /// entries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_case_past_the_thread_limit_is_refused_not_folded_in_part() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, writer) = store_and_writer(dir.path());
+        let case_id = [7u8; 32];
+        append_events(&writer, case_id, 0..MAX_THREAD).await;
+
+        let entries = thread(&store, &case_id).expect("a thread at the limit is read");
+        assert_eq!(entries.len(), MAX_THREAD);
+        let (_, events) = case_state(&store, &case_id).expect("folds at the limit");
+        assert_eq!(events, MAX_THREAD);
+
+        // A system recording one more event is told to open a new case.
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let service = CasesService {
+            c: Coordination {
+                store: store.clone(),
+                writer: writer.clone(),
+                in_flight: Arc::new(Semaphore::new(16)),
+                peering: None,
+                stopping,
+                new_request: Arc::default(),
+                retracting: Arc::default(),
+            },
+        };
+        let refused = service
+            .record_case_event(Request::new(pb::CaseEvent {
+                case_id: case_id.to_vec(),
+                reference: "one-more".into(),
+                event: Some(Event::InspectionResult(pb::InspectionResult {
+                    inspected_unix_ms: now_unix_ms() - 60_000,
+                    location: Some(pb::Location {
+                        province: "24".into(),
+                        ..Default::default()
+                    }),
+                    findings: "one event more than the case may hold".into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }))
+            .await
+            .expect_err("the case is full");
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .message()
+                .contains(&format!("has {MAX_THREAD} entries"))
+                && refused.message().contains("new case"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            thread(&store, &case_id).expect("unchanged").len(),
+            MAX_THREAD
+        );
+
+        append_events(&writer, case_id, MAX_THREAD..MAX_THREAD + 1).await;
+        for result in [
+            thread(&store, &case_id).map(|_| ()),
+            case_state(&store, &case_id).map(|_| ()),
+        ] {
+            match result {
+                Err(ApiError::Precondition(m)) => {
+                    assert!(
+                        m.contains(&format!("more than {MAX_THREAD} entries")),
+                        "{m}"
+                    )
+                }
+                other => panic!("{MAX_THREAD} + 1 entries: {other:?}"),
+            }
+        }
+        // Another case beside it is not affected.
+        append_events(&writer, [8u8; 32], 0..3).await;
+        assert_eq!(case_state(&store, &[8u8; 32]).expect("folds").1, 3);
+        drop(service);
+        Arc::into_inner(writer).expect("one writer").shutdown();
+    }
+}
