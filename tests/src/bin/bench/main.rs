@@ -91,7 +91,7 @@ struct Args {
     /// Peers of the replication scenario's author (1–10). The target is
     /// for 10; fewer show the latency with more of the machine per node
     /// (deployed, each node has a machine of its own).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = replication::TARGET_PEERS)]
     replication_peers: usize,
     /// Concurrent clients filling the feed (1–256). With 1, every alert is
     /// a group commit of its own, as on a node taking alerts one at a time.
@@ -213,7 +213,7 @@ async fn real_main(args: Args) -> Result<bool> {
         "--replication-rate must be 10–5000 alerts/s"
     );
     anyhow::ensure!(
-        (1..=10).contains(&args.replication_peers),
+        (1..=replication::TARGET_PEERS).contains(&args.replication_peers),
         "--replication-peers must be 1–10"
     );
     anyhow::ensure!(
@@ -241,15 +241,16 @@ async fn real_main(args: Args) -> Result<bool> {
     let mut results = Vec::new();
     for (name, title) in SCENARIOS {
         if args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name) {
-            let title = if *name == "replication" && ctx.replication_peers != 10 {
-                format!(
-                    "author ack → stored at {} peer(s), {} nodes (--replication-peers)",
-                    ctx.replication_peers,
-                    ctx.replication_peers + 1
-                )
-            } else {
-                title.to_string()
-            };
+            let title =
+                if *name == "replication" && ctx.replication_peers != replication::TARGET_PEERS {
+                    format!(
+                        "author ack → stored at {} peer(s), {} nodes (--replication-peers)",
+                        ctx.replication_peers,
+                        ctx.replication_peers + 1
+                    )
+                } else {
+                    title.to_string()
+                };
             results.extend(run_one(&mut ctx, name, &title).await);
         }
     }

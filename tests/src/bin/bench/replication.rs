@@ -36,7 +36,8 @@ const MEMBERS: [(&str, &str); 11] = [
 
 /// The rate and the number of peers the target is set for.
 const TARGET_RATE: u32 = 1000;
-const TARGET_PEERS: usize = 10;
+/// Also the most peers the scenario runs (`--replication-peers`).
+pub const TARGET_PEERS: usize = MEMBERS.len() - 1;
 
 /// Waits until every watcher has seen feed index `index`, at most `limit`.
 async fn all_have(
@@ -56,10 +57,11 @@ async fn all_have(
 
 pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     let setup = Instant::now();
-    let peers = ctx.replication_peers.clamp(1, MEMBERS.len() - 1);
+    let peers = ctx.replication_peers.clamp(1, TARGET_PEERS);
     let members = &MEMBERS[..=peers];
     // A majority of the members sign the manifest (six of eleven).
-    let mut fed = federation(members, members.len() / 2 + 1, AGREEMENT_ALL)?;
+    let signers = members.len() / 2 + 1;
+    let mut fed = federation(members, signers, AGREEMENT_ALL)?;
     for n in &fed.nodes {
         n.set_checkpoint_interval_ms(ctx.checkpoint_ms)?;
         // As deployed: the fixture's 300 ms is for tests that change the
@@ -90,8 +92,7 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         "the first alert did not reach all {peers} peers within 60 s"
     );
     s.note(format!(
-        "setup ({n} × init, manifest signed by {}, {n} starts, first alert at all peers) took {:.1} s",
-        members.len() / 2 + 1,
+        "setup ({n} × init, manifest signed by {signers}, {n} starts, first alert at all peers) took {:.1} s",
         setup.elapsed().as_secs_f64(),
         n = members.len(),
     ));
