@@ -10,7 +10,8 @@
 //! newest of them would make the node sign different entries under indexes
 //! peers already hold (equivocation). So restore compares the backup with
 //! the newest checkpoint this node is known to have signed (the current
-//! store's `checkpoint.last`, readable even when the database is damaged)
+//! store's `checkpoint.last` files, readable even when the database is
+//! damaged)
 //! and refuses an older backup unless told `--accept-older`; a node started
 //! on such a store also refuses writes as soon as a peer shows it a larger
 //! checkpoint of its own (see `peer.rs` / `witness.rs`).
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lienthong_core::proto::{self as pb, admin_server::Admin};
-use lienthong_store::{LAST_CHECKPOINT_FILE, OpenOptions, Store};
+use lienthong_store::{OpenOptions, Store};
 use tonic::{Request, Response, Status};
 
 /// The Admin service.
@@ -110,26 +111,15 @@ impl Admin for AdminService {
     }
 }
 
-/// The size of the checkpoint recorded in `<dir>/checkpoint.last`, if the
-/// file is there and signed by one of `keys`.
+/// The size of the newest checkpoint recorded beside the store in `dir`
+/// (`checkpoint.last` and `checkpoint.last.b`), if any; an error if what
+/// is there is not signed by one of this member's keys.
 fn recorded_size(dir: &Path, opts: &OpenOptions) -> Result<Option<u64>> {
-    let path = dir.join(LAST_CHECKPOINT_FILE);
-    let note = match std::fs::read(&path) {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let cp = opts
-        .verifying_keys
-        .iter()
-        .find_map(|k| lienthong_log::verify_checkpoint_with_key(&note, &opts.origin, k).ok())
-        .with_context(|| {
-            format!(
-                "{} is not a checkpoint signed by this member",
-                path.display()
-            )
-        })?;
-    Ok(Some(cp.size()))
+    Ok(lienthong_store::last_signed_size(
+        dir,
+        &opts.origin,
+        &opts.verifying_keys,
+    )?)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

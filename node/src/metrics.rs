@@ -58,15 +58,16 @@ pub struct Metrics {
     /// before answering it, seconds; by whether it signed a checkpoint.
     pub group_commit_seconds: GroupHistograms,
     /// Of which writing it to disk (batch, flush, fsync; with a checkpoint
-    /// also the checkpoint file, two more fsyncs), seconds.
+    /// also its file beside the database, one more fdatasync), seconds.
     pub group_write_seconds: GroupHistograms,
     /// Entries in each group commit (0 in a group that only signs a
     /// checkpoint).
     pub group_entries: GroupHistograms,
 }
 
-/// Whether a group commit signed a checkpoint: such a group also writes
-/// `checkpoint.last`, so its time is shown apart.
+/// Whether a group commit signed a checkpoint: such a group also records
+/// it beside the database (`checkpoint.last`, `checkpoint.last.b`), so its
+/// time is shown apart.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupKind {
     checkpoint: &'static str,

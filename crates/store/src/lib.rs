@@ -63,6 +63,7 @@ mod error;
 mod filter;
 mod hashed;
 mod keys;
+mod last;
 mod packed;
 mod postings;
 mod read;
@@ -74,11 +75,9 @@ mod witness;
 pub mod writer;
 
 pub use error::StoreError;
+pub use last::{LAST_CHECKPOINT_FILES, last_signed_size};
 pub use read::{Deliverable, Page, Query, StoredEntry, Verification};
-pub use store::{
-    BackupInfo, CheckpointRecord, DEFAULT_CACHE_BYTES, Durable, LAST_CHECKPOINT_FILE, OpenOptions,
-    Store,
-};
+pub use store::{BackupInfo, CheckpointRecord, DEFAULT_CACHE_BYTES, Durable, OpenOptions, Store};
 pub use witness::MAX_EVIDENCE;
 pub use writer::{
     Appended, CommitObserver, CommitStats, FeedSigner, NewEntry, Writer, WriterConfig,

@@ -58,9 +58,6 @@ pub struct OpenOptions {
 /// (docs/benchmarks.md); a node that needs that sets `store.cache_mb`.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// The file beside the database that records the newest signed checkpoint.
-pub const LAST_CHECKPOINT_FILE: &str = "checkpoint.last";
-
 /// Handle to the store; cheap to clone, shared by readers and the writer.
 #[derive(Clone)]
 pub struct Store {
@@ -86,6 +83,9 @@ pub(crate) struct Inner {
     /// it copies: a backup sees the store between two groups, never inside
     /// one.
     pub(crate) commit_lock: Mutex<()>,
+    /// Which of the `last` module's two files records the next
+    /// checkpoint; held while it is written.
+    last_slot: Mutex<usize>,
 }
 
 /// What a backup holds.
@@ -200,6 +200,7 @@ impl Store {
                 ids_run,
                 refs_run,
                 commit_lock: Mutex::new(()),
+                last_slot: Mutex::new(0),
             }),
         };
         // A store of an older release's layout is packed before anything
@@ -344,76 +345,65 @@ impl Store {
         }))
     }
 
-    /// Writes the newest signed checkpoint beside the database, in its own
-    /// file (`checkpoint.last`), once sled holds it durably. sled answers a
-    /// damaged log by dropping everything after the damage, which would
-    /// silently take the feed back to an older, valid-looking state; this
-    /// file remembers how far the feed had been signed, so opening the
-    /// store notices. Written once per checkpoint (2 a second at the
-    /// default `checkpoint.interval_ms`, at most 100 at its lowest), before
-    /// the checkpoint is published: temp file, fsync, rename, fsync of the
-    /// directory. Writing it from a thread of its own published checkpoints
-    /// about 2 ms sooner, but then a peer could hold a checkpoint the file
-    /// did not yet record (docs/benchmarks.md, seventh session); it stays
-    /// on the writer's path.
+    /// Records the newest signed checkpoint beside the database (`last`
+    /// module), once sled holds it durably, and before the checkpoint is
+    /// published. Written once per checkpoint (2 a second at the default
+    /// `checkpoint.interval_ms`, at most 100 at its lowest): one write in
+    /// place and one `fdatasync`. Writing it from a thread of its own
+    /// published checkpoints about 2 ms sooner, but then a peer could hold
+    /// a checkpoint the file did not yet record (docs/benchmarks.md,
+    /// seventh session); it stays on the writer's path.
     pub(crate) fn record_checkpoint(&self, note: &str) -> Result<(), StoreError> {
-        let dir = &self.inner.dir;
-        let path = dir.join(LAST_CHECKPOINT_FILE);
-        let tmp = dir.join(format!("{LAST_CHECKPOINT_FILE}.tmp"));
-        {
-            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-            std::io::Write::write_all(&mut f, note.as_bytes()).map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync", dir))?;
+        let mut slot = self
+            .inner
+            .last_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        crate::last::write(&self.inner.dir, *slot, note)?;
+        *slot = 1 - *slot;
         Ok(())
     }
 
-    /// Checks the store against `checkpoint.last` (see
-    /// [`Store::record_checkpoint`]): the store must hold at least the
-    /// checkpoint that file records.
+    /// Checks the store against the checkpoint recorded beside it (see
+    /// [`Store::record_checkpoint`]): the store must hold at least that
+    /// checkpoint. Also chooses the file the next checkpoint goes to.
     fn check_last_checkpoint(
         &self,
         keys: &[VerifyingKey],
         held: Option<&CheckpointRecord>,
     ) -> Result<(), StoreError> {
-        let path = self.inner.dir.join(LAST_CHECKPOINT_FILE);
-        let note = match std::fs::read(&path) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A new store, or one from before this file existed.
-                if let Some(cp) = held {
-                    self.record_checkpoint(&cp.note)?;
-                }
-                return Ok(());
-            }
-            Err(source) => return Err(io("read", &path)(source)),
-        };
-        let Some(last) = keys.iter().find_map(|k| {
-            lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, k).ok()
-        }) else {
-            return Err(StoreError::Integrity(format!(
-                "{} does not hold a checkpoint signed by this member: it was altered or belongs to another node;                  if the store itself verifies (`lienthong feed verify`), move the file aside and start again",
-                path.display()
-            )));
-        };
+        let dir = &self.inner.dir;
+        let recorded = crate::last::Recorded::read(dir, &self.inner.origin, keys)?;
+        let newest = recorded.newest(dir)?;
+        if let Some(torn) = recorded.torn(dir) {
+            tracing::warn!(
+                file = %torn.display(),
+                "this file does not hold a checkpoint of this member (a write cut off by a crash?); \
+                 the other one does, and this one is written next"
+            );
+        }
+        *self
+            .inner
+            .last_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = recorded.next_slot();
         let held_size = held.map_or(0, |c| c.size);
-        if last.size() > held_size {
-            return Err(StoreError::Integrity(format!(
-                "this node signed a checkpoint of size {} ({}) but the store holds only up to size {held_size}:                  the database lost its newest part (damaged on disk, or a partial copy). Do not serve from it:                  move it aside, restore the newest backup, start the node again and check the feed with                  `lienthong feed verify`",
-                last.size(),
-                path.display()
-            )));
+        match (newest, held) {
+            (Some(last), _) if last > held_size => Err(StoreError::Integrity(format!(
+                "this node signed a checkpoint of size {last} ({}) but the store holds only up to size {held_size}: \
+                 the database lost its newest part (damaged on disk, or a partial copy). Do not serve from it: \
+                 move it aside, restore the newest backup, start the node again and check the feed with \
+                 `lienthong feed verify`",
+                dir.join(crate::last::LAST_CHECKPOINT_FILES[1 - recorded.next_slot()])
+                    .display()
+            ))),
+            // A new store, one from before the files, or one whose last
+            // checkpoint was signed again (key rotation) or not recorded.
+            (last, Some(cp)) if last.is_none_or(|l| l < held_size) => {
+                self.record_checkpoint(&cp.note)
+            }
+            _ => Ok(()),
         }
-        if last.size() < held_size
-            && let Some(cp) = held
-        {
-            self.record_checkpoint(&cp.note)?;
-        }
-        Ok(())
     }
 
     /// Copies the whole store, consistently, into a new store directory
@@ -461,15 +451,18 @@ impl Store {
         }
         copy.apply_batch(batch)?;
         copy.flush()?;
-        let last = self.inner.dir.join(LAST_CHECKPOINT_FILE);
-        if last.exists() {
-            std::fs::copy(&last, dest.join(LAST_CHECKPOINT_FILE)).map_err(io("copy", &last))?;
+        for name in crate::last::LAST_CHECKPOINT_FILES {
+            let last = self.inner.dir.join(name);
+            if last.exists() {
+                std::fs::copy(&last, dest.join(name)).map_err(io("copy", &last))?;
+            }
         }
         let durable = self.durable();
         let checkpoint_size = self.latest_checkpoint().map_or(0, |c| c.size);
         drop(_quiet);
         drop(copy);
-        for f in ["db", "conf", LAST_CHECKPOINT_FILE] {
+        let [a, b] = crate::last::LAST_CHECKPOINT_FILES;
+        for f in ["db", "conf", a, b] {
             let p = dest.join(f);
             if p.exists() {
                 File::open(&p)
@@ -518,12 +511,17 @@ impl Store {
             .clone()
     }
 
-    /// When the latest checkpoint was recorded (the time its file was
-    /// last written), if there is one.
+    /// When the latest checkpoint was recorded (the time one of its files
+    /// was last written), if there is one.
     pub fn latest_checkpoint_time(&self) -> Option<std::time::SystemTime> {
-        std::fs::metadata(self.inner.dir.join(LAST_CHECKPOINT_FILE))
-            .and_then(|m| m.modified())
-            .ok()
+        crate::last::LAST_CHECKPOINT_FILES
+            .iter()
+            .filter_map(|f| {
+                std::fs::metadata(self.inner.dir.join(f))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .max()
     }
 
     /// Member code the store belongs to.
@@ -653,7 +651,7 @@ impl HashStore for TreeHashes<'_> {
 }
 
 /// Maps an I/O error on `path` to the store's error, naming the action.
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError::Io {
         action,

@@ -387,6 +387,152 @@ fn a_store_opens_after_a_key_rotation_and_re_signs_its_checkpoint() {
     w.shutdown();
 }
 
+/// One session on the store in `dir`: appends `refs` one at a time, each
+/// once the previous one is in a signed checkpoint, so that every alert
+/// gets a checkpoint of its own.
+fn session(dir: &Path, refs: &[&str]) {
+    let store = open(dir).unwrap();
+    let w = writer_with(
+        &store,
+        WriterConfig {
+            checkpoint_interval: Duration::from_millis(5),
+            ..WriterConfig::default()
+        },
+    );
+    rt().block_on(async {
+        for r in refs {
+            let a = w
+                .append(alert(r, Category::Smuggling, "20", "x"))
+                .await
+                .unwrap();
+            let mut durable = store.subscribe();
+            while store.latest_checkpoint().map_or(0, |c| c.size) <= a.index {
+                durable.changed().await.unwrap();
+            }
+        }
+    });
+    w.shutdown();
+}
+
+/// The size of the note in the checkpoint file `name` of `dir`, if it is
+/// there and verifies.
+fn recorded(dir: &Path, name: &str) -> Option<u64> {
+    let note = std::fs::read(dir.join(name)).ok()?;
+    lienthong_log::verify_checkpoint_with_key(&note, ORIGIN, &key().verifying_key())
+        .ok()
+        .map(|c| c.size())
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+/// The newest signed checkpoint is recorded beside the database in two
+/// files written in turn, in place once they exist; a file torn by a
+/// crash is survived because the other holds the newer note; a database
+/// behind the newer note is refused, whichever file holds it.
+#[test]
+fn the_signed_size_is_kept_in_two_files_written_in_turn() {
+    let [a, b] = lienthong_store::LAST_CHECKPOINT_FILES;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keys = [key().verifying_key()];
+    let signed = || lienthong_store::last_signed_size(d, ORIGIN, &keys).unwrap();
+    let files = || (recorded(d, a), recorded(d, b));
+    assert_eq!(signed(), None, "a new store records nothing");
+
+    // Checkpoints of sizes 1, 2 and 3 go to a, b, a.
+    session(d, &["s0", "s1", "s2"]);
+    assert_eq!(files(), (Some(3), Some(2)));
+    let both = (inode(&d.join(a)), inode(&d.join(b)));
+    let older = tempfile::tempdir().unwrap();
+    copy_store(d, older.path());
+    session(d, &["s3"]);
+    assert_eq!(files(), (Some(3), Some(4)), "the next one after a reopen");
+    session(d, &["s4"]);
+    assert_eq!(files(), (Some(5), Some(4)));
+    assert_eq!(
+        (inode(&d.join(a)), inode(&d.join(b))),
+        both,
+        "rewritten in place"
+    );
+    assert_eq!(signed(), Some(5));
+
+    // A write cut off by a crash tears the file it was writing, which held
+    // the older note; the newer one is whole. Here that is `b`, left
+    // longer than a note: the note written over it must not keep its tail.
+    std::fs::write(d.join(b), format!("{ORIGIN}\n6\n{}", "x".repeat(1000))).unwrap();
+    assert_eq!(signed(), Some(5));
+    session(d, &["s5"]);
+    assert_eq!(files(), (Some(5), Some(6)), "the torn file written next");
+
+    // A store from an earlier release has only the first file, here one
+    // checkpoint behind: the store's is recorded at open, in a new `b`.
+    std::fs::remove_file(d.join(b)).unwrap();
+    session(d, &["s6"]);
+    assert_eq!(files(), (Some(7), Some(6)));
+
+    // The database of the first session under the files of the last:
+    // behind what this node signed, in `a`. With `a` torn, the note of
+    // size 6 in `b` still shows it behind.
+    for name in [a, b] {
+        std::fs::copy(d.join(name), older.path().join(name)).unwrap();
+    }
+    let e = open(older.path()).err().expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "signed a checkpoint of size 7 ({})",
+            older.path().join(a).display()
+        )),
+        "{text}"
+    );
+    std::fs::write(older.path().join(a), "torn").unwrap();
+    let e = open(older.path()).err().expect("refused");
+    assert!(
+        e.to_string().contains("signed a checkpoint of size 6"),
+        "{e}"
+    );
+    assert!(open(d).is_ok(), "the store itself still opens");
+
+    // Neither file a note of this member: refused, both named.
+    std::fs::write(d.join(a), "altered").unwrap();
+    std::fs::write(d.join(b), "altered").unwrap();
+    let e = open(d).err().expect("refused");
+    let text = e.to_string();
+    assert!(
+        matches!(e, StoreError::Integrity(_))
+            && text.contains("does not hold a checkpoint signed by this member")
+            && text.contains(&format!(
+                "{} and {} does not",
+                d.join(a).display(),
+                d.join(b).display()
+            )),
+        "{text}"
+    );
+    assert!(lienthong_store::last_signed_size(d, ORIGIN, &keys).is_err());
+}
+
+/// Copies a closed store directory.
+fn copy_store(from: &Path, to: &Path) {
+    // sled's flusher may hold the lock a moment after the last handle.
+    drop(open_raw(from));
+    copy_dir(from, to);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            let sub = to.join(e.file_name());
+            std::fs::create_dir_all(&sub).unwrap();
+            copy_dir(&e.path(), &sub);
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// Writes a few entries with a final checkpoint, then lets `tamper` edit
 /// the raw sled database, and returns what opening the store says.
 /// Entries holding every word of `text`, at most `limit` of them.
