@@ -508,6 +508,14 @@ impl State {
         }
         // Shutting down: make sure the last entries are covered.
         if self.store.failure().is_none() && self.checkpoint_size < self.durable.feed_size {
+            // Under the lock as every group: a backup still copying must
+            // not see this one half written.
+            let store = self.store.clone();
+            let _group = store
+                .inner
+                .commit_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             self.commit(Vec::new(), true);
         }
     }

@@ -37,6 +37,9 @@ struct Groups {
     checkpoints: f64,
     seconds: f64,
     write_seconds: f64,
+    /// Of the write seconds, those of the commits that signed a checkpoint
+    /// (they also record it beside the database).
+    checkpoint_write_seconds: f64,
     entries: f64,
     /// Commits that took more than 10 ms, and whose write did.
     over_10ms: f64,
@@ -62,6 +65,10 @@ impl Groups {
             )?,
             seconds: value("lienthong_group_commit_seconds_sum", "")?,
             write_seconds: value("lienthong_group_write_seconds_sum", "")?,
+            checkpoint_write_seconds: value(
+                "lienthong_group_write_seconds_sum",
+                "checkpoint=\"true\"",
+            )?,
             entries: value("lienthong_group_entries_sum", "")?,
             over_10ms: count - value("lienthong_group_commit_seconds_bucket", le_10ms)?,
             write_over_10ms: write_count - value("lienthong_group_write_seconds_bucket", le_10ms)?,
@@ -71,14 +78,19 @@ impl Groups {
     /// What the node's writer did between `self` and `later`, in words.
     fn note(&self, later: &Self, window: Duration) -> String {
         let n = (later.count - self.count).max(1.0);
+        let with = later.checkpoints - self.checkpoints;
+        let with_write = later.checkpoint_write_seconds - self.checkpoint_write_seconds;
+        let without_write = later.write_seconds - self.write_seconds - with_write;
         format!(
-            "node's group commits in the window: {:.0} ({:.0}/s, {:.0} of them with a checkpoint), {:.1} entries each; {:.2} ms each, of which writing {:.2} ms (batch, flush, fsync); over 10 ms: {:.2}% of commits, {:.2}% of writes",
+            "node's group commits in the window: {:.0} ({:.0}/s, {:.0} of them with a checkpoint), {:.1} entries each; {:.2} ms each, of which writing {:.2} ms (batch, flush, fsync; {:.2} ms in those with a checkpoint, which also record it, {:.2} ms in the others); over 10 ms: {:.2}% of commits, {:.2}% of writes",
             later.count - self.count,
             (later.count - self.count) / window.as_secs_f64().max(1e-9),
-            later.checkpoints - self.checkpoints,
+            with,
             (later.entries - self.entries) / n,
             1000.0 * (later.seconds - self.seconds) / n,
             1000.0 * (later.write_seconds - self.write_seconds) / n,
+            1000.0 * with_write / with.max(1.0),
+            1000.0 * without_write / (n - with).max(1.0),
             100.0 * (later.over_10ms - self.over_10ms) / n,
             100.0 * (later.write_over_10ms - self.write_over_10ms) / n,
         )
