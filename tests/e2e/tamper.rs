@@ -2,7 +2,8 @@
 //! turn into a log that verifies with different content, nor into an older
 //! one served as current. Each flip is refused when the node opens the
 //! store (sled drops everything after a damaged record; `checkpoint.last`
-//! beside it remembers how far the feed was signed), or is caught by
+//! and `checkpoint.last.b` beside it remember how far the feed was
+//! signed), or is caught by
 //! `feed verify` against the checkpoint an auditor kept, or hit bytes that
 //! change nothing the log shows (stale versions, free space) — and then the
 //! node serves exactly the original entries and checkpoint.

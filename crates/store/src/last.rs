@@ -19,10 +19,15 @@
 //! second (docs/benchmarks.md).
 //!
 //! The first file keeps the name and the content (exactly one note) of the
-//! single file of earlier releases: a store written by one opens in this
-//! one, and an earlier release reads the first file, which is at most one
-//! checkpoint behind (harmless: the check is that the store is not behind
-//! the note).
+//! single file of earlier releases, so a store written by one opens in
+//! this one. An earlier release reads only the first file, so a clean
+//! shutdown leaves the newest note there too (`Store::settle_last_checkpoint`):
+//! after a crash the first file may be one behind or torn, which an
+//! earlier release would take for no damage or for tampering.
+//!
+//! On open, both files are fdatasynced before anything is published: what
+//! was read may have been in the page cache only, written by a process
+//! killed before its fdatasync.
 
 use std::fs::File;
 use std::io::Write;
@@ -91,11 +96,19 @@ impl Recorded {
                 _ => unreachable!("newest_slot returns a signed slot"),
             },
             None if self.slots.iter().all(|s| matches!(s, Slot::Missing)) => Ok(None),
-            None => Err(StoreError::Integrity(format!(
-                "{} does not hold a checkpoint signed by this member: it was altered or belongs to another node; \
-                 if the store itself verifies (`lienthong feed verify`), move the file aside and start again",
-                self.present(dir)
-            ))),
+            None => {
+                let present = self.present(dir);
+                let (verb, it, them) = if present.len() == 1 {
+                    ("does", "it was", "the file")
+                } else {
+                    ("do", "they were", "both files")
+                };
+                Err(StoreError::Integrity(format!(
+                    "{} {verb} not hold a checkpoint signed by this member: {it} altered or belong to another node; \
+                     if the store itself verifies (`lienthong feed verify`), move {them} aside and start again",
+                    present.join(" and ")
+                )))
+            }
         }
     }
 
@@ -121,12 +134,11 @@ impl Recorded {
             .map(|(_, i)| i)
     }
 
-    fn present(&self, dir: &Path) -> String {
+    fn present(&self, dir: &Path) -> Vec<String> {
         (0..2)
             .filter(|&i| !matches!(self.slots[i], Slot::Missing))
             .map(|i| dir.join(LAST_CHECKPOINT_FILES[i]).display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ")
+            .collect()
     }
 }
 
@@ -140,14 +152,29 @@ pub(crate) fn write(dir: &Path, slot: usize, note: &str) -> Result<(), StoreErro
         Err(source) => return Err(io("open", &path)(source)),
     };
     f.write_all(note.as_bytes()).map_err(io("write", &path))?;
-    // Notes of one key only grow (the size has more digits, the rest is
-    // fixed); one of a new key may be shorter than the old one.
+    // Notes only grow (the size gains digits, the rest has a fixed
+    // length), but the file may hold something longer: a damaged note.
     let len = note.len() as u64;
     if f.metadata().map_err(io("stat", &path))?.len() > len {
         f.set_len(len).map_err(io("truncate", &path))?;
     }
     // Also records a change of length; the times are not needed.
     f.sync_data().map_err(io("fdatasync", &path))
+}
+
+/// Makes the files of `dir` that exist, and their names, durable.
+pub(crate) fn sync(dir: &Path) -> Result<(), StoreError> {
+    for name in LAST_CHECKPOINT_FILES {
+        let path = dir.join(name);
+        match File::open(&path) {
+            Ok(f) => f.sync_data().map_err(io("fdatasync", &path))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io("open", &path)(source)),
+        }
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
 }
 
 fn create(dir: &Path, path: &Path, note: &str) -> Result<(), StoreError> {

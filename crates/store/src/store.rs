@@ -364,6 +364,26 @@ impl Store {
         Ok(())
     }
 
+    /// At a clean shutdown: records the newest checkpoint in the first of
+    /// the two files too, when it is only in the second, so that an
+    /// earlier release, which reads the first only, sees it (the `last`
+    /// module).
+    pub(crate) fn settle_last_checkpoint(&self) -> Result<(), StoreError> {
+        let mut slot = self
+            .inner
+            .last_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match self.latest_checkpoint() {
+            Some(cp) if *slot == 0 => {
+                crate::last::write(&self.inner.dir, 0, &cp.note)?;
+                *slot = 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the store against the checkpoint recorded beside it (see
     /// [`Store::record_checkpoint`]): the store must hold at least that
     /// checkpoint. Also chooses the file the next checkpoint goes to.
@@ -378,10 +398,13 @@ impl Store {
         if let Some(torn) = recorded.torn(dir) {
             tracing::warn!(
                 file = %torn.display(),
-                "this file does not hold a checkpoint of this member (a write cut off by a crash?); \
+                "this file does not hold a checkpoint signed by this member (a write cut off by a crash?); \
                  the other one does, and this one is written next"
             );
         }
+        // What was read may be in the page cache only: a process killed
+        // between a write and its fdatasync. It is about to be published.
+        crate::last::sync(dir)?;
         *self
             .inner
             .last_slot
@@ -410,7 +433,7 @@ impl Store {
     /// `dest` (which must not exist) while the node keeps serving: the
     /// writer waits between two groups for the length of the copy
     /// (submissions queue meanwhile), reads go on. The copy is a complete
-    /// store, flushed and fsynced, with its `checkpoint.last`; restore it by
+    /// store, flushed and fsynced, with its checkpoint files; restore it by
     /// putting it in place of `store.dir` while the node is stopped
     /// (`lienthong restore`).
     pub fn backup_to(&self, dest: &Path) -> Result<BackupInfo, StoreError> {

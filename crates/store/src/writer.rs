@@ -506,17 +506,25 @@ impl State {
                 let _ = reply.send(self.rekey(from, signer));
             }
         }
-        // Shutting down: make sure the last entries are covered.
-        if self.store.failure().is_none() && self.checkpoint_size < self.durable.feed_size {
-            // Under the lock as every group: a backup still copying must
-            // not see this one half written.
+        // Shutting down, under the lock as every group (a backup still
+        // copying must not see this half written): the last entries are
+        // covered by a checkpoint, and the newest one is left in the first
+        // of its two files, the one earlier releases read.
+        if self.store.failure().is_none() {
             let store = self.store.clone();
             let _group = store
                 .inner
                 .commit_lock
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            self.commit(Vec::new(), true);
+            if self.checkpoint_size < self.durable.feed_size {
+                self.commit(Vec::new(), true);
+            }
+            if store.failure().is_none()
+                && let Err(e) = store.settle_last_checkpoint()
+            {
+                tracing::warn!(error = %e, "could not record the newest checkpoint in the first file at shutdown");
+            }
         }
     }
 

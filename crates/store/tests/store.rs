@@ -429,8 +429,10 @@ fn inode(path: &Path) -> u64 {
 
 /// The newest signed checkpoint is recorded beside the database in two
 /// files written in turn, in place once they exist; a file torn by a
-/// crash is survived because the other holds the newer note; a database
-/// behind the newer note is refused, whichever file holds it.
+/// crash is survived because the other holds the newer note; a clean
+/// shutdown leaves the newest in the first file, which earlier releases
+/// read; a database behind the newer note is refused, whichever file
+/// holds it.
 #[test]
 fn the_signed_size_is_kept_in_two_files_written_in_turn() {
     let [a, b] = lienthong_store::LAST_CHECKPOINT_FILES;
@@ -444,73 +446,94 @@ fn the_signed_size_is_kept_in_two_files_written_in_turn() {
     // Checkpoints of sizes 1, 2 and 3 go to a, b, a.
     session(d, &["s0", "s1", "s2"]);
     assert_eq!(files(), (Some(3), Some(2)));
+    let note_3 = std::fs::read(d.join(a)).unwrap();
     let both = (inode(&d.join(a)), inode(&d.join(b)));
     let older = tempfile::tempdir().unwrap();
     copy_store(d, older.path());
+    // 4 goes to b, and the clean shutdown writes it to a too.
     session(d, &["s3"]);
-    assert_eq!(files(), (Some(3), Some(4)), "the next one after a reopen");
-    session(d, &["s4"]);
-    assert_eq!(files(), (Some(5), Some(4)));
+    assert_eq!(files(), (Some(4), Some(4)));
+    // Equal: either may be written next; then b again at the shutdown.
+    session(d, &["s4", "s5"]);
+    assert_eq!(files(), (Some(6), Some(6)));
     assert_eq!(
         (inode(&d.join(a)), inode(&d.join(b))),
         both,
         "rewritten in place"
     );
-    assert_eq!(signed(), Some(5));
+    assert_eq!(signed(), Some(6));
 
-    // A write cut off by a crash tears the file it was writing, which held
-    // the older note; the newer one is whole. Here that is `b`, left
-    // longer than a note: the note written over it must not keep its tail.
+    // A write cut off by a crash tears the file it was writing; the other
+    // is whole. The torn one is written next. Here `b`, left longer than
+    // a note: the note written over it must not keep its tail.
     std::fs::write(d.join(b), format!("{ORIGIN}\n6\n{}", "x".repeat(1000))).unwrap();
-    assert_eq!(signed(), Some(5));
-    session(d, &["s5"]);
-    assert_eq!(files(), (Some(5), Some(6)), "the torn file written next");
-
-    // A store from an earlier release has only the first file, here one
-    // checkpoint behind: the store's is recorded at open, in a new `b`.
-    std::fs::remove_file(d.join(b)).unwrap();
+    assert_eq!(signed(), Some(6));
     session(d, &["s6"]);
-    assert_eq!(files(), (Some(7), Some(6)));
+    assert_eq!(files(), (Some(7), Some(7)));
+    // Now `a`: 8 goes to a, and no shutdown write is needed.
+    std::fs::write(d.join(a), "torn").unwrap();
+    session(d, &["s7"]);
+    assert_eq!(files(), (Some(8), Some(7)));
+
+    // A store from an earlier release has only the first file, here
+    // behind the database: the store's checkpoint is recorded at open (in
+    // a new `b`), then 9 goes to a.
+    std::fs::remove_file(d.join(b)).unwrap();
+    std::fs::write(d.join(a), &note_3).unwrap();
+    session(d, &["s8"]);
+    assert_eq!(files(), (Some(9), Some(8)));
 
     // The database of the first session under the files of the last:
     // behind what this node signed, in `a`. With `a` torn, the note of
-    // size 6 in `b` still shows it behind.
+    // size 8 in `b` still shows it behind.
     for name in [a, b] {
         std::fs::copy(d.join(name), older.path().join(name)).unwrap();
     }
-    let e = open(older.path()).err().expect("refused");
-    let text = e.to_string();
-    assert!(
-        text.contains(&format!(
-            "signed a checkpoint of size 7 ({})",
-            older.path().join(a).display()
-        )),
-        "{text}"
-    );
+    let behind = |size: u64, name: &str| {
+        let e = open(older.path()).err().expect("refused");
+        let text = e.to_string();
+        assert!(
+            matches!(e, StoreError::Integrity(_))
+                && text.contains(&format!(
+                    "signed a checkpoint of size {size} ({})",
+                    older.path().join(name).display()
+                )),
+            "{text}"
+        );
+    };
+    behind(9, a);
     std::fs::write(older.path().join(a), "torn").unwrap();
-    let e = open(older.path()).err().expect("refused");
-    assert!(
-        e.to_string().contains("signed a checkpoint of size 6"),
-        "{e}"
-    );
+    behind(8, b);
     assert!(open(d).is_ok(), "the store itself still opens");
 
-    // Neither file a note of this member: refused, both named.
+    // Neither file a note of this member: refused, both named. One file
+    // moved aside is not enough; both are.
     std::fs::write(d.join(a), "altered").unwrap();
     std::fs::write(d.join(b), "altered").unwrap();
     let e = open(d).err().expect("refused");
     let text = e.to_string();
     assert!(
         matches!(e, StoreError::Integrity(_))
-            && text.contains("does not hold a checkpoint signed by this member")
             && text.contains(&format!(
-                "{} and {} does not",
+                "{} and {} do not hold a checkpoint signed by this member",
                 d.join(a).display(),
                 d.join(b).display()
             )),
         "{text}"
     );
     assert!(lienthong_store::last_signed_size(d, ORIGIN, &keys).is_err());
+    std::fs::remove_file(d.join(b)).unwrap();
+    let e = open(d).err().expect("refused");
+    assert!(
+        e.to_string().contains(&format!(
+            "{} does not hold a checkpoint signed by this member",
+            d.join(a).display()
+        )),
+        "{e}"
+    );
+    std::fs::remove_file(d.join(a)).unwrap();
+    assert!(open(d).is_ok(), "both moved aside: recorded again at open");
+    assert_eq!(files(), (Some(9), None));
 }
 
 /// Copies a closed store directory.
