@@ -25,7 +25,9 @@
 //!    the `hashed` module), feed positions, hashes, references, index
 //!    terms, counters and the checkpoint in **one** atomic sled batch.
 //! 7. `Db::flush()`, then `fsync` the data file (sled's flush uses
-//!    `sync_file_range`, which does not survive power loss).
+//!    `sync_file_range`, which does not survive power loss). With a new
+//!    checkpoint, then record its note beside the database (the `last`
+//!    module), so that a database later found behind it is refused.
 //! 8. Only now publish the new durable sizes (readers filter on them) and
 //!    the checkpoint, and answer every submission of the group.
 //!
