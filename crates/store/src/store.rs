@@ -82,7 +82,7 @@ pub(crate) struct Inner {
     /// Held by the writer while it commits a group, and by a backup while
     /// it copies: a backup sees the store between two groups, never inside
     /// one.
-    pub(crate) commit_lock: Mutex<()>,
+    commit_lock: Mutex<()>,
     /// Which of the `last` module's two files records the next
     /// checkpoint; held while it is written.
     last_slot: Mutex<usize>,
@@ -364,6 +364,15 @@ impl Store {
         Ok(())
     }
 
+    /// Holds off the writer's next group, or waits for the current one to
+    /// end (`Inner::commit_lock`).
+    pub(crate) fn between_groups(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .commit_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// At a clean shutdown: records the newest checkpoint in the first of
     /// the two files too, when it is only in the second, so that an
     /// earlier release, which reads the first only, sees it (the `last`
@@ -453,11 +462,7 @@ impl Store {
             .cache_capacity(DEFAULT_CACHE_BYTES)
             .flush_every_ms(None)
             .open()?;
-        let _quiet = self
-            .inner
-            .commit_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _quiet = self.between_groups();
         let (mut records, mut bytes) = (0u64, 0u64);
         let mut batch = sled::Batch::default();
         let mut in_batch = 0usize;

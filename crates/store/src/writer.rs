@@ -495,11 +495,7 @@ impl State {
                 continue;
             }
             let store = self.store.clone();
-            let _group = store
-                .inner
-                .commit_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let _group = store.between_groups();
             self.commit(jobs, false);
             if let Some(r) = rekey {
                 let (from, signer, reply) = *r;
@@ -512,11 +508,7 @@ impl State {
         // of its two files, the one earlier releases read.
         if self.store.failure().is_none() {
             let store = self.store.clone();
-            let _group = store
-                .inner
-                .commit_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let _group = store.between_groups();
             if self.checkpoint_size < self.durable.feed_size {
                 self.commit(Vec::new(), true);
             }
