@@ -1679,6 +1679,68 @@ fn alert_then_receive(
     w.shutdown();
 }
 
+/// A feed grown by receipts only waits for `receipt_interval`, not the
+/// (short) checkpoint interval; an own entry after them is checkpointed
+/// at the checkpoint interval again, receipts and all.
+#[test]
+fn receipts_alone_wait_for_the_receipt_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, tree, note) = peer_feed(2);
+    let store = open(dir.path()).unwrap();
+    let w = writer_with(
+        &store,
+        WriterConfig {
+            checkpoint_interval: Duration::from_millis(10),
+            receipt_interval: Duration::from_secs(3600),
+            ..WriterConfig::default()
+        },
+    );
+    let covered = |size: u64| {
+        let store = store.clone();
+        let mut durable = store.subscribe();
+        async move {
+            while store.latest_checkpoint().map_or(0, |c| c.size) < size {
+                durable.changed().await.unwrap();
+            }
+        }
+    };
+    rt().block_on(async {
+        let a = w
+            .append(alert("own-1", Category::Smuggling, "20", "x"))
+            .await
+            .unwrap();
+        covered(a.index + 1).await;
+        // Two receipts (one per group: each delivery awaited alone).
+        for i in 0..2 {
+            w.receive(delivered(&entries, &tree, &note, i), vec![], 1)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.durable().feed_size, 3);
+        // Thirty checkpoint intervals: nothing signed for the receipts.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(store.latest_checkpoint().unwrap().size, 1);
+        // An own entry: all of it at the next checkpoint.
+        let b = w
+            .append(alert("own-2", Category::Smuggling, "20", "x"))
+            .await
+            .unwrap();
+        assert_eq!(b.index, 3);
+        tokio::time::timeout(Duration::from_secs(60), covered(4))
+            .await
+            .expect("the own entry is checkpointed, with the receipts before it");
+        // One more right after that checkpoint: most likely written before
+        // the next is due, so the writer's timer must know it is own.
+        w.append(alert("own-3", Category::Smuggling, "20", "x"))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), covered(5))
+            .await
+            .expect("an own entry is checkpointed at the checkpoint interval");
+    });
+    w.shutdown();
+}
+
 /// Issue 4 item 3: a verified peer entry is stored with its receipt in one
 /// durable write; a second delivery of it stores nothing.
 #[test]
