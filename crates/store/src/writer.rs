@@ -552,7 +552,6 @@ impl State {
         Ok(())
     }
 
-    /// Steps 2–8 of the write path for one group.
     /// How long after the last checkpoint the next one is due, `own`
     /// telling whether the feed grew by more than receipts since.
     fn interval(&self, own: bool) -> Duration {
@@ -565,6 +564,7 @@ impl State {
         }
     }
 
+    /// Steps 2–8 of the write path for one group.
     fn commit(&mut self, jobs: Vec<Job>, force_checkpoint: bool) {
         match self.try_commit(jobs, force_checkpoint) {
             Ok(()) => {}
