@@ -75,9 +75,7 @@ impl Recorded {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Slot::Missing),
                 Err(source) => return Err(io("read", &path)(source)),
             };
-            Ok(keys
-                .iter()
-                .find_map(|k| lienthong_log::verify_checkpoint_with_key(&note, origin, k).ok())
+            Ok(signed_by_any(&note, origin, keys)
                 .map_or(Slot::Unsigned, |cp| Slot::Signed(cp.size())))
         };
         let [a, b] = LAST_CHECKPOINT_FILES;
@@ -86,25 +84,29 @@ impl Recorded {
         })
     }
 
-    /// The size of the newest note recorded. `Ok(None)` when neither file
-    /// exists (a new store, or one from before the files); an error when
-    /// files exist but none holds a note of this member.
-    pub(crate) fn newest(&self, dir: &Path) -> Result<Option<u64>, StoreError> {
+    /// The size of the newest note recorded and the file holding it.
+    /// `Ok(None)` when neither file exists (a new store, or one from
+    /// before the files); an error when files exist but none holds a note
+    /// of this member.
+    pub(crate) fn newest(&self, dir: &Path) -> Result<Option<(u64, PathBuf)>, StoreError> {
         match self.newest_slot() {
-            Some(i) => match self.slots[i] {
-                Slot::Signed(size) => Ok(Some(size)),
-                _ => unreachable!("newest_slot returns a signed slot"),
-            },
+            Some((size, i)) => Ok(Some((size, dir.join(LAST_CHECKPOINT_FILES[i])))),
             None if self.slots.iter().all(|s| matches!(s, Slot::Missing)) => Ok(None),
             None => {
                 let present = self.present(dir);
-                let (verb, it, them) = if present.len() == 1 {
-                    ("does", "it was", "the file")
+                let (subject, them) = if present.len() == 1 {
+                    (
+                        "does not hold a checkpoint signed by this member: it was altered or belongs",
+                        "the file",
+                    )
                 } else {
-                    ("do", "they were", "both files")
+                    (
+                        "do not hold a checkpoint signed by this member: they were altered or belong",
+                        "both files",
+                    )
                 };
                 Err(StoreError::Integrity(format!(
-                    "{} {verb} not hold a checkpoint signed by this member: {it} altered or belong to another node; \
+                    "{} {subject} to another node; \
                      if the store itself verifies (`lienthong feed verify`), move {them} aside and start again",
                     present.join(" and ")
                 )))
@@ -114,24 +116,24 @@ impl Recorded {
 
     /// The file to write next: the one not holding the newest note.
     pub(crate) fn next_slot(&self) -> usize {
-        self.newest_slot().map_or(0, |i| 1 - i)
+        self.newest_slot().map_or(0, |(_, i)| 1 - i)
     }
 
     /// A file present but not holding a note of this member's, when the
     /// other one does: most likely a write cut off by a crash.
     pub(crate) fn torn(&self, dir: &Path) -> Option<PathBuf> {
-        let i = self.newest_slot()?;
+        let (_, i) = self.newest_slot()?;
         matches!(self.slots[1 - i], Slot::Unsigned).then(|| dir.join(LAST_CHECKPOINT_FILES[1 - i]))
     }
 
-    fn newest_slot(&self) -> Option<usize> {
+    /// The size of the newest note of the two, and which file holds it.
+    fn newest_slot(&self) -> Option<(u64, usize)> {
         (0..2)
             .filter_map(|i| match self.slots[i] {
                 Slot::Signed(size) => Some((size, i)),
                 _ => None,
             })
             .max()
-            .map(|(_, i)| i)
     }
 
     fn present(&self, dir: &Path) -> Vec<String> {
@@ -140,6 +142,18 @@ impl Recorded {
             .map(|i| dir.join(LAST_CHECKPOINT_FILES[i]).display().to_string())
             .collect()
     }
+}
+
+/// The checkpoint `note` of the feed `origin`, if it verifies under one of
+/// the member's `keys` (newest first; an older one may have signed it
+/// before a key rotation).
+pub(crate) fn signed_by_any(
+    note: &[u8],
+    origin: &str,
+    keys: &[VerifyingKey],
+) -> Option<lienthong_log::VerifiedCheckpoint> {
+    keys.iter()
+        .find_map(|k| lienthong_log::verify_checkpoint_with_key(note, origin, k).ok())
 }
 
 /// Records `note` in file `slot` of `dir`, durably: in place with one
@@ -200,5 +214,7 @@ pub fn last_signed_size(
     origin: &str,
     keys: &[VerifyingKey],
 ) -> Result<Option<u64>, StoreError> {
-    Recorded::read(dir, origin, keys)?.newest(dir)
+    Ok(Recorded::read(dir, origin, keys)?
+        .newest(dir)?
+        .map(|(size, _)| size))
 }

@@ -317,9 +317,7 @@ impl Store {
             }
             return Ok(None);
         };
-        let cp = keys
-            .iter()
-            .find_map(|k| lienthong_log::verify_checkpoint_with_key(&note, &self.inner.origin, k).ok())
+        let cp = crate::last::signed_by_any(&note, &self.inner.origin, keys)
             .ok_or_else(|| {
                 StoreError::Integrity(format!("the last checkpoint in the store does not verify with this member's key{} in the manifest; the key file or the store belongs to another node", if keys.len() > 1 { "s" } else { "" }))
             })?;
@@ -354,14 +352,22 @@ impl Store {
     /// a checkpoint the file did not yet record (docs/benchmarks.md,
     /// seventh session); it stays on the writer's path.
     pub(crate) fn record_checkpoint(&self, note: &str) -> Result<(), StoreError> {
-        let mut slot = self
-            .inner
-            .last_slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        self.record_in(&mut self.last_slot(), note)
+    }
+
+    /// Writes `note` to the file `slot` names, then names the other one.
+    fn record_in(&self, slot: &mut usize, note: &str) -> Result<(), StoreError> {
         crate::last::write(&self.inner.dir, *slot, note)?;
         *slot = 1 - *slot;
         Ok(())
+    }
+
+    /// The file the next checkpoint goes to (`Inner::last_slot`), held.
+    fn last_slot(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.inner
+            .last_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Holds off the writer's next group, or waits for the current one to
@@ -378,17 +384,9 @@ impl Store {
     /// earlier release, which reads the first only, sees it (the `last`
     /// module).
     pub(crate) fn settle_last_checkpoint(&self) -> Result<(), StoreError> {
-        let mut slot = self
-            .inner
-            .last_slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.last_slot();
         match self.latest_checkpoint() {
-            Some(cp) if *slot == 0 => {
-                crate::last::write(&self.inner.dir, 0, &cp.note)?;
-                *slot = 1;
-                Ok(())
-            }
+            Some(cp) if *slot == 0 => self.record_in(&mut slot, &cp.note),
             _ => Ok(()),
         }
     }
@@ -414,24 +412,19 @@ impl Store {
         // What was read may be in the page cache only: a process killed
         // between a write and its fdatasync. It is about to be published.
         crate::last::sync(dir)?;
-        *self
-            .inner
-            .last_slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = recorded.next_slot();
+        *self.last_slot() = recorded.next_slot();
         let held_size = held.map_or(0, |c| c.size);
         match (newest, held) {
-            (Some(last), _) if last > held_size => Err(StoreError::Integrity(format!(
+            (Some((last, file)), _) if last > held_size => Err(StoreError::Integrity(format!(
                 "this node signed a checkpoint of size {last} ({}) but the store holds only up to size {held_size}: \
                  the database lost its newest part (damaged on disk, or a partial copy). Do not serve from it: \
                  move it aside, restore the newest backup, start the node again and check the feed with \
                  `lienthong feed verify`",
-                dir.join(crate::last::LAST_CHECKPOINT_FILES[1 - recorded.next_slot()])
-                    .display()
+                file.display()
             ))),
             // A new store, one from before the files, or one whose last
             // checkpoint was signed again (key rotation) or not recorded.
-            (last, Some(cp)) if last.is_none_or(|l| l < held_size) => {
+            (last, Some(cp)) if last.as_ref().is_none_or(|(l, _)| *l < held_size) => {
                 self.record_checkpoint(&cp.note)
             }
             _ => Ok(()),
