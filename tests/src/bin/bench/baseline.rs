@@ -390,3 +390,124 @@ pub async fn measure(scratch: &Path, time: Duration) -> Result<Baselines> {
         ),
     })
 }
+
+/// The replication scenario's floor, without nodes: what it costs this
+/// machine to take one author's checkpoint to `peers` stores.
+///
+/// Every `interval`, for `time`, an author thread signs a checkpoint note
+/// over the next `per_batch` signed entries, records it beside its store
+/// as the node does before publishing (rewritten in place, `fdatasync`),
+/// and hands both to `peers` threads at once. Each peer, with its own sled database as a node has,
+/// checks the note's signature and the entries' (batched, with the node's
+/// own functions), writes the entries in one sled batch, flushes and
+/// fsyncs. No network, no TLS, no gRPC, no indexes, no receipts: the
+/// signature checks and the fsyncs that replication cannot do without,
+/// all at once on one disk and these cores.
+///
+/// Returns, per checkpoint, the time from when it was due to the last
+/// peer's fsync, and to each peer's fsync.
+pub fn fan_out(
+    dir: &Path,
+    peers: usize,
+    per_batch: usize,
+    interval: Duration,
+    time: Duration,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    use std::sync::mpsc;
+    const ORIGIN: &str = "lienthong.example/bench/20";
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let vk = key.verifying_key();
+    let pool: Vec<Vec<u8>> = (0..256)
+        .map(|i| {
+            lienthong_core::entry::sign_entry(sample_body(i), &key)
+                .envelope()
+                .to_vec()
+        })
+        .collect();
+    let pool = Arc::new(pool);
+    let signer = lienthong_log::NoteSigner::new(ORIGIN, key)?;
+    // (checkpoint number, note, first entry of the pool)
+    type Batch = (usize, Arc<String>, usize);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Instant)>();
+    let mut inboxes = Vec::with_capacity(peers);
+    let mut workers = Vec::with_capacity(peers);
+    for p in 0..peers {
+        let (tx, rx) = mpsc::channel::<Batch>();
+        inboxes.push(tx);
+        let path = dir.join(format!("fan-out-{p}"));
+        let (pool, done) = (pool.clone(), done_tx.clone());
+        workers.push(std::thread::spawn(move || -> Result<()> {
+            let db = sled::Config::new()
+                .path(&path)
+                .mode(sled::Mode::HighThroughput)
+                .open()?;
+            let file = std::fs::File::open(path.join("db"))?;
+            let author = lienthong_core::delivery::AuthorKeys::single("20", ORIGIN, vk);
+            let mut n = 0u64;
+            for (number, note, first) in rx {
+                lienthong_log::verify_checkpoint_with_key(note.as_bytes(), ORIGIN, &vk)?;
+                let envelopes: Vec<&[u8]> = (0..per_batch)
+                    .map(|i| pool[(first + i) % pool.len()].as_slice())
+                    .collect();
+                let verified = lienthong_core::delivery::verify_entries(&envelopes, &author);
+                anyhow::ensure!(
+                    verified.iter().all(Result::is_ok),
+                    "an entry did not verify"
+                );
+                let mut b = sled::Batch::default();
+                for e in &envelopes {
+                    b.insert(&n.to_be_bytes(), *e);
+                    n += 1;
+                }
+                db.apply_batch(b)?;
+                db.flush()?;
+                file.sync_all()?;
+                if done.send((number, Instant::now())).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }));
+    }
+    drop(done_tx);
+    let mut recorded = std::fs::File::create(dir.join("checkpoint.last"))?;
+    let start = Instant::now();
+    let rounds = (time.as_secs_f64() / interval.as_secs_f64()).ceil() as usize;
+    let mut started = Vec::with_capacity(rounds);
+    for number in 0..rounds {
+        let due = start + interval * number as u32;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let at = Instant::now();
+        let head = lienthong_log::TreeHead {
+            origin: ORIGIN.into(),
+            size: ((number + 1) * per_batch) as u64,
+            root: lienthong_log::Hash([number as u8; 32]),
+        };
+        let note = Arc::new(lienthong_log::sign_checkpoint(&head, &signer)?);
+        {
+            use std::io::{Seek, Write};
+            recorded.seek(std::io::SeekFrom::Start(0))?;
+            recorded.write_all(note.as_bytes())?;
+            recorded.sync_data()?;
+        }
+        started.push(at);
+        for inbox in &inboxes {
+            inbox
+                .send((number, note.clone(), number * per_batch))
+                .map_err(|_| anyhow::anyhow!("a fan-out peer stopped"))?;
+        }
+    }
+    drop(inboxes);
+    let mut last = vec![Duration::ZERO; rounds];
+    let mut each = Vec::with_capacity(rounds * peers);
+    for (number, at) in done_rx {
+        let d = at.saturating_duration_since(started[number]);
+        each.push(d);
+        last[number] = last[number].max(d);
+    }
+    for w in workers {
+        w.join()
+            .map_err(|_| anyhow::anyhow!("a fan-out peer panicked"))??;
+    }
+    Ok((last, each))
+}

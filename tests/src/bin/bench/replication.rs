@@ -15,6 +15,7 @@ use lienthong_tests::{AGREEMENT_ALL, federation, sample_alert};
 use serde_json::json;
 
 use crate::Ctx;
+use crate::baseline;
 use crate::load;
 use crate::report::{Baseline, Figure, Percentiles, Scenario, Target};
 use crate::single::check_errors;
@@ -56,8 +57,35 @@ async fn all_have(
 }
 
 pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
-    let setup = Instant::now();
     let peers = ctx.replication_peers.clamp(1, TARGET_PEERS);
+    let rate = ctx.replication_rate;
+    // The floor first, while the machine is quiet: the same checkpoints'
+    // signature checks and fsyncs at the same peers, without the nodes.
+    let per_batch = (u64::from(rate) * ctx.checkpoint_ms / 1000).max(1) as usize;
+    let interval = Duration::from_millis(ctx.checkpoint_ms);
+    let floor_time = ctx.secs(5.0, 1.0);
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().to_owned();
+    let (fanned, floor_each) = tokio::task::spawn_blocking(move || {
+        baseline::fan_out(&dir, peers, per_batch, interval, floor_time)
+    })
+    .await??;
+    drop(scratch);
+    // From the ack: alerts at a steady rate wait for their checkpoint
+    // evenly over the interval, then take one checkpoint's fan-out.
+    let floor_ack = Percentiles::of(
+        fanned
+            .iter()
+            .flat_map(|d| {
+                (0..per_batch)
+                    .map(move |i| *d + interval.mul_f64((i as f64 + 0.5) / per_batch as f64))
+            })
+            .collect(),
+    );
+    let floor_all = Percentiles::of(fanned);
+    let floor_each = Percentiles::of(floor_each);
+
+    let setup = Instant::now();
     let members = &MEMBERS[..=peers];
     // A majority of the members sign the manifest (six of eleven).
     let signers = members.len() / 2 + 1;
@@ -106,7 +134,6 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     let (seen, poller) = load::poll_checkpoints(author_channel, Duration::from_millis(5));
     let window = ctx.secs(10.0, 2.0);
     let usage = sys::Window::open(&pids);
-    let rate = ctx.replication_rate;
     let run = load::open_loop(&chans, f64::from(rate), window, "replication").await?;
     check_errors(s, &run);
     let last = run
@@ -170,6 +197,12 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         value: cp.p99,
         unit: "ms",
     };
+    let floor_b = Baseline {
+        key: "fan_out_floor_p99",
+        label: "floor without nodes: ack → checkpoint wait at this rate, then signature checks and fsync at every peer (threads, no network), p99",
+        value: floor_ack.p99,
+        unit: "ms",
+    };
     let at = if peers == 1 {
         "the peer".to_owned()
     } else {
@@ -182,6 +215,7 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         "ms",
     )
     .against(&cp_b)
+    .against(&floor_b)
     .against(&b.tls_rtt_p99);
     // The target holds for its own rate and peers only.
     s.figure(if rate == TARGET_RATE && peers == TARGET_PEERS {
@@ -228,7 +262,18 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         ctx.checkpoint_ms,
         cp.text()
     ));
+    s.note(format!(
+        "floor without nodes ({peers} peer threads, each its own sled; {per_batch} entries per checkpoint every {} ms for {:.0} s): checkpoint due → fsynced at all peers {}; at each {}; ack → all, the wait for the checkpoint added {}",
+        ctx.checkpoint_ms,
+        floor_time.as_secs_f64(),
+        floor_all.text(),
+        floor_each.text(),
+        floor_ack.text()
+    ));
     s.note(usage.summary());
+    s.detail("fan_out_floor_to_all", floor_all.to_json());
+    s.detail("fan_out_floor_from_ack", floor_ack.to_json());
+    s.detail("fan_out_floor_each", floor_each.to_json());
     s.detail("to_all", all.to_json());
     s.detail("per_delivery", single.to_json());
     s.detail("author_checkpoint_lag", cp.to_json());
