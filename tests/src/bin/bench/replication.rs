@@ -66,10 +66,13 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
     let floor_time = ctx.secs(5.0, 1.0);
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path().to_owned();
+    // Nothing else of the bench runs yet: its CPU is the floor's.
+    let floor_usage = sys::Window::open(&[]);
     let (fanned, floor_each) = tokio::task::spawn_blocking(move || {
         baseline::fan_out(&dir, peers, per_batch, interval, floor_time)
     })
     .await??;
+    let floor_usage = floor_usage.close();
     drop(scratch);
     // From the ack: alerts at a steady rate wait for their checkpoint
     // evenly over the interval, then take one checkpoint's fan-out.
@@ -263,16 +266,22 @@ pub async fn run(ctx: &mut Ctx, s: &mut Scenario) -> Result<()> {
         cp.text()
     ));
     s.note(format!(
-        "floor without nodes ({peers} peer threads, each its own sled; {per_batch} entries per checkpoint every {} ms for {:.0} s): checkpoint due → fsynced at all peers {}; at each {}; ack → all, the wait for the checkpoint added {}",
+        "floor without nodes ({peers} peer threads, each its own sled; {per_batch} entries per checkpoint every {} ms for {:.0} s): checkpoint due → fsynced at all peers {}; at each {}; ack → all, the wait for the checkpoint added {}; it used {:.2} cores{}",
         ctx.checkpoint_ms,
         floor_time.as_secs_f64(),
         floor_all.text(),
         floor_each.text(),
-        floor_ack.text()
+        floor_ack.text(),
+        floor_usage.bench_cores(),
+        floor_usage
+            .machine_busy
+            .map(|b| format!(", the machine was {:.0}% busy", b * 100.0))
+            .unwrap_or_default(),
     ));
     s.note(usage.summary());
     s.detail("fan_out_floor_to_all", floor_all.to_json());
     s.detail("fan_out_floor_from_ack", floor_ack.to_json());
+    s.detail("fan_out_floor_usage", floor_usage.to_json());
     s.detail("fan_out_floor_each", floor_each.to_json());
     s.detail("to_all", all.to_json());
     s.detail("per_delivery", single.to_json());
