@@ -167,17 +167,10 @@ impl Alerts for AlertsService {
         tokio::spawn(async move {
             let mut durable = store.subscribe();
             loop {
-                let s = store.clone();
-                let batch =
-                    match tokio::task::spawn_blocking(move || s.entries_from(cursor, 256)).await {
-                        Ok(Ok(b)) => b,
-                        Ok(Err(e)) => {
-                            let _ = tx.send(Err(ApiError::from(e).into())).await;
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                if batch.is_empty() {
+                // Marked seen before reading: a write after this wakes the
+                // wait below, so nothing written meanwhile is missed, and
+                // nothing is read while there is nothing new.
+                if cursor >= durable.borrow_and_update().next_cursor {
                     tokio::select! {
                         changed = durable.changed() => if changed.is_err() { return },
                         () = tx.closed() => return,
@@ -188,6 +181,16 @@ impl Alerts for AlertsService {
                     }
                     continue;
                 }
+                let s = store.clone();
+                let batch =
+                    match tokio::task::spawn_blocking(move || s.entries_from(cursor, 256)).await {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(ApiError::from(e).into())).await;
+                            return;
+                        }
+                        Err(_) => return,
+                    };
                 for e in batch {
                     cursor = e.cursor + 1;
                     if tx.send(Ok(to_proto(e))).await.is_err() {
