@@ -160,6 +160,7 @@ impl Alerts for AlertsService {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        const RESUME: &str = "resume from the cursor after the last entry received";
         let mut cursor = req.get_ref().from_cursor;
         let store = self.store.clone();
         let mut stopping = self.stopping.clone();
@@ -175,7 +176,7 @@ impl Alerts for AlertsService {
                         changed = durable.changed() => if changed.is_err() { return },
                         () = tx.closed() => return,
                         _ = stopping.changed() => {
-                            let _ = tx.send(Err(Status::unavailable("the node is stopping; resume with the next cursor"))).await;
+                            let _ = tx.try_send(Err(Status::unavailable(format!("the node is stopping; {RESUME}"))));
                             return;
                         }
                     }
@@ -193,7 +194,7 @@ impl Alerts for AlertsService {
                     };
                 for e in batch {
                     cursor = e.cursor + 1;
-                    if tx.send(Ok(to_proto(e))).await.is_err() {
+                    if !crate::stopping::send(&tx, Ok(to_proto(e)), &mut stopping, RESUME).await {
                         return;
                     }
                 }

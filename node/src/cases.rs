@@ -634,7 +634,8 @@ impl Cases for CasesService {
         tokio::spawn(async move {
             let mut durable = store.subscribe();
             let mut last = first.clone();
-            if tx.send(Ok(first)).await.is_err() {
+            const RESUME: &str = "watch again";
+            if !crate::stopping::send(&tx, Ok(first), &mut stopping, RESUME).await {
                 return;
             }
             loop {
@@ -642,7 +643,7 @@ impl Cases for CasesService {
                     changed = durable.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
                     _ = stopping.changed() => {
-                        let _ = tx.send(Err(Status::unavailable("the node is stopping; watch again"))).await;
+                        let _ = tx.try_send(Err(Status::unavailable(format!("the node is stopping; {RESUME}"))));
                         return;
                     }
                 }
@@ -658,7 +659,7 @@ impl Cases for CasesService {
                 // or a retraction of one; other entries change nothing).
                 if s != last {
                     last = s.clone();
-                    if tx.send(Ok(s)).await.is_err() {
+                    if !crate::stopping::send(&tx, Ok(s), &mut stopping, RESUME).await {
                         return;
                     }
                 }

@@ -21,6 +21,7 @@ mod pki;
 mod renew;
 mod serve;
 mod status;
+mod stopping;
 mod witness;
 
 use std::path::PathBuf;

@@ -524,7 +524,7 @@ impl Federation for FederationService {
                     proven = size;
                 }
                 for d in items {
-                    if tx.send(Ok(d)).await.is_err() {
+                    if !crate::stopping::send(&tx, Ok(d), &mut stopping, "subscribe again").await {
                         return;
                     }
                 }

@@ -316,15 +316,16 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         })
         .max_decoding_message_size(MAX_MESSAGE);
         let mut stop = stopping.clone();
+        let stopped = stopping.clone();
         let incoming = crate::peer::tls_incoming(fed_listener, tls, "federation");
         peer_tasks.push(tokio::spawn(async move {
-            let r = Server::builder()
+            let served = Server::builder()
                 .layer(crate::limits::layer())
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;
-                })
-                .await;
+                });
+            let r = crate::stopping::serve_until_stopped(served, stopped, "federation").await;
             if let Err(e) = r {
                 tracing::error!(error = %e, "federation API stopped");
             }
@@ -371,14 +372,12 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
+    use crate::stopping::serve_until_stopped as until;
     match tls {
         Some(cfg) => {
-            router
-                .serve_with_incoming_shutdown(
-                    crate::peer::tls_incoming(listener, cfg, "api"),
-                    shutdown,
-                )
-                .await
+            let incoming = crate::peer::tls_incoming(listener, cfg, "api");
+            let served = router.serve_with_incoming_shutdown(incoming, shutdown);
+            until(served, stopping.clone(), "api").await
         }
         None => {
             // Small request/response pairs: without TCP_NODELAY, Nagle's
@@ -391,9 +390,8 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
                     })
                 },
             );
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+            let served = router.serve_with_incoming_shutdown(incoming, shutdown);
+            until(served, stopping.clone(), "api").await
         }
     }
     .context("serving the API")?;
@@ -405,8 +403,12 @@ pub async fn serve(p: Prepared, ready_file: Option<&Path>) -> Result<()> {
     health_reporter
         .set_not_serving::<AlertsServer<AlertsService>>()
         .await;
-    if let Ok(w) = Arc::try_unwrap(writer) {
-        tokio::task::spawn_blocking(move || w.shutdown()).await?;
+    match Arc::try_unwrap(writer) {
+        Ok(w) => tokio::task::spawn_blocking(move || w.shutdown()).await?,
+        // Calls still open past the grace hold it: it finishes the queued
+        // writes and the last checkpoint when they are dropped, as this
+        // process ends.
+        Err(_) => tracing::info!("connections closed by force still hold the writer"),
     }
     tracing::info!(
         feed_size = store.durable().feed_size,

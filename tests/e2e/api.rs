@@ -501,3 +501,42 @@ async fn the_cli_ends_quietly_when_its_reader_goes_away() -> anyhow::Result<()> 
     assert!(!err.contains("panicked"), "{err}");
     Ok(())
 }
+
+/// A `Watch` client that stops reading holds data the node cannot send
+/// (HTTP/2 flow control). The node still stops promptly on SIGTERM, and
+/// its last checkpoint covers everything it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_client_that_stops_reading_does_not_hold_up_a_stop() -> anyhow::Result<()> {
+    let mut node = Node::init("20", "Lạng Sơn")?;
+    node.start()?;
+    let mut c = node.alerts().await?;
+    // Opened on a connection of its own, then never read: several MiB
+    // will wait for it.
+    let stuck = node
+        .alerts()
+        .await?
+        .watch(pb::WatchRequest { from_cursor: 0 })
+        .await?
+        .into_inner();
+    let long = "hàng giả nhập lậu qua cửa khẩu ".repeat(600);
+    let count = 150;
+    for i in 0..count {
+        let mut a = sample_alert(&format!("big-{i}"));
+        a.description = long.clone();
+        c.submit(pb::SubmitAlertRequest { alert: Some(a) }).await?;
+    }
+    let stopped = tokio::task::spawn_blocking(move || node.stop().map(|()| node)).await?;
+    drop(stuck);
+    let mut node = stopped?;
+    let log = node.log();
+    assert!(log.contains("clients still connected"), "{log}");
+
+    node.start()?;
+    let mut audit = node.audit().await?;
+    let cp = audit
+        .get_checkpoint(pb::GetCheckpointRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(cp.size, count, "the last checkpoint covers every alert");
+    node.stop()
+}
