@@ -172,13 +172,10 @@ impl Alerts for AlertsService {
                 // wait below, so nothing written meanwhile is missed, and
                 // nothing is read while there is nothing new.
                 if cursor >= durable.borrow_and_update().next_cursor {
-                    tokio::select! {
-                        changed = durable.changed() => if changed.is_err() { return },
-                        () = tx.closed() => return,
-                        _ = stopping.changed() => {
-                            let _ = tx.try_send(Err(Status::unavailable(format!("the node is stopping; {RESUME}"))));
-                            return;
-                        }
+                    if !crate::stopping::wait_for_change(&mut durable, &tx, &mut stopping, RESUME)
+                        .await
+                    {
+                        return;
                     }
                     continue;
                 }

@@ -639,13 +639,9 @@ impl Cases for CasesService {
                 return;
             }
             loop {
-                tokio::select! {
-                    changed = durable.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                    _ = stopping.changed() => {
-                        let _ = tx.try_send(Err(Status::unavailable(format!("the node is stopping; {RESUME}"))));
-                        return;
-                    }
+                if !crate::stopping::wait_for_change(&mut durable, &tx, &mut stopping, RESUME).await
+                {
+                    return;
                 }
                 // Many entries may land at once: fold at most every 100 ms.
                 tokio::time::sleep(Duration::from_millis(100)).await;

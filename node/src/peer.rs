@@ -489,6 +489,7 @@ impl Federation for FederationService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        const RESUME: &str = "subscribe again from the next index";
         let caller = self.caller(&req)?;
         let mut index = req.get_ref().from_index;
         // The size the caller is known to hold entries under: a delivery
@@ -503,10 +504,10 @@ impl Federation for FederationService {
             loop {
                 let size = store.latest_checkpoint().map_or(0, |c| c.size);
                 if index >= size {
-                    tokio::select! {
-                        changed = durable.changed() => if changed.is_err() { return },
-                        () = tx.closed() => return,
-                        _ = stopping.changed() => return,
+                    if !crate::stopping::wait_for_change(&mut durable, &tx, &mut stopping, RESUME)
+                        .await
+                    {
+                        return;
                     }
                     continue;
                 }
@@ -524,7 +525,7 @@ impl Federation for FederationService {
                     proven = size;
                 }
                 for d in items {
-                    if !crate::stopping::send(&tx, Ok(d), &mut stopping, "subscribe again").await {
+                    if !crate::stopping::send(&tx, Ok(d), &mut stopping, RESUME).await {
                         return;
                     }
                 }

@@ -48,17 +48,39 @@ pub async fn send<T>(
     stopping: &mut watch::Receiver<bool>,
     resume: &str,
 ) -> bool {
-    let stopped = |tx: &mpsc::Sender<Result<T, Status>>| {
-        let _ = tx.try_send(Err(Status::unavailable(format!(
-            "the node is stopping; {resume}"
-        ))));
-        false
-    };
     if *stopping.borrow() {
-        return stopped(tx);
+        return end(tx, resume);
     }
     tokio::select! {
         sent = tx.send(item) => sent.is_ok(),
-        _ = stopping.changed() => stopped(tx),
+        _ = stopping.changed() => end(tx, resume),
     }
+}
+
+/// Waits for the next change of `changed` (what a stream follows) while
+/// its client is there and the node runs; as [`send`] when the node stops.
+/// False: end the stream.
+pub async fn wait_for_change<D, T>(
+    changed: &mut watch::Receiver<D>,
+    tx: &mpsc::Sender<Result<T, Status>>,
+    stopping: &mut watch::Receiver<bool>,
+    resume: &str,
+) -> bool {
+    if *stopping.borrow() {
+        return end(tx, resume);
+    }
+    tokio::select! {
+        c = changed.changed() => c.is_ok(),
+        () = tx.closed() => false,
+        _ = stopping.changed() => end(tx, resume),
+    }
+}
+
+/// Ends a stream because the node stops: UNAVAILABLE with how to resume,
+/// if the client has room for it. Always false.
+fn end<T>(tx: &mpsc::Sender<Result<T, Status>>, resume: &str) -> bool {
+    let _ = tx.try_send(Err(Status::unavailable(format!(
+        "the node is stopping; {resume}"
+    ))));
+    false
 }
