@@ -529,6 +529,11 @@ impl State {
                 tracing::warn!(error = %e, "could not record the newest checkpoint in the first file at shutdown");
             }
         }
+        tracing::info!(
+            feed_size = self.durable.feed_size,
+            checkpoint = self.checkpoint_size,
+            "writer stopped"
+        );
     }
 
     /// Takes `signer` as the key in force from manifest version `from`,
