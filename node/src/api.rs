@@ -163,8 +163,7 @@ impl Alerts for AlertsService {
         const RESUME: &str = "resume from the cursor after the last entry received";
         let mut cursor = req.get_ref().from_cursor;
         let store = self.store.clone();
-        let mut stopping = self.stopping.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::StoredEntry, Status>>(256);
+        let (mut out, rx) = crate::stopping::Outbox::channel(256, self.stopping.clone(), RESUME);
         tokio::spawn(async move {
             let mut durable = store.subscribe();
             loop {
@@ -172,9 +171,7 @@ impl Alerts for AlertsService {
                 // wait below, so nothing written meanwhile is missed, and
                 // nothing is read while there is nothing new.
                 if cursor >= durable.borrow_and_update().next_cursor {
-                    if !crate::stopping::wait_for_change(&mut durable, &tx, &mut stopping, RESUME)
-                        .await
-                    {
+                    if !out.wait_for_change(&mut durable).await {
                         return;
                     }
                     continue;
@@ -184,22 +181,20 @@ impl Alerts for AlertsService {
                     match tokio::task::spawn_blocking(move || s.entries_from(cursor, 256)).await {
                         Ok(Ok(b)) => b,
                         Ok(Err(e)) => {
-                            let _ = tx.send(Err(ApiError::from(e).into())).await;
+                            out.fail(ApiError::from(e).into()).await;
                             return;
                         }
                         Err(_) => return,
                     };
                 for e in batch {
                     cursor = e.cursor + 1;
-                    if !crate::stopping::send(&tx, Ok(to_proto(e)), &mut stopping, RESUME).await {
+                    if !out.send(to_proto(e)).await {
                         return;
                     }
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn retract(

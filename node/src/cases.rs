@@ -629,18 +629,16 @@ impl Cases for CasesService {
             ))
             .into());
         }
-        let mut stopping = self.c.stopping.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::CaseState, Status>>(16);
+        let (mut out, rx) =
+            crate::stopping::Outbox::channel(16, self.c.stopping.clone(), "watch again");
         tokio::spawn(async move {
             let mut durable = store.subscribe();
             let mut last = first.clone();
-            const RESUME: &str = "watch again";
-            if !crate::stopping::send(&tx, Ok(first), &mut stopping, RESUME).await {
+            if !out.send(first).await {
                 return;
             }
             loop {
-                if !crate::stopping::wait_for_change(&mut durable, &tx, &mut stopping, RESUME).await
-                {
+                if !out.wait_for_change(&mut durable).await {
                     return;
                 }
                 // Many entries may land at once: fold at most every 100 ms.
@@ -655,15 +653,13 @@ impl Cases for CasesService {
                 // or a retraction of one; other entries change nothing).
                 if s != last {
                     last = s.clone();
-                    if !crate::stopping::send(&tx, Ok(s), &mut stopping, RESUME).await {
+                    if !out.send(s).await {
                         return;
                     }
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn request_assistance(

@@ -497,16 +497,13 @@ impl Federation for FederationService {
         let mut proven = req.get_ref().known_size;
         tracing::info!(peer = %caller, from = index, "peer subscribed");
         let store = self.store.clone();
-        let mut stopping = self.stopping.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::Delivery, Status>>(256);
+        let (mut out, rx) = crate::stopping::Outbox::channel(256, self.stopping.clone(), RESUME);
         tokio::spawn(async move {
             let mut durable = store.subscribe();
             loop {
                 let size = store.latest_checkpoint().map_or(0, |c| c.size);
                 if index >= size {
-                    if !crate::stopping::wait_for_change(&mut durable, &tx, &mut stopping, RESUME)
-                        .await
-                    {
+                    if !out.wait_for_change(&mut durable).await {
                         return;
                     }
                     continue;
@@ -516,16 +513,14 @@ impl Federation for FederationService {
                     tokio::task::spawn_blocking(move || collect(&s, &who, from, size, proven))
                         .await;
                 let Ok(Ok((items, next))) = batch else {
-                    let _ = tx
-                        .send(Err(Status::internal("reading the feed failed")))
-                        .await;
+                    out.fail(Status::internal("reading the feed failed")).await;
                     return;
                 };
                 if !items.is_empty() {
                     proven = size;
                 }
                 for d in items {
-                    if !crate::stopping::send(&tx, Ok(d), &mut stopping, RESUME).await {
+                    if !out.send(d).await {
                         return;
                     }
                 }
@@ -538,9 +533,7 @@ impl Federation for FederationService {
                 index = next;
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn get_manifest(

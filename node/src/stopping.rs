@@ -4,7 +4,7 @@
 //! client that keeps a stream open and stops reading never lets it close:
 //! HTTP/2 flow control holds the data queued for it, and the node would
 //! wait for it until killed, without its last checkpoint. So streams end
-//! as soon as the node stops ([`send`]), and the servers give open calls
+//! as soon as the node stops ([`Outbox`]), and the servers give open calls
 //! [`GRACE`] to finish before their connections are dropped
 //! ([`serve_until_stopped`]).
 
@@ -12,6 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 /// How long open calls have to finish once the node stops.
@@ -39,48 +40,72 @@ pub async fn serve_until_stopped<E>(
     }
 }
 
-/// Sends `item` on a server stream unless the node stops first, when the
-/// stream ends with UNAVAILABLE and `resume` (if there is room for it: a
-/// client that does not read gets nothing more). False: end the stream.
-pub async fn send<T>(
-    tx: &mpsc::Sender<Result<T, Status>>,
-    item: Result<T, Status>,
-    stopping: &mut watch::Receiver<bool>,
-    resume: &str,
-) -> bool {
-    if *stopping.borrow() {
-        return end(tx, resume);
-    }
-    tokio::select! {
-        sent = tx.send(item) => sent.is_ok(),
-        _ = stopping.changed() => end(tx, resume),
-    }
+/// The sending end of a server stream that knows when the node stops:
+/// a send or a wait is then cut short, and the stream ends with
+/// UNAVAILABLE and how to resume (if the client has room for it: one that
+/// does not read gets nothing more). Every method returning a bool
+/// returns false when the stream should end.
+pub struct Outbox<T> {
+    tx: mpsc::Sender<Result<T, Status>>,
+    stopping: watch::Receiver<bool>,
+    resume: &'static str,
 }
 
-/// Waits for the next change of `changed` (what a stream follows) while
-/// its client is there and the node runs; as [`send`] when the node stops.
-/// False: end the stream.
-pub async fn wait_for_change<D, T>(
-    changed: &mut watch::Receiver<D>,
-    tx: &mpsc::Sender<Result<T, Status>>,
-    stopping: &mut watch::Receiver<bool>,
-    resume: &str,
-) -> bool {
-    if *stopping.borrow() {
-        return end(tx, resume);
+impl<T> Outbox<T> {
+    /// A stream queueing at most `capacity` messages; the receiver is the
+    /// response's.
+    pub fn channel(
+        capacity: usize,
+        stopping: watch::Receiver<bool>,
+        resume: &'static str,
+    ) -> (Self, ReceiverStream<Result<T, Status>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let outbox = Self {
+            tx,
+            stopping,
+            resume,
+        };
+        (outbox, ReceiverStream::new(rx))
     }
-    tokio::select! {
-        c = changed.changed() => c.is_ok(),
-        () = tx.closed() => false,
-        _ = stopping.changed() => end(tx, resume),
-    }
-}
 
-/// Ends a stream because the node stops: UNAVAILABLE with how to resume,
-/// if the client has room for it. Always false.
-fn end<T>(tx: &mpsc::Sender<Result<T, Status>>, resume: &str) -> bool {
-    let _ = tx.try_send(Err(Status::unavailable(format!(
-        "the node is stopping; {resume}"
-    ))));
-    false
+    /// Sends the next message.
+    pub async fn send(&mut self, item: T) -> bool {
+        self.deliver(Ok(item)).await
+    }
+
+    /// Ends the stream with `status`.
+    pub async fn fail(&mut self, status: Status) {
+        self.deliver(Err(status)).await;
+    }
+
+    /// Waits for the next change of `changed` (what the stream follows)
+    /// while the client is there.
+    pub async fn wait_for_change<D>(&mut self, changed: &mut watch::Receiver<D>) -> bool {
+        if *self.stopping.borrow() {
+            return self.end();
+        }
+        tokio::select! {
+            c = changed.changed() => c.is_ok(),
+            () = self.tx.closed() => false,
+            _ = self.stopping.changed() => self.end(),
+        }
+    }
+
+    async fn deliver(&mut self, item: Result<T, Status>) -> bool {
+        if *self.stopping.borrow() {
+            return self.end();
+        }
+        tokio::select! {
+            sent = self.tx.send(item) => sent.is_ok(),
+            _ = self.stopping.changed() => self.end(),
+        }
+    }
+
+    fn end(&self) -> bool {
+        let _ = self.tx.try_send(Err(Status::unavailable(format!(
+            "the node is stopping; {}",
+            self.resume
+        ))));
+        false
+    }
 }
