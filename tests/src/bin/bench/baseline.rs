@@ -157,15 +157,36 @@ fn crypto(time: Duration) -> (usize, f64, f64, f64, f64) {
     (envelope_bytes, sign, verify, batches * 64.0, ours * 64.0)
 }
 
+/// A bare sled database, written as the node's commit point writes.
+struct RawSled {
+    db: sled::Db,
+    /// Its data file, fsynced after each flush.
+    file: std::fs::File,
+}
+
+impl RawSled {
+    fn open(path: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let file = std::fs::File::open(path.join("db"))?;
+        Ok(Self { db, file })
+    }
+
+    /// Applies `b`, flushes and fsyncs.
+    fn commit(&self, b: sled::Batch) -> Result<()> {
+        self.db.apply_batch(b)?;
+        self.db.flush()?;
+        self.file.sync_all()?;
+        Ok(())
+    }
+}
+
 /// Entries per second written by sled batches of `batch` values, each batch
 /// flushed and fsynced.
 fn sled_rate(dir: &Path, batch: usize, value_len: usize, time: Duration) -> Result<f64> {
-    let path = dir.join(format!("sled-{batch}"));
-    let db = sled::Config::new()
-        .path(&path)
-        .mode(sled::Mode::HighThroughput)
-        .open()?;
-    let file = std::fs::File::open(path.join("db"))?;
+    let sled = RawSled::open(&dir.join(format!("sled-{batch}")))?;
     let value = vec![0x5a; value_len];
     let start = Instant::now();
     let mut n = 0u64;
@@ -175,9 +196,7 @@ fn sled_rate(dir: &Path, batch: usize, value_len: usize, time: Duration) -> Resu
             b.insert(&n.to_be_bytes(), value.clone());
             n += 1;
         }
-        db.apply_batch(b)?;
-        db.flush()?;
-        file.sync_all()?;
+        sled.commit(b)?;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
@@ -441,11 +460,7 @@ pub fn fan_out(
         let path = dir.join(format!("fan-out-{p}"));
         let (pool, done) = (pool.clone(), done_tx.clone());
         workers.push(std::thread::spawn(move || -> Result<()> {
-            let db = sled::Config::new()
-                .path(&path)
-                .mode(sled::Mode::HighThroughput)
-                .open()?;
-            let file = std::fs::File::open(path.join("db"))?;
+            let sled = RawSled::open(&path)?;
             let author = lienthong_core::delivery::AuthorKeys::single("20", ORIGIN, vk);
             let mut n = 0u64;
             while let Ok(next) = rx.recv() {
@@ -466,9 +481,7 @@ pub fn fan_out(
                         n += 1;
                     }
                 }
-                db.apply_batch(b)?;
-                db.flush()?;
-                file.sync_all()?;
+                sled.commit(b)?;
                 let at = Instant::now();
                 for (number, ..) in &group {
                     if done.send((*number, at)).is_err() {
