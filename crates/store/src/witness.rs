@@ -45,12 +45,21 @@ impl Store {
         self.sync()
     }
 
-    /// Keeps a witness's cosignature line on this node's checkpoint of
-    /// `size`; durable when this returns.
-    pub fn add_cosignature(&self, size: u64, witness: &str, line: &str) -> Result<(), StoreError> {
-        let mut k = keys::with_u64(keys::COSIGNATURE, size).to_vec();
-        k.extend_from_slice(witness.as_bytes());
-        self.inner.db.insert(k, line.as_bytes())?;
+    /// Keeps witnesses' cosignature lines, (witness, line), on this
+    /// node's checkpoint of `size`, in one write; durable when this
+    /// returns. A cosigning round hands in all its answers at once: one
+    /// fsync a round rather than one a witness.
+    pub fn add_cosignatures(&self, size: u64, lines: &[(&str, &str)]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (witness, line) in lines {
+            let mut k = keys::with_u64(keys::COSIGNATURE, size).to_vec();
+            k.extend_from_slice(witness.as_bytes());
+            batch.insert(k, line.as_bytes());
+        }
+        self.inner.db.apply_batch(batch)?;
         self.sync()
     }
 

@@ -2095,7 +2095,12 @@ fn witness_state_cosignatures_and_evidence_are_durable() {
         let store = open(dir.path()).unwrap();
         assert_eq!(store.witnessed("24").unwrap(), None);
         store.set_witnessed("24", "note of 24\n").unwrap();
-        store.add_cosignature(3, "24", "— w/24 AAAA\n").unwrap();
+        // A round's answers go in together; none before the round.
+        store.add_cosignatures(3, &[]).unwrap();
+        assert_eq!(store.latest_cosigned().unwrap(), None);
+        store
+            .add_cosignatures(3, &[("24", "— w/24 AAAA\n"), ("31", "— w/31 BBBB\n")])
+            .unwrap();
         for i in 0..3 {
             let id = store
                 .add_evidence(EvidenceRecord {
@@ -2115,7 +2120,8 @@ fn witness_state_cosignatures_and_evidence_are_durable() {
     );
     let (size, note) = store.latest_cosigned_note().unwrap().unwrap();
     assert_eq!(size, 3);
-    assert!(note.ends_with("— w/24 AAAA\n"), "{note}");
+    assert!(note.ends_with("— w/24 AAAA\n— w/31 BBBB\n"), "{note}");
+    assert_eq!(store.latest_cosigned().unwrap(), Some((3, 2)));
     let all = store.evidence(0, 10).unwrap();
     assert_eq!(
         all.iter()
