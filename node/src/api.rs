@@ -711,22 +711,15 @@ impl Audit for AuditService {
             )
             .into());
         }
-        let mut envelopes = self
-            .store
-            .feed_envelopes(r.start, r.end, MAX_ENTRIES)
-            .map_err(ApiError::from)?;
         // Keep the answer under every client's default 4 MiB message limit:
         // at least one envelope (≤ 1 MiB), then up to about 3 MiB.
-        let mut total = 0usize;
-        let keep = envelopes
-            .iter()
-            .take_while(|e| {
-                total += e.len() + 8;
-                total <= MAX_ANSWER_BYTES
-            })
-            .count()
-            .max(1);
-        envelopes.truncate(keep);
+        let (store, start, end) = (self.store.clone(), r.start, r.end);
+        let envelopes = tokio::task::spawn_blocking(move || {
+            store.feed_envelopes(start, end, MAX_ENTRIES, MAX_ANSWER_BYTES)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("entries task: {e}")))?
+        .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetEntriesResponse { envelopes }))
     }
 
@@ -782,9 +775,10 @@ impl Audit for AuditService {
             0 => 1000,
             n => n.min(1000) as usize,
         };
-        let evidence = self
-            .store
-            .evidence(r.after_id, limit)
+        let (store, after) = (self.store.clone(), r.after_id);
+        let evidence = tokio::task::spawn_blocking(move || store.evidence(after, limit))
+            .await
+            .map_err(|e| Status::internal(format!("evidence task: {e}")))?
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListEvidenceResponse { evidence }))
     }
@@ -809,20 +803,18 @@ impl Audit for AuditService {
                 .len() as u32,
             None => 0,
         };
-        let all = self
-            .store
-            .evidence(0, lienthong_store::MAX_EVIDENCE as usize)
-            .map_err(ApiError::from)?;
-        let equivocations = all
-            .iter()
-            .filter(|e| e.kind() != pb::EvidenceKind::RefusedEntry)
-            .count() as u64;
+        let store = self.store.clone();
+        let (evidence, equivocations) =
+            tokio::task::spawn_blocking(move || store.evidence_counts())
+                .await
+                .map_err(|e| Status::internal(format!("evidence count task: {e}")))?
+                .map_err(ApiError::from)?;
         let mut out = pb::GetStatusResponse {
             member: self.store.member().to_owned(),
             feed_size: self.store.durable().feed_size,
             checkpoint_size: cp.map_or(0, |c| c.size),
             cosignatures,
-            evidence: all.len() as u64,
+            evidence,
             equivocations,
             writes_refused: self.store.failure().unwrap_or_default(),
             cosigned_size,

@@ -78,7 +78,7 @@ pub fn export(
             .peekable();
         let mut i = start;
         while i < end {
-            let batch = store.feed_envelopes(i, end, 1000)?;
+            let batch = store.feed_envelopes(i, end, 1000, 16 << 20)?;
             anyhow::ensure!(!batch.is_empty(), "own feed entry {i} is missing");
             for env in batch {
                 w.segment_entry(&env)?;

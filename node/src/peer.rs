@@ -955,11 +955,13 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                     {
                         tracing::warn!(peer = %author, %why, "refused a case event whose history does not verify");
                         peering.refused(author, "bad_history");
-                        witness.keep_refused_entry(refused_entry(
-                            author,
-                            d,
-                            format!("case history does not verify: {why}"),
-                        ))?;
+                        witness
+                            .keep_refused_entry(refused_entry(
+                                author,
+                                d,
+                                format!("case history does not verify: {why}"),
+                            ))
+                            .await?;
                         continue;
                     }
                     let index = accepted.entry().index();
@@ -1009,7 +1011,9 @@ async fn subscribe_once(witness: &Witness, author: &str, writer: &Writer) -> Res
                             | Rejected::BeyondCheckpoint { .. }
                             | Rejected::NotIncluded { .. }
                     ) {
-                        witness.keep_refused_entry(refused_entry(author, d, reason.to_string()))?;
+                        witness
+                            .keep_refused_entry(refused_entry(author, d, reason.to_string()))
+                            .await?;
                     }
                 }
             }

@@ -45,9 +45,9 @@ pub struct Witness {
     lock: Mutex<()>,
     /// Equivocation evidence recorded since start (also in the store).
     pub equivocations: std::sync::atomic::AtomicU64,
-    /// Pairs of (held, delivered) checkpoint notes already refused and
-    /// kept as evidence since start.
-    refused_forks: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Pairs of conflicting checkpoint notes (held, shown) kept as
+    /// evidence since start.
+    kept_forks: Mutex<std::collections::HashSet<(String, String)>>,
     /// Ids of entries refused from peers and kept as evidence since start.
     refused_entries: Mutex<std::collections::HashSet<[u8; 32]>>,
     /// Checkpoint notes already verified: gossip shows every witness the
@@ -70,7 +70,7 @@ impl Witness {
             store,
             lock: Mutex::new(()),
             equivocations: std::sync::atomic::AtomicU64::new(0),
-            refused_forks: Mutex::new(Default::default()),
+            kept_forks: Mutex::new(Default::default()),
             refused_entries: Mutex::new(Default::default()),
             seen: lienthong_log::SeenCheckpoints::new(SEEN_NOTES),
         })
@@ -117,14 +117,27 @@ impl Witness {
         }
     }
 
-    /// Keeps evidence of a conflict between two signed checkpoints.
-    fn record_conflict(
+    /// The evidence of a conflict between two signed checkpoints, to be
+    /// kept, or `None` when this pair of notes was kept since start: a
+    /// member that goes on showing its fork (in gossip, in deliveries, in
+    /// cosigning requests) does not fill the store with copies. Logs the
+    /// conflict the first time.
+    fn conflict_evidence(
         &self,
         member: &str,
         from: &str,
         conflict: &Conflict,
         notes: [&str; 2],
-    ) -> Result<()> {
+    ) -> Option<pb::EvidenceRecord> {
+        let pair = (notes[0].to_owned(), notes[1].to_owned());
+        let new = self
+            .kept_forks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pair);
+        if !new {
+            return None;
+        }
         let kind = match conflict {
             Conflict::SameSizeDifferentRoot { .. } => pb::EvidenceKind::Equivocation,
             Conflict::NotConsistent { .. } => pb::EvidenceKind::Inconsistent,
@@ -132,7 +145,7 @@ impl Witness {
         tracing::error!(member, from, %conflict, "EQUIVOCATION: a member signed two checkpoints that cannot both be honest; both kept as evidence");
         self.equivocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.store.add_evidence(pb::EvidenceRecord {
+        Some(pb::EvidenceRecord {
             id: 0,
             kind: kind as i32,
             member: member.to_owned(),
@@ -142,7 +155,52 @@ impl Witness {
             checkpoints: notes.iter().map(|n| (*n).to_owned()).collect(),
             envelope: Vec::new(),
             inclusion_proof: Vec::new(),
-        })?;
+        })
+    }
+
+    /// After a failed write of conflict evidence: keep it at the next sight.
+    fn forget_fork(&self, record: &pb::EvidenceRecord) {
+        if let [held, shown] = &record.checkpoints[..] {
+            self.kept_forks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(held.clone(), shown.clone()));
+        }
+    }
+
+    /// Keeps evidence of a conflict between two signed checkpoints (on a
+    /// blocking thread: the write is an fsync).
+    fn record_conflict(
+        &self,
+        member: &str,
+        from: &str,
+        conflict: &Conflict,
+        notes: [&str; 2],
+    ) -> Result<()> {
+        if let Some(record) = self.conflict_evidence(member, from, conflict, notes)
+            && let Err(e) = self.store.add_evidence(record.clone())
+        {
+            self.forget_fork(&record);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// [`Witness::record_conflict`] from async code: the write runs off
+    /// the runtime's threads.
+    async fn record_conflict_async(
+        &self,
+        member: &str,
+        from: &str,
+        conflict: &Conflict,
+        notes: [&str; 2],
+    ) -> Result<()> {
+        if let Some(record) = self.conflict_evidence(member, from, conflict, notes)
+            && let Err(e) = keep_evidence(&self.store, record.clone()).await
+        {
+            self.forget_fork(&record);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -205,15 +263,20 @@ impl Witness {
     /// node refused, unless the same entry was kept since start: a peer
     /// that sends it again at every reconnection does not fill the store
     /// with copies.
-    pub fn keep_refused_entry(&self, record: pb::EvidenceRecord) -> Result<()> {
+    pub async fn keep_refused_entry(&self, record: pb::EvidenceRecord) -> Result<()> {
         let id = lienthong_core::entry::EntryId::of_envelope(&record.envelope).0;
         let new = self
             .refused_entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id);
-        if new {
-            self.store.add_evidence(record)?;
+        if new && let Err(e) = keep_evidence(&self.store, record).await {
+            // Kept at the next sight instead.
+            self.refused_entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(e);
         }
         Ok(())
     }
@@ -258,7 +321,7 @@ impl Witness {
             && held.size() == cp.size()
             && let Err(c) = compare(&held, cp, &[])
         {
-            return Err(self.refuse_delivered(author, &c, &held, cp));
+            return Err(self.refuse_delivered(author, &c, &held, cp).await);
         }
         let Some(newest) = newest else {
             return Ok(cp.clone());
@@ -274,7 +337,7 @@ impl Witness {
                 .context("asking the author for a consistency proof")?
         };
         if let Err(c) = compare(&newest, cp, &proof) {
-            return Err(self.refuse_delivered(author, &c, &newest, cp));
+            return Err(self.refuse_delivered(author, &c, &newest, cp).await);
         }
         Ok(if cp.size() > newest.size() {
             cp.clone()
@@ -287,22 +350,16 @@ impl Witness {
     /// evidence, unless this pair is kept already (an author that goes on
     /// serving its fork is refused at every reconnection), and returns the
     /// error that ends the session.
-    fn refuse_delivered(
+    async fn refuse_delivered(
         &self,
         author: &str,
         c: &Conflict,
         held: &VerifiedCheckpoint,
         cp: &VerifiedCheckpoint,
     ) -> anyhow::Error {
-        let pair = (held.note_text().to_owned(), cp.note_text().to_owned());
-        let new = self
-            .refused_forks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pair);
-        if new
-            && let Err(e) =
-                self.record_conflict(author, author, c, [held.note_text(), cp.note_text()])
+        if let Err(e) = self
+            .record_conflict_async(author, author, c, [held.note_text(), cp.note_text()])
+            .await
         {
             tracing::error!(error = %format!("{e:#}"), "could not store evidence");
         }
@@ -433,7 +490,10 @@ impl Witness {
                 }
             };
             if let Err(c) = compare(&held, &shared, &proof) {
-                if let Err(e) = self.record_conflict(&member, from, &c, [held.note_text(), note]) {
+                if let Err(e) = self
+                    .record_conflict_async(&member, from, &c, [held.note_text(), note])
+                    .await
+                {
                     tracing::error!(error = %format!("{e:#}"), "could not store evidence");
                 }
                 conflicts.push(member);
@@ -485,6 +545,16 @@ fn hashes(v: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
             })
         })
         .collect()
+}
+
+/// Keeps a piece of evidence from async code: the write, an fsync, runs
+/// on a blocking thread instead of holding up the runtime's.
+async fn keep_evidence(store: &Store, record: pb::EvidenceRecord) -> Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.add_evidence(record))
+        .await
+        .context("evidence task")??;
+    Ok(())
 }
 
 /// The member code of a checkpoint note's origin line, if it is a feed of
@@ -561,7 +631,9 @@ pub async fn cosigner(w: Arc<Witness>, pace: Duration, mut stopping: watch::Rece
             // The round's cosignatures in one write, off the runtime's
             // threads: an fsync each, in the tasks, held up the other
             // work of the runtime (deliveries, API calls) for every one.
-            let kept = {
+            let kept = if answers.is_empty() {
+                Ok(())
+            } else {
                 let (store, size, answers) = (store.clone(), cp.size, answers.clone());
                 tokio::task::spawn_blocking(move || {
                     let lines: Vec<(&str, &str)> = answers

@@ -361,21 +361,31 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Envelopes of the own feed in `[start, end)`, at most `max`.
+    /// Envelopes of the own feed in `[start, end)`: at most `max`, and
+    /// no more than `max_bytes` counting 8 bytes of framing each, except
+    /// that the first is always given (an entry may be up to 1 MiB).
     pub fn feed_envelopes(
         &self,
         start: u64,
         end: u64,
         max: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let end = end.min(self.durable().feed_size);
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for i in start..end {
             if out.len() >= max {
                 break;
             }
             match self.get_by_own_index(i)? {
-                Some(e) => out.push(e.envelope),
+                Some(e) => {
+                    bytes += e.envelope.len() + 8;
+                    if bytes > max_bytes && !out.is_empty() {
+                        break;
+                    }
+                    out.push(e.envelope);
+                }
                 None => {
                     return Err(StoreError::Corrupt {
                         key: format!("feed index {i}"),

@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     /// Which of the `last` module's two files records the next
     /// checkpoint; held while it is written.
     last_slot: Mutex<usize>,
+    /// Held while a piece of evidence takes the next id and is written:
+    /// subscribers, gossip and witness calls keep evidence concurrently.
+    pub(crate) evidence_lock: Mutex<()>,
 }
 
 /// What a backup holds.
@@ -201,6 +204,7 @@ impl Store {
                 refs_run,
                 commit_lock: Mutex::new(()),
                 last_slot: Mutex::new(0),
+                evidence_lock: Mutex::new(()),
             }),
         };
         // A store of an older release's layout is packed before anything

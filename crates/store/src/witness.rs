@@ -153,6 +153,12 @@ impl Store {
     /// [`MAX_EVIDENCE`] are held. Durable when this returns.
     pub fn add_evidence(&self, mut e: Evidence) -> Result<Option<u64>, StoreError> {
         let db = &self.inner.db;
+        // Two callers taking the same id would write one over the other.
+        let _one_at_a_time = self
+            .inner
+            .evidence_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let id = db
             .scan_prefix([keys::EVIDENCE])
             .next_back()
@@ -173,6 +179,32 @@ impl Store {
         db.insert(keys::with_u64(keys::EVIDENCE, id), e.encode_to_vec())?;
         self.sync()?;
         Ok(Some(id))
+    }
+
+    /// How many pieces of evidence are kept, and how many of them are
+    /// not refused entries (so about checkpoints: equivocation,
+    /// inconsistency). Reads each record's kind only, not the envelope a
+    /// refused entry carries (up to 1 MiB).
+    pub fn evidence_counts(&self) -> Result<(u64, u64), StoreError> {
+        /// The kind field of `EvidenceRecord` alone; decoding skips the rest.
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct KindOnly {
+            #[prost(int32, tag = "2")]
+            kind: i32,
+        }
+        let (mut all, mut about_checkpoints) = (0, 0);
+        for kv in self.inner.db.scan_prefix([keys::EVIDENCE]) {
+            let (k, v) = kv?;
+            let kind = KindOnly::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                key: format!("evidence {:?}", keys::tail_u64(&k)),
+                detail: e.to_string(),
+            })?;
+            all += 1;
+            if kind.kind != lienthong_core::proto::EvidenceKind::RefusedEntry as i32 {
+                about_checkpoints += 1;
+            }
+        }
+        Ok((all, about_checkpoints))
     }
 
     /// Evidence with id > `after`, oldest first, at most `limit`.

@@ -2131,6 +2131,66 @@ fn witness_state_cosignatures_and_evidence_are_durable() {
     );
     assert_eq!(store.evidence(2, 10).unwrap().len(), 1);
     assert_eq!(store.evidence(0, 1).unwrap().len(), 1);
+    // Counted without reading a refused entry's envelope.
+    assert_eq!(store.evidence_counts().unwrap(), (3, 3));
+    store
+        .add_evidence(EvidenceRecord {
+            kind: EvidenceKind::RefusedEntry as i32,
+            envelope: vec![7; 1 << 20],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.evidence_counts().unwrap(), (4, 3));
+}
+
+/// Subscribers, gossip and witness calls keep evidence at the same time:
+/// each piece gets an id of its own, none written over another.
+#[test]
+fn evidence_kept_concurrently_gets_distinct_ids() {
+    use lienthong_core::proto::{EvidenceKind, EvidenceRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let (threads, each) = (8, 25);
+    let ids: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let store = &store;
+                s.spawn(move || {
+                    (0..each)
+                        .map(|i| {
+                            store
+                                .add_evidence(EvidenceRecord {
+                                    kind: EvidenceKind::Equivocation as i32,
+                                    reason: format!("{t}/{i}"),
+                                    ..Default::default()
+                                })
+                                .unwrap()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let distinct: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        threads * each,
+        "ids handed out twice: {ids:?}"
+    );
+    let kept = store.evidence(0, 1000).unwrap();
+    assert_eq!(kept.len(), threads * each);
+    let reasons: std::collections::BTreeSet<&str> =
+        kept.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons.len(),
+        threads * each,
+        "a piece of evidence was written over"
+    );
 }
 
 /// The delivery read (`deliverables`) gives, for every own entry (alerts
@@ -2242,5 +2302,26 @@ fn deliverables_match_the_full_read() {
             .filter(|d| d.audience.iter().any(|m| m == "15"))
             .count(),
         50
+    );
+}
+
+/// A page of the own feed stops at its byte budget (8 bytes of framing
+/// counted per envelope) before it reads further, but always holds the
+/// first envelope, however large.
+#[test]
+fn feed_envelopes_stop_at_their_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 5, Category::Smuggling, "15", "x");
+    let store = open(dir.path()).unwrap();
+    let all = store.feed_envelopes(0, 5, 1000, usize::MAX).unwrap();
+    assert_eq!(all.len(), 5);
+    let two = all[0].len() + all[1].len() + 16;
+    let page = store.feed_envelopes(0, 5, 1000, two).unwrap();
+    assert_eq!(page, all[..2]);
+    assert_eq!(store.feed_envelopes(0, 5, 1000, two - 1).unwrap(), all[..1]);
+    assert_eq!(store.feed_envelopes(0, 5, 1000, 0).unwrap(), all[..1]);
+    assert_eq!(
+        store.feed_envelopes(3, 5, 1, usize::MAX).unwrap(),
+        all[3..4]
     );
 }
