@@ -118,10 +118,10 @@ impl Witness {
     }
 
     /// The evidence of a conflict between two signed checkpoints, to be
-    /// kept, or `None` when this pair of notes was kept since start: a
-    /// member that goes on showing its fork (in gossip, in deliveries, in
-    /// cosigning requests) does not fill the store with copies. Logs the
-    /// conflict the first time.
+    /// kept, or `None` when this pair of notes was kept since start (or is
+    /// being kept): a member that goes on showing its fork (in gossip, in
+    /// deliveries, in cosigning requests) does not fill the store with
+    /// copies. The caller writes it, then calls [`Witness::settle_fork`].
     fn conflict_evidence(
         &self,
         member: &str,
@@ -142,9 +142,6 @@ impl Witness {
             Conflict::SameSizeDifferentRoot { .. } => pb::EvidenceKind::Equivocation,
             Conflict::NotConsistent { .. } => pb::EvidenceKind::Inconsistent,
         };
-        tracing::error!(member, from, %conflict, "EQUIVOCATION: a member signed two checkpoints that cannot both be honest; both kept as evidence");
-        self.equivocations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(pb::EvidenceRecord {
             id: 0,
             kind: kind as i32,
@@ -158,53 +155,49 @@ impl Witness {
         })
     }
 
-    /// After a failed write of conflict evidence: keep it at the next sight.
-    fn forget_fork(&self, record: &pb::EvidenceRecord) {
-        if let [held, shown] = &record.checkpoints[..] {
-            self.kept_forks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&(held.clone(), shown.clone()));
+    /// After the write of `record` (from [`Witness::conflict_evidence`]):
+    /// counts and logs it once kept; if the write failed, forgets the pair,
+    /// so the next sighting keeps it.
+    fn settle_fork(&self, record: &pb::EvidenceRecord, written: Result<()>) -> Result<()> {
+        match written {
+            Ok(()) => {
+                tracing::error!(member = %record.member, from = %record.received_from, conflict = %record.reason, "EQUIVOCATION: a member signed two checkpoints that cannot both be honest; both kept as evidence");
+                self.equivocations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                if let [held, shown] = &record.checkpoints[..] {
+                    self.kept_forks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(held.clone(), shown.clone()));
+                }
+                Err(e)
+            }
         }
     }
 
-    /// Keeps evidence of a conflict between two signed checkpoints (on a
-    /// blocking thread: the write is an fsync).
-    fn record_conflict(
+    /// Keeps evidence of a conflict between two signed checkpoints, from
+    /// async code: the write (an fsync) runs off the runtime's threads.
+    async fn record_conflict(
         &self,
         member: &str,
         from: &str,
         conflict: &Conflict,
         notes: [&str; 2],
     ) -> Result<()> {
-        if let Some(record) = self.conflict_evidence(member, from, conflict, notes)
-            && let Err(e) = self.store.add_evidence(record.clone())
-        {
-            self.forget_fork(&record);
-            return Err(e.into());
+        match self.conflict_evidence(member, from, conflict, notes) {
+            Some(record) => {
+                let written = keep_evidence(&self.store, record.clone()).await;
+                self.settle_fork(&record, written)
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// [`Witness::record_conflict`] from async code: the write runs off
-    /// the runtime's threads.
-    async fn record_conflict_async(
-        &self,
-        member: &str,
-        from: &str,
-        conflict: &Conflict,
-        notes: [&str; 2],
-    ) -> Result<()> {
-        if let Some(record) = self.conflict_evidence(member, from, conflict, notes)
-            && let Err(e) = keep_evidence(&self.store, record.clone()).await
-        {
-            self.forget_fork(&record);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Witness side of `Federation.AddCheckpoint` for `caller`.
+    /// Witness side of `Federation.AddCheckpoint` for `caller`. Blocks
+    /// (it fsyncs): call it on a blocking thread of the runtime.
     pub fn add_checkpoint(
         &self,
         caller: &str,
@@ -250,8 +243,14 @@ impl Witness {
             ))),
             AddDecision::Conflict(c) => {
                 let held_note = held.as_ref().map_or("", |h| h.note_text()).to_owned();
-                self.record_conflict(caller, caller, &c, [&held_note, new.note_text()])
-                    .map_err(internal)?;
+                // Already on a blocking thread: written here.
+                if let Some(record) =
+                    self.conflict_evidence(caller, caller, &c, [&held_note, new.note_text()])
+                {
+                    let written = self.store.add_evidence(record.clone()).map(drop);
+                    self.settle_fork(&record, written.map_err(anyhow::Error::from))
+                        .map_err(internal)?;
+                }
                 Err(Status::failed_precondition(format!(
                     "refused to cosign: {c}; both checkpoints are kept as evidence"
                 )))
@@ -358,7 +357,7 @@ impl Witness {
         cp: &VerifiedCheckpoint,
     ) -> anyhow::Error {
         if let Err(e) = self
-            .record_conflict_async(author, author, c, [held.note_text(), cp.note_text()])
+            .record_conflict(author, author, c, [held.note_text(), cp.note_text()])
             .await
         {
             tracing::error!(error = %format!("{e:#}"), "could not store evidence");
@@ -491,7 +490,7 @@ impl Witness {
             };
             if let Err(c) = compare(&held, &shared, &proof) {
                 if let Err(e) = self
-                    .record_conflict_async(&member, from, &c, [held.note_text(), note])
+                    .record_conflict(&member, from, &c, [held.note_text(), note])
                     .await
                 {
                     tracing::error!(error = %format!("{e:#}"), "could not store evidence");
@@ -572,9 +571,10 @@ fn origin_member(note: &str, federation: &str) -> Option<String> {
 /// the next round starts no sooner than `pace` after this one ended. A
 /// busy feed is checkpointed every `checkpoint.interval_ms`, and one round
 /// costs each member a signature check, a cosignature and an fsync, and
-/// this node one fsync for all the answers: with eleven members checkpointing every
-/// 50 ms that was 2,200 exchanges a second, most of them for checkpoints a
-/// later one supersedes within milliseconds. Checkpoints signed between
+/// this node one fsync for all the answers: with eleven members
+/// checkpointing every 50 ms, unpaced rounds made 2,200 exchanges a
+/// second, most of them for checkpoints a later one supersedes within
+/// milliseconds. Checkpoints signed between
 /// rounds stay uncosigned; the next cosigned one is consistent with them,
 /// which every witness checks before it cosigns.
 pub async fn cosigner(w: Arc<Witness>, pace: Duration, mut stopping: watch::Receiver<bool>) {

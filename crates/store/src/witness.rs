@@ -183,8 +183,9 @@ impl Store {
 
     /// How many pieces of evidence are kept, and how many of them are
     /// not refused entries (so about checkpoints: equivocation,
-    /// inconsistency). Reads each record's kind only, not the envelope a
-    /// refused entry carries (up to 1 MiB).
+    /// inconsistency). Decodes each record's kind only, not the envelope a
+    /// refused entry carries (up to 1 MiB), though sled still reads each
+    /// value.
     pub fn evidence_counts(&self) -> Result<(u64, u64), StoreError> {
         /// The kind field of `EvidenceRecord` alone; decoding skips the rest.
         #[derive(Clone, PartialEq, prost::Message)]
