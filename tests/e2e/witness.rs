@@ -289,6 +289,14 @@ async fn a_member_showing_two_histories_is_caught_by_honest_peers() -> anyhow::R
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
     assert!(err.message().contains("different roots"), "{err}");
+    // Kept once: 24 holds this pair of notes already, from gossip.
+    let kept: Vec<_> = f.nodes[1]
+        .evidence()
+        .await?
+        .into_iter()
+        .filter(|e| e.member == "20")
+        .collect();
+    assert_eq!(kept.len(), 1, "the same fork kept more than once: {kept:?}");
 
     // A node's own pinned client certificate is not a member's: the
     // federation port refuses it at the handshake.
