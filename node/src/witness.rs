@@ -130,12 +130,7 @@ impl Witness {
         notes: [&str; 2],
     ) -> Option<pb::EvidenceRecord> {
         let pair = (notes[0].to_owned(), notes[1].to_owned());
-        let new = self
-            .kept_forks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pair);
-        if !new {
+        if !first_sight(&self.kept_forks, pair, KEPT_FORKS_MAX) {
             return None;
         }
         let kind = match conflict {
@@ -264,11 +259,7 @@ impl Witness {
     /// with copies.
     pub async fn keep_refused_entry(&self, record: pb::EvidenceRecord) -> Result<()> {
         let id = lienthong_core::entry::EntryId::of_envelope(&record.envelope).0;
-        let new = self
-            .refused_entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+        let new = first_sight(&self.refused_entries, id, REFUSED_ENTRIES_MAX);
         if new && let Err(e) = keep_evidence(&self.store, record).await {
             // Kept at the next sight instead.
             self.refused_entries
@@ -546,6 +537,28 @@ fn hashes(v: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
         .collect()
 }
 
+/// Bounds of what [`Witness`] remembers as kept since start. A member
+/// that signs fork after fork, or sends entry after refused entry, must
+/// not grow the node's memory without end. Past the bound the memory
+/// starts afresh, and what is seen again is kept again, until the store's
+/// own bound ([`lienthong_store::MAX_EVIDENCE`]) refuses more.
+const KEPT_FORKS_MAX: usize = 1024;
+const REFUSED_ENTRIES_MAX: usize = 100_000;
+
+/// Whether `item` is new to `seen` (and now in it); `seen` is emptied
+/// first when it holds `max` items.
+fn first_sight<T: std::hash::Hash + Eq>(
+    seen: &Mutex<std::collections::HashSet<T>>,
+    item: T,
+    max: usize,
+) -> bool {
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.len() >= max && !seen.contains(&item) {
+        seen.clear();
+    }
+    seen.insert(item)
+}
+
 /// Keeps a piece of evidence from async code: the write, an fsync, runs
 /// on a blocking thread instead of holding up the runtime's.
 async fn keep_evidence(store: &Store, record: pb::EvidenceRecord) -> Result<()> {
@@ -804,5 +817,22 @@ pub async fn gossip(w: Arc<Witness>, mut stopping: watch::Receiver<bool>) {
                 sent.insert(m, notes);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sight_remembers_up_to_its_bound_then_starts_afresh() {
+        let seen = Mutex::new(std::collections::HashSet::new());
+        assert!(["a", "b", "c"].iter().all(|x| first_sight(&seen, *x, 3)));
+        assert!(!first_sight(&seen, "a", 3), "seen already");
+        assert!(!first_sight(&seen, "c", 3), "seen already, at the bound");
+        assert!(first_sight(&seen, "d", 3), "new: the memory starts afresh");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(first_sight(&seen, "a", 3), "forgotten with the rest");
+        assert!(!first_sight(&seen, "d", 3));
     }
 }
