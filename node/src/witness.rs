@@ -163,10 +163,7 @@ impl Witness {
             }
             Err(e) => {
                 if let [held, shown] = &record.checkpoints[..] {
-                    self.kept_forks
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&(held.clone(), shown.clone()));
+                    forget(&self.kept_forks, &(held.clone(), shown.clone()));
                 }
                 Err(e)
             }
@@ -262,10 +259,7 @@ impl Witness {
         let new = first_sight(&self.refused_entries, id, REFUSED_ENTRIES_MAX);
         if new && let Err(e) = keep_evidence(&self.store, record).await {
             // Kept at the next sight instead.
-            self.refused_entries
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+            forget(&self.refused_entries, &id);
             return Err(e);
         }
         Ok(())
@@ -559,6 +553,12 @@ fn first_sight<T: std::hash::Hash + Eq>(
     seen.insert(item)
 }
 
+/// Undoes [`first_sight`] of `item`, whose keeping failed: the next sight
+/// of it is a first one again.
+fn forget<T: std::hash::Hash + Eq>(seen: &Mutex<std::collections::HashSet<T>>, item: &T) {
+    seen.lock().unwrap_or_else(|p| p.into_inner()).remove(item);
+}
+
 /// Keeps a piece of evidence from async code: the write, an fsync, runs
 /// on a blocking thread instead of holding up the runtime's.
 async fn keep_evidence(store: &Store, record: pb::EvidenceRecord) -> Result<()> {
@@ -587,9 +587,9 @@ fn origin_member(note: &str, federation: &str) -> Option<String> {
 /// this node one fsync for all the answers: with eleven members
 /// checkpointing every 50 ms, unpaced rounds made 2,200 exchanges a
 /// second, most of them for checkpoints a later one supersedes within
-/// milliseconds. Checkpoints signed between
-/// rounds stay uncosigned; the next cosigned one is consistent with them,
-/// which every witness checks before it cosigns.
+/// milliseconds. Checkpoints signed between rounds stay uncosigned; the
+/// next cosigned one is consistent with them, which every witness checks
+/// before it cosigns.
 pub async fn cosigner(w: Arc<Witness>, pace: Duration, mut stopping: watch::Receiver<bool>) {
     let store = w.store.clone();
     let mut durable = store.subscribe();
@@ -834,5 +834,7 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 1);
         assert!(first_sight(&seen, "a", 3), "forgotten with the rest");
         assert!(!first_sight(&seen, "d", 3));
+        forget(&seen, &"d");
+        assert!(first_sight(&seen, "d", 3), "forgotten after a failed keep");
     }
 }
